@@ -1,0 +1,374 @@
+"""The `wordlstm` command line: small click sub-commands over the library modules.
+
+Heavy libraries load inside the command that needs them: `segment`, `neighbors` and `--help`
+never import Keras, and `continue-text` imports it only the first time a model is used.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly(fn):
+    """Turn expected failures into one clear line and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            _fail(str(err))
+        except MemoryError:
+            _fail("out of memory; try a smaller --batch-size or corpus")
+        except OSError as err:
+            where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+            _fail(f"{where}{err.strerror or err}")
+
+    return wrapper
+
+
+def progress_bar(total, unit, quiet, desc, scale=False):
+    """A tqdm bar on stderr (rate and ETA), or None when --quiet."""
+    if quiet:
+        return None
+    from tqdm import tqdm  # well-kept, tiny; gives rate + ETA in the terminal and logs
+
+    return tqdm(total=total, unit=unit, unit_scale=scale, desc=desc, file=sys.stderr,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+def _say(quiet: bool):
+    return (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wordlstm")
+def main():
+    """Learn the style of a Chinese novel and continue text in it.
+
+    \b
+    wordlstm segment novel.txt -o novel.seg.txt
+    wordlstm train-vectors novel.seg.txt -o models/novel/vectors
+    wordlstm train novel.seg.txt --vectors models/novel/vectors -o models/novel
+    wordlstm continue-text "宝玉笑道" --model models/novel -n 200
+    """
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Segmented text: one paragraph a line, words split by spaces.")
+@click.option("--encoding", default=None, help="Input encoding (default: detect per file).")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
+              show_default=True, help="On undecodable bytes: stop, or replace and count them.")
+@click.option("--user-dict", type=click.Path(dir_okay=False), default=None,
+              help="jieba user dictionary (e.g. character names), one word a line.")
+@click.option("--engine", type=click.Choice(["auto", "jieba", "rjieba"]), default="auto",
+              show_default=True, help="rjieba gives jieba's exact tokens ~20x faster.")
+@click.option("--unit", type=click.Choice(["word", "char"]), default="word", show_default=True)
+@click.option("--no-hmm", is_flag=True, help="Turn off jieba's HMM for unknown words.")
+@click.option("-j", "--jobs", type=int, default=0, help="Processes (default: all cores).")
+@quiet_option
+@json_option
+@friendly
+def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, jobs, quiet, as_json):
+    """Segment text files into words with jieba (normalising encodings and indentation)."""
+    from .segment import SegmenterConfig, default_jobs, segment_files
+    from .textio import atomic_output, check_writable
+
+    check_writable(output)
+    config = SegmenterConfig(engine=engine, user_dict=user_dict, hmm=not no_hmm, unit=unit)
+    total = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
+    bar = progress_bar(total, "B", quiet, "segment", scale=True)
+    try:
+        with atomic_output(output) as out:
+            stats = segment_files(list(inputs), out, config, encoding=encoding, errors=errors,
+                                  jobs=jobs or default_jobs(), progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        click.echo(json.dumps(stats.to_json() | {"output": output}, ensure_ascii=False))
+    elif not quiet:
+        click.echo(f"{output}: {stats.lines:,} lines, {stats.tokens:,} tokens, "
+                   f"{stats.distinct:,} distinct words from {stats.bytes / 1e6:.1f} MB "
+                   f"({', '.join(sorted({f['encoding'] for f in stats.files}))}) in "
+                   f"{stats.seconds:.1f} s, {stats.mb_per_s:.2f} MB/s, engine {stats.engine}", err=True)
+        if stats.replaced:
+            click.echo(f"replaced {stats.replaced:,} undecodable bytes with U+FFFD", err=True)
+
+
+@main.command("train-vectors")
+@click.argument("segmented", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output prefix: writes PREFIX.bin (word2vec binary) and PREFIX.json.")
+@click.option("--size", default=200, show_default=True, help="Vector dimensions.")
+@click.option("--window", default=8, show_default=True, help="Context window.")
+@click.option("--sg", is_flag=True, help="Skip-gram instead of CBOW.")
+@click.option("--negative", default=25, show_default=True, help="Negative samples.")
+@click.option("--sample", default=1e-4, show_default=True, help="Down-sampling of frequent words.")
+@click.option("--epochs", default=15, show_default=True)
+@click.option("--min-count", default=5, show_default=True, help="Ignore rarer words.")
+@click.option("--workers", default=0, help="Threads (default: all cores).")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--text", "as_text", is_flag=True, help="Write the word2vec text format instead.")
+@quiet_option
+@json_option
+@friendly
+def train_vectors(segmented, output, size, window, sg, negative, sample, epochs, min_count,
+                  workers, seed, as_text, quiet, as_json):
+    """Train word2vec vectors (gensim) on a segmented file."""
+    from .textio import check_writable
+    from .vectors import Word2VecSettings, save_settings, save_vectors, settings_dict, train_word2vec
+
+    _check_segmented(segmented)
+    prefix = Path(output)
+    if prefix.suffix in (".bin", ".txt"):
+        prefix = prefix.with_suffix("")
+    path = prefix.with_name(prefix.name + (".txt" if as_text else ".bin"))
+    check_writable(path)
+    settings = Word2VecSettings(size=size, window=window, sg=int(sg), negative=negative,
+                                sample=sample, epochs=epochs, min_count=min_count,
+                                workers=workers, seed=seed)
+    bar = progress_bar(epochs, "epoch", quiet, "word2vec")
+    t0 = time.perf_counter()
+    try:
+        vectors = train_word2vec(segmented, settings, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    save_vectors(vectors, path, binary=not as_text)
+    words = vectors.train_stats["corpus_words"] * epochs
+    summary = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
+               "seconds": round(seconds, 2), "words_per_s": round(words / seconds),
+               "settings": settings_dict(settings), "corpus": str(segmented)}
+    save_settings(summary, prefix.with_name(prefix.name + ".json"))
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    elif not quiet:
+        click.echo(f"{path}: {len(vectors):,} words x {vectors.dim} dims in {seconds:.1f} s "
+                   f"({summary['words_per_s']:,} words/s)", err=True)
+
+
+def _check_segmented(path):
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such file")
+    if p.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty")
+    with open(p, "rb") as f:
+        head = f.read(65536)
+    if b"\x00" in head:
+        raise UserError(f"{path}: looks like a binary file, not segmented text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:
+            raise UserError(f"{path}: not UTF-8 at byte offset {err.start}; "
+                            "segmented files are written by `wordlstm segment`") from None
+
+
+@main.command()
+@click.argument("segmented", type=click.Path(dir_okay=False))
+@click.option("--vectors", "vectors_path", required=True, help="word2vec .bin/.txt file or prefix.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Model directory to write.")
+@click.option("--window", default=20, show_default=True, help="Words the model reads.")
+@click.option("--units", default=256, show_default=True, help="LSTM size.")
+@click.option("--layers", default=1, show_default=True, help="Stacked LSTM layers.")
+@click.option("--dropout", default=0.0, show_default=True, help="Dropout after each LSTM.")
+@click.option("--loss", type=click.Choice(["cosine", "mse"]), default="cosine", show_default=True)
+@click.option("--train-embedding", is_flag=True, help="Fine-tune the input embedding.")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--val-fraction", default=0.05, show_default=True, help="Held-out tail of the corpus.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--user-dict", type=click.Path(dir_okay=False), default=None,
+              help="The user dictionary the corpus was segmented with (used for prompts).")
+@click.option("--engine", type=click.Choice(["auto", "jieba", "rjieba"]), default="auto")
+@click.option("--unit", type=click.Choice(["word", "char"]), default="word")
+@click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
+@quiet_option
+@friendly
+def train(segmented, vectors_path, output, window, units, layers, dropout, loss, train_embedding,
+          epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit, resume,
+          quiet):
+    """Train the LSTM that predicts the next word's vector."""
+    _check_segmented(segmented)
+    if not 0 <= val_fraction < 1:
+        raise UserError("--val-fraction must be in [0, 1)")
+    if window < 1 or units < 1 or layers < 1 or epochs < 1 or batch_size < 1:
+        raise UserError("--window, --units, --layers, --epochs and --batch-size must be positive")
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    from .textio import check_writable
+
+    check_writable(out / "config.json")
+    from .model import ModelConfig
+    from .segment import SegmenterConfig
+    from .train import TrainConfig, backend_line, train as run_train
+
+    say = _say(quiet)
+    say(backend_line())
+    cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
+                      train_embedding=train_embedding)
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                       val_fraction=val_fraction, seed=seed)
+    seg = SegmenterConfig(engine=engine, user_dict=user_dict, unit=unit)
+    try:
+        result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
+                           verbose=1 if sys.stderr.isatty() and not quiet else 0, log=say)
+    except KeyboardInterrupt:
+        ckpt = out / "checkpoint" / "state.json"
+        done = json.loads(ckpt.read_text())["epoch"] if ckpt.is_file() else 0
+        _fail(f"interrupted; {done} epoch(s) saved in {out / 'checkpoint'}: "
+              "run the same command with --resume to continue", 130)
+    say(f"{out}: model saved ({len(result['history'])} epochs)")
+
+
+def _load_for_generation(model_dir):
+    from .modeldir import (check_weights, default_model_dir, load_inference,
+                           load_vectors_checked, read_config, segmenter_config)
+
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    config = read_config(model_dir)
+    vectors = load_vectors_checked(model_dir, config)
+    weights = load_inference(model_dir, config)
+    check_weights(model_dir, config, weights)
+    return model_dir, config, vectors, weights, segmenter_config(model_dir, config)
+
+
+@main.command("continue-text")
+@click.argument("prompt")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Model directory (default: the shipped 红楼梦 model).")
+@click.option("-n", "--length", default=100, show_default=True, help="Words to generate.")
+@click.option("--until", default=None, help="Stop once the text ends with this mark (e.g. 。”).")
+@click.option("--seed", default=None, type=int, help="Random seed: same seed, same text.")
+@click.option("--greedy", is_flag=True, help="Always take the nearest word (no sampling).")
+@click.option("--temperature", default=0.1, show_default=True,
+              help="Softmax temperature over cosine scores.")
+@click.option("--top-k", default=40, show_default=True, help="Sample among the k nearest words.")
+@click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling threshold.")
+@click.option("--no-repeat-ngram", default=3, show_default=True,
+              help="Never repeat an n-gram of this size (0: off).")
+@click.option("--repetition-penalty", default=0.1, show_default=True,
+              help="Subtracted from the cosine of recently used words.")
+@click.option("--context", type=click.Choice(["window", "carry"]), default="window",
+              show_default=True, help="Re-read the last window per word, or carry LSTM state.")
+@click.option("--samples", default=1, show_default=True, help="Continuations, made as one batch.")
+@quiet_option
+@json_option
+@friendly
+def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, top_k, top_p,
+                  no_repeat_ngram, repetition_penalty, context, samples, quiet, as_json):
+    """Continue PROMPT in the style the model learned."""
+    from .generate import Generator, SamplingConfig, StepModel, prompt_ids, render
+    from .segment import Segmenter
+    from .textio import normalize_line
+    from .vectors import EOS
+
+    if length < 1 or samples < 1:
+        raise UserError("--length and --samples must be positive")
+    if temperature <= 0:
+        raise UserError("--temperature must be positive (use --greedy for none)")
+    model_dir, config, vectors, weights, seg_cfg = _load_for_generation(model_dir)
+    tokens = Segmenter(seg_cfg)(normalize_line(prompt))
+    ids, unknown, split = prompt_ids(tokens, vectors.index)
+    say = _say(quiet or as_json)
+    if split:
+        say(f"note: not in the vocabulary, used their characters instead: {' '.join(split)}")
+    if unknown:
+        say(f"note: not in the vocabulary, skipped: {' '.join(unknown)}")
+    if not ids:
+        raise UserError(f"no word of the prompt {prompt!r} is in the model's vocabulary "
+                        f"({len(vectors):,} words); try words from the novel")
+    cfg = SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+                         no_repeat_ngram=no_repeat_ngram, repetition_penalty=repetition_penalty,
+                         context=context)
+    gen = Generator(StepModel(weights), vectors.words, vectors.normalized(),
+                    config["model"]["window"], vectors.index.get(EOS))
+    stop = None
+    if until:
+        stop = lambda out: render([vectors.words[i] for i in out[-8:]]).endswith(until)  # noqa: E731
+    stream = samples == 1 and not as_json  # one continuation: show each word as it comes
+
+    def on_step(step, nxt):
+        click.echo(render([vectors.words[nxt[0]]]), nl=False)
+        sys.stdout.flush()
+
+    if stream:
+        click.echo(prompt, nl=False)
+    t0 = time.perf_counter()
+    outs = gen.generate([ids] * samples, length, cfg, seed=seed,
+                        on_step=on_step if stream else None, stop=stop)
+    seconds = time.perf_counter() - t0
+    texts = [render([vectors.words[i] for i in out]) for out in outs]
+    if stream:
+        click.echo()
+    elif as_json:
+        click.echo(json.dumps({"prompt": prompt, "model": str(model_dir), "seed": seed,
+                               "continuations": texts, "words": [len(o) for o in outs],
+                               "unknown": unknown, "split": split,
+                               "seconds": round(seconds, 4)}, ensure_ascii=False))
+    else:
+        click.echo("\n\n".join(prompt + t for t in texts))
+    n_words = sum(len(o) for o in outs)
+    say(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
+
+
+@main.command()
+@click.argument("word")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Model directory (default: the shipped model).")
+@click.option("--vectors", "vectors_path", default=None, help="A word2vec file instead of a model.")
+@click.option("-k", "--top", "k", default=10, show_default=True, help="How many neighbours.")
+@json_option
+@friendly
+def neighbors(word, model_dir, vectors_path, k, as_json):
+    """The words nearest to WORD by cosine similarity."""
+    from .vectors import load_vectors
+
+    if vectors_path:
+        vectors = load_vectors(vectors_path)
+    else:
+        from .modeldir import default_model_dir, read_config
+
+        model_dir = Path(model_dir) if model_dir else default_model_dir()
+        read_config(model_dir)
+        vectors = load_vectors(model_dir / "vectors.bin")
+    result = vectors.neighbors(word, k)
+    if as_json:
+        click.echo(json.dumps({"word": word, "neighbors": [{"word": w, "cosine": round(s, 6)}
+                                                           for w, s in result]}, ensure_ascii=False))
+    else:
+        for w, s in result:
+            click.echo(f"{s:.4f}  {w}")
+
+
+if __name__ == "__main__":
+    main()

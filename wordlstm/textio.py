@@ -1,0 +1,245 @@
+"""Reading real-world text files and writing outputs safely.
+
+Downloaded novels come in UTF-8 (with or without BOM), UTF-16, GB18030/GBK or Big5, with
+CRLF line ends and full-width indentation. `iter_lines` detects the encoding from a sample,
+then decodes the file in chunks (constant memory), so a bad byte is reported with its exact
+file offset and line. `atomic_output` writes to a temporary file and renames it into place,
+so an interrupted run never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+CHUNK = 1 << 20
+SAMPLE = 256 * 1024
+ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "gb18030", "big5")
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Whitespace that a novel uses for indentation or layout: ASCII, tabs, the ideographic
+# space U+3000, no-break and other Unicode spaces, and zero-width ones.
+_SPACE_RUN = re.compile(r"[\s\u3000\u00a0\u200b\u200c\u200d\ufeff]+")
+
+
+@dataclass
+class ReadStats:
+    """What reading one file found: its encoding, size and how many bytes were replaced."""
+
+    path: str
+    encoding: str = ""
+    bytes: int = 0
+    lines: int = 0
+    replaced: int = 0
+    dropped: list = field(default_factory=list)
+
+
+def normalize_line(line: str) -> str:
+    """Strip CR/LF and indentation, and collapse inner whitespace runs to one space."""
+    return _SPACE_RUN.sub(" ", line).strip()
+
+
+def _looks_binary(sample: bytes) -> bool:
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return False
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13, 27))
+    return controls > max(8, len(sample) // 100)
+
+
+def _cut_incomplete(sample: bytes, encoding: str) -> bytes:
+    """Drop a multi-byte character cut off at the end of the sample."""
+    dec = codecs.getincrementaldecoder(encoding)("strict")
+    try:
+        dec.decode(sample, final=False)
+    except UnicodeDecodeError:
+        return sample
+    pending = dec.getstate()[0]
+    return sample[: len(sample) - len(pending)] if pending else sample
+
+
+def _common_han_share(text: str) -> float:
+    """Share of CJK characters that are in the GB2312 level-1 set (the 3,755 most common).
+
+    Big5 bytes read as GBK (or the other way round) decode to rare characters; real text is
+    mostly common ones, so this tells the two apart reliably on a few KB of text.
+    """
+    han = [c for c in text if "\u4e00" <= c <= "\u9fff"]
+    if not han:
+        return 0.0
+    common = 0
+    for c in han:
+        try:
+            b = c.encode("gb2312")
+        except UnicodeEncodeError:
+            continue
+        if 0xB0 <= b[0] <= 0xD7:
+            common += 1
+    return common / len(han)
+
+
+def detect_encoding(path: str | os.PathLike) -> str:
+    """Guess a file's encoding from its first 256 KB; raise UserError if it is not text."""
+    with open(path, "rb") as f:
+        sample = f.read(SAMPLE)
+    if not sample:
+        raise UserError(f"{path}: file is empty")
+    for bom, name in _BOMS:
+        if sample.startswith(bom):
+            return name
+    if _looks_binary(sample):
+        raise UserError(f"{path}: looks like a binary file, not text")
+    candidates = []
+    for enc in ("utf-8", "gb18030", "big5"):
+        try:
+            text = _cut_incomplete(sample, enc).decode(enc)
+        except UnicodeDecodeError:
+            continue
+        if enc == "utf-8":
+            return "utf-8"  # valid UTF-8 of any length is almost never another encoding
+        candidates.append((_common_han_share(text), enc))
+    if not candidates:
+        # Undecodable in every candidate: report it against the most likely one.
+        return "gb18030"
+    return max(candidates)[1]
+
+
+def _offset_error(path, err: UnicodeDecodeError, chunk_start: int, pending: int,
+                  line: int, encoding: str) -> UserError:
+    offset = chunk_start - pending + err.start
+    bad = err.object[err.start:err.end].hex(" ")
+    return UserError(
+        f"{path}: cannot decode byte(s) {bad} at byte offset {offset} (line {line}) as "
+        f"{encoding}; pass --encoding to choose another, or --errors replace to keep going"
+    )
+
+
+def iter_lines(path: str | os.PathLike, encoding: str | None = None, errors: str = "strict",
+               stats: ReadStats | None = None) -> Iterator[str]:
+    """Yield the decoded lines of a file (without line ends), in constant memory.
+
+    `errors` is "strict" (stop at the first bad byte with its offset) or "replace"
+    (substitute U+FFFD and count replacements in `stats.replaced`).
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, not a text file")
+    if errors not in ("strict", "replace"):
+        raise UserError(f"--errors must be strict or replace, not {errors!r}")
+    try:
+        enc = encoding or detect_encoding(path)
+        codecs.lookup(enc)
+    except LookupError:
+        raise UserError(f"unknown encoding {encoding!r}") from None
+    stats = stats if stats is not None else ReadStats(path)
+    stats.encoding = enc
+    handler = "strict"
+    if errors == "replace":
+        handler = _counting_handler(stats)
+    decoder = codecs.getincrementaldecoder(enc)(handler)
+    tail = ""
+    line_no = 1
+    pos = 0
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(CHUNK)
+            final = not data
+            pending = len(decoder.getstate()[0])
+            try:
+                text = tail + decoder.decode(data, final=final)
+            except UnicodeDecodeError as err:
+                done = err.object[: err.start].decode(enc, "replace")
+                raise _offset_error(path, err, pos, pending, line_no + done.count("\n"), enc) from None
+            pos += len(data)
+            stats.bytes = pos
+            parts = text.splitlines()
+            # Keep an unfinished last line (or a CR whose LF may follow) for the next chunk.
+            tail = ""
+            if not final and parts and not text.endswith("\n"):
+                tail = parts.pop() + ("\r" if text.endswith("\r") else "")
+            for part in parts:
+                line_no += 1
+                yield part
+            stats.lines = line_no - 1
+            if final:
+                break
+
+
+def _counting_handler(stats: ReadStats) -> str:
+    """Register a codec error handler that substitutes U+FFFD and counts bad bytes."""
+    name = f"wordlstm-replace-{id(stats)}"
+
+    def handler(err: UnicodeDecodeError):
+        stats.replaced += err.end - err.start
+        return "\ufffd", err.end
+
+    codecs.register_error(name, handler)
+    return name
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    For libraries that want a file name (gensim, Keras) rather than a stream.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+    except OSError as err:
+        raise UserError(f"{path}: cannot write here ({err.strerror})") from None
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temp file next to `path` for writing; it becomes `path` only if the block succeeds."""
+    binary = "b" in mode
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=None if binary else encoding,
+                  newline=None if binary else "\n") as f:
+            yield f
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail early (before hours of work) if an output path cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UserError(f"{path}: cannot write here (directory {probe} is not writable)")
+
