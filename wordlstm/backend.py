@@ -7,6 +7,7 @@ setting can stop it; those lines are hidden here while Keras imports (errors sti
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 
@@ -38,9 +39,10 @@ def import_keras():
     with _native_stderr_hidden():
         import keras
 
-        keras.backend.backend()
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow  # noqa: F401  (its device probing logs natively too)
+        # Keras' saving code imports TensorFlow when it is installed, whatever the backend,
+        # and TensorFlow logs natively on import and on its first device probe: do both here.
+        if importlib.util.find_spec("tensorflow") is not None:
+            import tensorflow
 
             tensorflow.config.list_physical_devices()
     return keras

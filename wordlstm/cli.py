@@ -201,6 +201,8 @@ def _check_segmented(path):
 @click.option("--dropout", default=0.0, show_default=True, help="Dropout after each LSTM.")
 @click.option("--loss", type=click.Choice(["cosine", "mse"]), default="cosine", show_default=True)
 @click.option("--train-embedding", is_flag=True, help="Fine-tune the input embedding.")
+@click.option("--target", type=click.Choice(["raw", "centered"]), default="raw", show_default=True,
+              help="Regress unit word vectors, or unit vectors after removing their mean.")
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam learning rate.")
@@ -214,7 +216,7 @@ def _check_segmented(path):
 @quiet_option
 @friendly
 def train(segmented, vectors_path, output, window, units, layers, dropout, loss, train_embedding,
-          epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit, resume,
+          target, epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit, resume,
           quiet):
     """Train the LSTM that predicts the next word's vector."""
     _check_segmented(segmented)
@@ -235,7 +237,7 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
     say = _say(quiet)
     say(backend_line())
     cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
-                      train_embedding=train_embedding)
+                      train_embedding=train_embedding, target=target)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_fraction=val_fraction, seed=seed)
     seg = SegmenterConfig(engine=engine, user_dict=user_dict, unit=unit)
@@ -310,7 +312,8 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
     cfg = SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
                          no_repeat_ngram=no_repeat_ngram, repetition_penalty=repetition_penalty,
                          context=context)
-    gen = Generator(StepModel(weights), vectors.words, vectors.normalized(),
+    gen = Generator(StepModel(weights), vectors.words,
+                    vectors.target_space(config["model"].get("target", "raw")),
                     config["model"]["window"], vectors.index.get(EOS))
     stop = None
     if until:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 LOSSES = ("cosine", "mse")
+TARGETS = ("raw", "centered")
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ModelConfig:
     dropout: float = 0.0
     loss: str = "cosine"
     train_embedding: bool = False
+    target: str = "raw"  # "raw" or "centered" unit word vectors (see Vectors.target_space)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -135,7 +135,7 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     if len(split.train) == 0:
         raise UserError(f"{segmented}: too little text to train on: {len(ids)} tokens, "
                         f"window {cfg.window}; use a larger corpus or a smaller --window")
-    unit = vectors.normalized()
+    unit = vectors.target_space(cfg.target)
 
     def targets(t):
         return unit[t]

@@ -79,6 +79,20 @@ class Vectors:
         norms = np.linalg.norm(self.matrix, axis=1, keepdims=True)
         return np.ascontiguousarray(self.matrix / np.maximum(norms, 1e-8), dtype=np.float32)
 
+    def target_space(self, mode: str = "raw") -> np.ndarray:
+        """Unit vectors the model regresses onto and decodes against.
+
+        "centered" subtracts the mean vector first: word2vec vectors share a large common
+        direction, which makes every prediction look close to many words (hubness).
+        """
+        if mode == "raw":
+            return self.normalized()
+        if mode == "centered":
+            centered = self.matrix - self.matrix.mean(axis=0, keepdims=True)
+            norms = np.linalg.norm(centered, axis=1, keepdims=True)
+            return np.ascontiguousarray(centered / np.maximum(norms, 1e-8), dtype=np.float32)
+        raise UserError(f"unknown target space {mode!r}; choose raw or centered")
+
     def neighbors(self, word: str, k: int = 10) -> list[tuple[str, float]]:
         if word not in self.index:
             raise UserError(f"{word!r} is not in the vocabulary ({len(self)} words)")

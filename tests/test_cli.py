@@ -1,0 +1,179 @@
+"""Every command through the CLI, and every bad input as one clear line with a non-zero exit."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from wordlstm.cli import main
+from wordlstm.vectors import Vectors, load_vectors, save_vectors
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def assert_clear_error(result, *words):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [l for l in result.output.splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, result.output
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_segment_writes_one_paragraph_a_line(novel, tmp_path):
+    out = tmp_path / "seg.txt"
+    r = run("segment", novel, "-o", out, "--json", "-j", "2")
+    summary = json.loads(r.stdout)
+    assert summary["lines"] == len(out.read_text(encoding="utf-8").splitlines())
+    assert summary["files"][0]["encoding"] == "gb18030"
+    assert "  " not in out.read_text(encoding="utf-8")
+
+
+def test_train_vectors_writes_word2vec_and_settings(segmented, tmp_path):
+    r = run("train-vectors", segmented, "-o", tmp_path / "v", "--size", 12, "--epochs", 2,
+            "--min-count", 2, "--json")
+    summary = json.loads(r.stdout)
+    assert load_vectors(tmp_path / "v.bin").dim == 12
+    assert json.loads((tmp_path / "v.json").read_text())["settings"]["size"] == 12
+    assert summary["words_per_s"] > 0
+    run("train-vectors", segmented, "-o", tmp_path / "t", "--size", 4, "--epochs", 1,
+        "--min-count", 2, "--text", "-q")
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8").split("\n")[0].endswith(" 4")
+
+
+def test_train_and_continue_text(segmented, vectors_file, tmp_path):
+    out = tmp_path / "m"
+    run("train", segmented, "--vectors", vectors_file, "-o", out, "--window", 5, "--units", 8,
+        "--epochs", 1, "-q")
+    r = run("continue-text", "老王笑道", "--model", out, "-n", 12, "--seed", 3, "--json")
+    result = json.loads(r.stdout)
+    assert result["words"] == [12] and result["continuations"][0]
+    again = json.loads(run("continue-text", "老王笑道", "--model", out, "-n", 12, "--seed", 3,
+                           "--json").stdout)
+    assert again["continuations"] == result["continuations"]
+    plain = run("continue-text", "老王笑道", "--model", out, "-n", 12, "--seed", 3, "-q")
+    assert plain.stdout.strip() == "老王笑道" + result["continuations"][0].strip() or \
+        plain.stdout.startswith("老王笑道")
+
+
+def test_continue_text_samples_and_until(model_dir):
+    r = run("continue-text", "小李", "--model", model_dir, "-n", 50, "--samples", 3, "--seed", 1,
+            "--until", "。", "--json")
+    texts = json.loads(r.stdout)["continuations"]
+    assert len(texts) == 3 and all(t.endswith("。") and t.count("。") == 1 for t in texts)
+
+
+def test_continue_text_unknown_words(model_dir):
+    r = run("continue-text", "老王和火星人", "--model", model_dir, "-n", 5)
+    assert "火星人" in r.stderr
+    assert_clear_error(run("continue-text", "xyz qqq", "--model", model_dir, ok=False),
+                       "vocabulary")
+
+
+def test_neighbors(model_dir, vectors_file):
+    r = run("neighbors", "老王", "--model", model_dir, "-k", 3, "--json")
+    result = json.loads(r.stdout)
+    assert len(result["neighbors"]) == 3 and result["neighbors"][0]["word"] != "老王"
+    assert len(run("neighbors", "老王", "--vectors", vectors_file, "-k", 2).stdout.splitlines()) == 2
+    assert_clear_error(run("neighbors", "火星人", "--model", model_dir, ok=False), "火星人")
+
+
+# --- bad input: one clear line, non-zero exit, nothing half-written -------------------------
+
+def test_missing_empty_and_binary_inputs(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    binary = tmp_path / "img.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    for path, words in ((tmp_path / "missing.txt", "no such file"), (empty, "empty"),
+                        (binary, "binary")):
+        assert_clear_error(run("segment", path, "-o", tmp_path / "o.txt", ok=False), words)
+        assert_clear_error(run("train-vectors", path, "-o", tmp_path / "v", ok=False), str(path))
+        assert not (tmp_path / "o.txt").exists()
+
+
+def test_undecodable_bytes_name_file_and_offset(tmp_path):
+    bad = tmp_path / "bad.txt"
+    good = "第一回\r\n宝玉笑道：好。\r\n".encode("utf-8")
+    bad.write_bytes(good + b"\xff\xff" + "后来\r\n".encode("utf-8"))
+    r = run("segment", bad, "-o", tmp_path / "o.txt", "--encoding", "utf-8", ok=False)
+    assert_clear_error(r, str(bad), f"byte offset {len(good)}", "line 3")
+    assert not (tmp_path / "o.txt").exists()
+    r = run("segment", bad, "-o", tmp_path / "o.txt", "--encoding", "utf-8", "--errors", "replace")
+    assert "replaced 2" in r.stderr
+
+
+def test_vectors_not_word2vec(segmented, tmp_path):
+    fake = tmp_path / "fake.bin"
+    fake.write_text("这不是词向量\n")
+    assert_clear_error(run("train", segmented, "--vectors", fake, "-o", tmp_path / "m", ok=False),
+                       "word2vec")
+    assert_clear_error(run("neighbors", "老王", "--vectors", fake, ok=False), "word2vec")
+
+
+def test_model_dir_with_mismatched_vectors(model_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    v = load_vectors(d / "vectors.bin")
+    save_vectors(Vectors(v.words[:-1], v.matrix[:-1]), d / "vectors.bin")
+    assert_clear_error(run("continue-text", "老王", "--model", d, ok=False), "do not match")
+
+
+def test_model_dir_from_older_version(model_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    config = json.loads((d / "config.json").read_text())
+    config["format_version"] = 0
+    (d / "config.json").write_text(json.dumps(config))
+    assert_clear_error(run("continue-text", "老王", "--model", d, ok=False), "version 0", "retrain")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_non_root(novel, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert_clear_error(run("segment", novel, "-o", ro / "o.txt", ok=False), "cannot write")
+
+
+def test_unwritable_output(novel, segmented, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    # A path under a regular file cannot be created, even by root.
+    assert_clear_error(run("segment", novel, "-o", blocker / "o.txt", ok=False), "cannot write")
+    assert_clear_error(run("train-vectors", segmented, "-o", blocker / "v", ok=False), "cannot write")
+    assert_clear_error(run("train", segmented, "--vectors", "x", "-o", blocker / "m", ok=False),
+                       "cannot write")
+    r = run("segment", novel, "-o", tmp_path, ok=False)  # click's own usage error
+    assert r.exit_code == 2 and "is a directory" in r.output and "Traceback" not in r.output
+
+
+def test_ctrl_c_during_training_says_how_to_resume(segmented, vectors_file, tmp_path, monkeypatch):
+    import wordlstm.train as train_mod
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train", interrupted)
+    r = run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "-q", ok=False)
+    assert r.exit_code == 130
+    assert_clear_error(r, "interrupted", "--resume")
+
+
+def test_help_and_segment_do_not_import_keras(novel, tmp_path):
+    code = ("import sys; from click.testing import CliRunner; from wordlstm.cli import main; "
+            f"r = CliRunner().invoke(main, ['segment', {str(novel)!r}, '-o', {str(tmp_path / 's.txt')!r}, '-q']); "
+            "assert r.exit_code == 0, r.output; "
+            "CliRunner().invoke(main, ['--help']); "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'gensim') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from wordlstm.generate import (Generator, SamplingConfig, StepModel, _banned_by_ngram, choose,
+                               prompt_ids, render)
+from wordlstm.modeldir import load_inference, load_keras_model, read_config
+from wordlstm.vectors import EOS, load_vectors
+
+
+def test_numpy_step_model_matches_keras(model_dir):
+    model = load_keras_model(model_dir)
+    config = read_config(model_dir)
+    step = StepModel(load_inference(model_dir, config))
+    window = config["model"]["window"]
+    x = np.random.default_rng(0).integers(0, config["model"]["vocab_size"] + 1, (8, window))
+    expected = np.asarray(model.predict(x.astype("int32"), verbose=0))
+    got, _ = step.run(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _generator(model_dir):
+    config = read_config(model_dir)
+    vectors = load_vectors(model_dir / "vectors.bin")
+    return Generator(StepModel(load_inference(model_dir, config)), vectors.words,
+                     vectors.target_space(config["model"]["target"]), config["model"]["window"],
+                     vectors.index.get(EOS)), vectors
+
+
+@pytest.mark.parametrize("context", ["window", "carry"])
+def test_same_seed_same_text_and_batch_of_samples(model_dir, context):
+    gen, vectors = _generator(model_dir)
+    prompt = [vectors.index["老王"]]
+    cfg = SamplingConfig(context=context)
+    a = gen.generate([prompt] * 3, 25, cfg, seed=7)
+    b = gen.generate([prompt] * 3, 25, cfg, seed=7)
+    assert a == b and all(len(o) == 25 for o in a)
+    assert len({tuple(o) for o in a}) > 1  # sampled streams differ from each other
+    assert gen.generate([prompt], 25, cfg, seed=8) != a[:1]
+
+
+def test_greedy_is_nearest_neighbour(model_dir):
+    gen, vectors = _generator(model_dir)
+    prompt = [vectors.index[w] for w in ("老王", "在", "院子")]
+    cfg = SamplingConfig(greedy=True, no_repeat_ngram=0, repetition_penalty=0)
+    out = gen.generate([prompt], 1, cfg)[0]
+    window = gen.window
+    seq = np.array([[gen.pad] * (window - 3) + prompt])
+    y, _ = gen.model.run(seq)
+    assert out[0] == int(np.argmax(gen.decoder.scores(y)[0]))
+
+
+def test_stop_condition_ends_generation(model_dir):
+    gen, vectors = _generator(model_dir)
+    period = vectors.index["。"]
+    out = gen.generate([[vectors.index["老王"]]], 200, SamplingConfig(), seed=1,
+                       stop=lambda o: o[-1] == period)[0]
+    assert out[-1] == period and out.count(period) == 1
+
+
+def test_no_repeat_ngram_blocks_loops():
+    history = [1, 2, 3, 1, 2]
+    assert _banned_by_ngram(history, 3) == {3}
+    assert _banned_by_ngram(history, 2) == {3}
+    scores = np.array([0.0, 0.1, 0.2, 0.9, 0.3])
+    cfg = SamplingConfig(greedy=True, no_repeat_ngram=3, repetition_penalty=0)
+    assert choose(scores, history, cfg, np.random.default_rng(0)) == 4
+
+
+def test_repetition_penalty_prefers_fresh_words():
+    scores = np.array([0.50, 0.45, 0.0])
+    cfg = SamplingConfig(greedy=True, no_repeat_ngram=0, repetition_penalty=0.1)
+    assert choose(scores, [0], cfg, np.random.default_rng(0)) == 1
+    assert choose(scores, [2], cfg, np.random.default_rng(0)) == 0
+
+
+def test_render_joins_like_written_chinese():
+    assert render(["宝玉", "笑道", "：", "hello", "world", "，", EOS, "好"]) == "宝玉笑道：hello world，\n好"
+
+
+def test_prompt_unknown_words_fall_back_to_characters():
+    index = {"宝": 0, "玉": 1, "笑": 2}
+    ids, unknown, split = prompt_ids(["宝玉", "笑", "xyz"], index)
+    assert ids == [0, 1, 2] and unknown == ["xyz"] and split == ["宝玉"]

@@ -1,0 +1,72 @@
+import jieba
+import pytest
+
+from wordlstm.errors import UserError
+from wordlstm.segment import SegmenterConfig, Segmenter, resolve_engine, segment_files, segment_lines
+from wordlstm.textio import iter_lines, normalize_line
+
+
+def _lines(path):
+    return [normalize_line(l) for l in iter_lines(path) if normalize_line(l)]
+
+
+def _jieba_tokens(line):
+    return [t for t in jieba.lcut(line) if not t.isspace()]
+
+
+def test_tokens_are_exactly_jiebas(novel, segmented):
+    lines = _lines(novel)
+    out = segmented.read_text(encoding="utf-8").splitlines()
+    assert len(out) == len(lines)
+    for line, seg in zip(lines, out):
+        assert seg.split(" ") == _jieba_tokens(line)
+
+
+@pytest.mark.parametrize("engine", ["jieba", "rjieba"])
+def test_engines_agree_with_jieba_on_mixed_text(engine):
+    seg = Segmenter(SegmenterConfig(engine=engine))
+    line = normalize_line("我来到北京清华大学， hello world 2024年 C++ 工程师说：“好！”")
+    assert seg(line) == _jieba_tokens(line)
+
+
+def test_auto_engine_prefers_rjieba_but_not_with_user_dict(tmp_path):
+    d = tmp_path / "names.txt"
+    d.write_text("张先生 100 nr\n", encoding="utf-8")
+    assert resolve_engine("auto", None) == "rjieba"
+    assert resolve_engine("auto", str(d)) == "jieba"
+    with pytest.raises(UserError):
+        resolve_engine("rjieba", str(d))
+
+
+def test_user_dict_keeps_names_whole(tmp_path):
+    line = "老张头和石大娘在院子里说话"
+    plain = Segmenter(SegmenterConfig(engine="jieba"))(line)
+    d = tmp_path / "names.txt"
+    d.write_text("老张头 1000 nr\n石大娘 1000 nr\n", encoding="utf-8")
+    named = Segmenter(SegmenterConfig(user_dict=str(d)))(line)
+    assert named[:3] == ["老张头", "和", "石大娘"] and "老张头" not in plain
+
+
+def test_char_unit():
+    assert Segmenter(SegmenterConfig(unit="char"))("他 说：好") == ["他", "说", "：", "好"]
+
+
+def test_parallel_jobs_keep_order(novel):
+    lines = _lines(novel)
+    config = SegmenterConfig()
+    assert list(segment_lines(lines, config, jobs=2)) == list(segment_lines(lines, config, jobs=1))
+
+
+def test_summary_counts(novel, tmp_path):
+    with open(tmp_path / "o.txt", "w", encoding="utf-8") as f:
+        stats = segment_files([str(novel)], f, SegmenterConfig())
+    tokens = (tmp_path / "o.txt").read_text(encoding="utf-8").split()
+    assert stats.tokens == len(tokens) and stats.distinct == len(set(tokens))
+    assert stats.files[0]["encoding"] == "gb18030" and stats.mb_per_s > 0
+
+
+def test_whitespace_only_file_is_an_error(tmp_path):
+    p = tmp_path / "blank.txt"
+    p.write_text("\u3000\u3000\r\n  \r\n", encoding="utf-8")
+    with pytest.raises(UserError, match="no text"):
+        segment_files([str(p)], open(tmp_path / "o.txt", "w"), SegmenterConfig())

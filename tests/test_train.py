@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+import wordlstm.train as train_mod
+from wordlstm.errors import UserError
+from wordlstm.model import ModelConfig
+from wordlstm.modeldir import load_keras_model
+from wordlstm.segment import SegmenterConfig
+from wordlstm.train import TrainConfig, train
+
+from conftest import TINY
+
+
+def _interrupt_after(epochs_done):
+    original = train_mod._make_callbacks
+
+    def make(*args, **kwargs):
+        import keras
+
+        class Stop(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch + 1 == epochs_done:
+                    raise KeyboardInterrupt
+
+        return original(*args, **kwargs) + [Stop()]
+
+    return make
+
+
+def test_interrupted_training_resumes_from_checkpoint(segmented, vectors_file, tmp_path, monkeypatch):
+    args = (str(segmented), str(vectors_file))
+    quiet = dict(verbose=0, log=lambda *a: None)
+    full = train(*args, tmp_path / "full", ModelConfig(**TINY), TrainConfig(epochs=3, batch_size=64),
+                 SegmenterConfig(), **quiet)
+
+    out = tmp_path / "resumed"
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "_make_callbacks", _interrupt_after(2))
+        with pytest.raises(KeyboardInterrupt):
+            train(*args, out, ModelConfig(**TINY), TrainConfig(epochs=3, batch_size=64),
+                  SegmenterConfig(), **quiet)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2 and not (out / "config.json").exists()
+
+    resumed = train(*args, out, ModelConfig(**TINY), TrainConfig(epochs=3, batch_size=64),
+                    SegmenterConfig(), resume=True, **quiet)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    # Same data order and optimizer state: the resumed run ends where the uninterrupted one did
+    # (to float noise from recompiling; a restart from scratch is off by several percent).
+    a = load_keras_model(tmp_path / "full").get_weights()
+    b = load_keras_model(out).get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=2e-3)
+    assert resumed["history"][-1]["loss"] == pytest.approx(full["history"][-1]["loss"], rel=1e-4)
+
+
+def test_resume_without_checkpoint_is_an_error(segmented, vectors_file, tmp_path):
+    with pytest.raises(UserError, match="nothing to resume"):
+        train(str(segmented), str(vectors_file), tmp_path / "x", ModelConfig(**TINY),
+              TrainConfig(epochs=1), SegmenterConfig(), resume=True, verbose=0, log=lambda *a: None)
+
+
+def test_training_lowers_validation_loss(model_dir):
+    hist = json.loads((model_dir / "history.json").read_text())["epochs"]
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    assert all(h["windows_per_s"] > 0 for h in hist)
+
+
+def test_too_small_corpus(tmp_path, vectors_file):
+    p = tmp_path / "tiny.txt"
+    p.write_text("老王 在 院子\n", encoding="utf-8")
+    with pytest.raises(UserError, match="too little text"):
+        train(str(p), str(vectors_file), tmp_path / "m", ModelConfig(**TINY), TrainConfig(epochs=1),
+              SegmenterConfig(), verbose=0, log=lambda *a: None)

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from wordlstm.errors import UserError
+from wordlstm.vectors import (EOS, SegmentedCorpus, Vectors, load_vectors, resolve_vectors_path,
+                              save_vectors)
+
+
+def _small():
+    rng = np.random.default_rng(0)
+    return Vectors(["的", "了", "宝玉", EOS, "hello"], rng.normal(size=(5, 7)).astype(np.float32))
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_roundtrip_both_formats(tmp_path, binary):
+    v = _small()
+    path = save_vectors(v, tmp_path / ("v.bin" if binary else "v.txt"), binary=binary)
+    back = load_vectors(path)
+    assert back.words == v.words
+    np.testing.assert_allclose(back.matrix, v.matrix, rtol=1e-6)
+
+
+def test_reads_files_written_by_gensim(tmp_path):
+    from gensim.models import KeyedVectors
+
+    v = _small()
+    kv = KeyedVectors(v.dim)
+    kv.add_vectors(v.words, v.matrix)
+    kv.save_word2vec_format(str(tmp_path / "g.bin"), binary=True)
+    kv.save_word2vec_format(str(tmp_path / "g.vec"), binary=False)
+    for name in ("g.bin", "g.vec"):
+        back = load_vectors(tmp_path / name)
+        assert back.words == v.words
+        np.testing.assert_allclose(back.matrix, v.matrix, rtol=1e-6)
+
+
+def test_prefix_and_directory_resolve(tmp_path):
+    save_vectors(_small(), tmp_path / "vectors.bin")
+    assert resolve_vectors_path(tmp_path / "vectors") == tmp_path / "vectors.bin"
+    assert resolve_vectors_path(tmp_path) == tmp_path / "vectors.bin"
+    with pytest.raises(UserError, match="no word vectors"):
+        resolve_vectors_path(tmp_path / "other")
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", b"", b"\x89PNG\r\n\x1a\n\x00\x00", "3 2\n的 1.0\n".encode()])
+def test_not_word2vec_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match="word2vec"):
+        load_vectors(path)
+
+
+def test_truncated_binary_is_a_clear_error(tmp_path):
+    path = save_vectors(_small(), tmp_path / "v.bin")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 10])
+    with pytest.raises(UserError, match="truncated"):
+        load_vectors(path)
+
+
+def test_neighbors_and_target_space():
+    v = Vectors(["a", "b", "c"], np.array([[1, 0.1], [1, 0], [0, 1]], np.float32))
+    assert [w for w, _ in v.neighbors("a", 2)] == ["b", "c"]
+    with pytest.raises(UserError):
+        v.neighbors("zzz")
+    for mode in ("raw", "centered"):
+        np.testing.assert_allclose(np.linalg.norm(v.target_space(mode), axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(v.target_space("centered").sum(0) != 0, True)
+
+
+def test_corpus_stream_adds_paragraph_ends(tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_text("a b\n\nc\n", encoding="utf-8")
+    assert list(SegmentedCorpus(p)) == [["a", "b", EOS], ["c", EOS]]
+    assert list(SegmentedCorpus(p)) == list(SegmentedCorpus(p))  # restartable per epoch
+
+
+def test_train_word2vec_gives_vocab_with_eos(vectors_file):
+    v = load_vectors(vectors_file)
+    assert EOS in v and "院子" in v and v.dim == 16

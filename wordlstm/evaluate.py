@@ -1,0 +1,51 @@
+"""Evaluation: how often the decoded nearest word is the true next word, on held-out text.
+
+Runs the numpy step model over the held-out windows (the same ones training validated on,
+or every window of another segmented file), decodes by cosine against the model's target
+space, and reports top-1/5/10 accuracy, mean cosine to the true vector, and the same for
+always guessing the most frequent training word, so a number is never read without its floor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .dataset import corpus_ids, make_windows, window_starts
+
+
+def topk_hits(scores: np.ndarray, truth: np.ndarray, ks=(1, 5, 10)) -> dict:
+    """Count, for each k, how often `truth` is among the k best-scored columns."""
+    true_scores = scores[np.arange(len(truth)), truth]
+    rank = (scores > true_scores[:, None]).sum(axis=1)  # 0 = best
+    return {k: int((rank < k).sum()) for k in ks}
+
+
+def evaluate(step_model, target_space: np.ndarray, ids: np.ndarray, starts: np.ndarray,
+             window: int, baseline_word: int, batch: int = 512) -> dict:
+    """Top-k accuracy and mean cosine over the windows starting at `starts`."""
+    hits = {1: 0, 5: 0, 10: 0}
+    cos_sum = 0.0
+    base = 0
+    for i in range(0, len(starts), batch):
+        x, t = make_windows(ids, starts[i:i + batch], window)
+        y, _ = step_model.run(x)
+        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
+        scores = y @ target_space.T
+        for k, v in topk_hits(scores, t).items():
+            hits[k] += v
+        cos_sum += float(scores[np.arange(len(t)), t].sum())
+        base += int((t == baseline_word).sum())
+    n = max(len(starts), 1)
+    return {"windows": int(len(starts)), "top1": hits[1] / n, "top5": hits[5] / n,
+            "top10": hits[10] / n, "mean_cosine": cos_sum / n,
+            "baseline_top1": base / n}
+
+
+def held_out(segmented: str, index: dict, window: int, val_fraction: float, whole: bool):
+    """(ids, window starts, most frequent training word) for the model's split or a whole file."""
+    ids, _ = corpus_ids(segmented, index)
+    split = window_starts(ids, window, len(index), 0.0 if whole else val_fraction)
+    starts = split.train if whole else split.val
+    train_targets = ids[split.train + window] if len(split.train) else ids
+    counts = np.bincount(train_targets[train_targets < len(index)], minlength=len(index))
+    return ids, starts, int(np.argmax(counts))
