@@ -56,20 +56,31 @@ def test_train_and_continue_text(segmented, vectors_file, tmp_path):
         "--epochs", 1, "-q")
     r = run("continue-text", "老王笑道", "--model", out, "-n", 12, "--seed", 3, "--json")
     result = json.loads(r.stdout)
-    assert result["words"] == [12] and result["continuations"][0]
+    assert result["words"] == [12] and result["texts"][0]
     again = json.loads(run("continue-text", "老王笑道", "--model", out, "-n", 12, "--seed", 3,
                            "--json").stdout)
-    assert again["continuations"] == result["continuations"]
+    assert again["texts"] == result["texts"]
+    # Streamed to the terminal word by word: the same text as --json, prompt first.
     plain = run("continue-text", "老王笑道", "--model", out, "-n", 12, "--seed", 3, "-q")
-    assert plain.stdout.strip() == "老王笑道" + result["continuations"][0].strip() or \
-        plain.stdout.startswith("老王笑道")
+    assert plain.stdout == result["texts"][0] + "\n"
 
 
 def test_continue_text_samples_and_until(model_dir):
     r = run("continue-text", "小李", "--model", model_dir, "-n", 50, "--samples", 3, "--seed", 1,
             "--until", "。", "--json")
-    texts = json.loads(r.stdout)["continuations"]
+    texts = json.loads(r.stdout)["texts"]
     assert len(texts) == 3 and all(t.endswith("。") and t.count("。") == 1 for t in texts)
+
+
+def test_continue_text_modes_from_the_cli(model_dir):
+    r = run("continue-text", "--model", model_dir, "--acrostic", "老小", "--line-length", 4,
+            "--seed", 1)
+    lines = r.stdout.splitlines()
+    assert [l[0] for l in lines] == ["老", "小"]
+    r = run("continue-text", "老王", "--model", model_dir, "--lines", 2, "-n", 30, "--seed", 1,
+            "--json")
+    assert len(json.loads(r.stdout)["texts"]) == 2
+    assert_clear_error(run("continue-text", "--model", model_dir, "--novel-only", ok=False), "--lines")
 
 
 def test_continue_text_unknown_words(model_dir):

@@ -8,8 +8,22 @@ def test_corpus_ids_maps_unknown_and_paragraph_ends(tmp_path):
     p = tmp_path / "s.txt"
     p.write_text("a b zz\nb a\n", encoding="utf-8")
     index = {"a": 0, "b": 1, EOS: 2}
-    ids, unknown = corpus_ids(str(p), index)
-    assert ids.tolist() == [0, 1, 3, 2, 1, 0, 2] and unknown == 1
+    ids, unknown, targets = corpus_ids(str(p), index)
+    assert ids.tolist() == [0, 1, 3, 2, 1, 0, 2] and unknown == 1 and targets is None
+
+
+def test_line_mode_pads_each_line_and_masks_targets(tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_text("a b\nb\n", encoding="utf-8")
+    index = {"a": 0, "b": 1, EOS: 2}
+    ids, _, targets = corpus_ids(str(p), index, lines_window=2)
+    assert ids.tolist() == [2, 2, 0, 1, 2, 2, 2, 1, 2]
+    assert targets.tolist() == [0, 0, 1, 1, 1, 0, 0, 1, 1]
+    split = window_starts(ids, 2, 3, 0.0, targets)
+    x, t = make_windows(ids, split.train, 2)
+    # Each line is predicted from its own start markers only, and ends with </s>.
+    assert x.tolist() == [[2, 2], [2, 0], [0, 1], [2, 2], [2, 1]]
+    assert t.tolist() == [0, 1, 2, 1, 2]
 
 
 def test_windows_never_target_unk_and_validation_is_the_tail():

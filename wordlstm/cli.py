@@ -212,12 +212,14 @@ def _check_segmented(path):
               help="The user dictionary the corpus was segmented with (used for prompts).")
 @click.option("--engine", type=click.Choice(["auto", "jieba", "rjieba"]), default="auto")
 @click.option("--unit", type=click.Choice(["word", "char"]), default="word")
+@click.option("--lines", "lines", is_flag=True,
+              help="Each line is a document (poems, names): generation makes whole lines.")
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
 @quiet_option
 @friendly
 def train(segmented, vectors_path, output, window, units, layers, dropout, loss, train_embedding,
-          target, epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit, resume,
-          quiet):
+          target, epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit,
+          lines, resume, quiet):
     """Train the LSTM that predicts the next word's vector."""
     _check_segmented(segmented)
     if not 0 <= val_fraction < 1:
@@ -239,7 +241,7 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
     cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
                       train_embedding=train_embedding, target=target)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       val_fraction=val_fraction, seed=seed)
+                       val_fraction=val_fraction, seed=seed, lines=lines)
     seg = SegmenterConfig(engine=engine, user_dict=user_dict, unit=unit)
     try:
         result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
@@ -252,23 +254,12 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
     say(f"{out}: model saved ({len(result['history'])} epochs)")
 
 
-def _load_for_generation(model_dir):
-    from .modeldir import (check_weights, default_model_dir, load_inference,
-                           load_vectors_checked, read_config, segmenter_config)
-
-    model_dir = Path(model_dir) if model_dir else default_model_dir()
-    config = read_config(model_dir)
-    vectors = load_vectors_checked(model_dir, config)
-    weights = load_inference(model_dir, config)
-    check_weights(model_dir, config, weights)
-    return model_dir, config, vectors, weights, segmenter_config(model_dir, config)
-
-
 @main.command("continue-text")
-@click.argument("prompt")
+@click.argument("prompt", default="")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (default: the shipped 红楼梦 model).")
-@click.option("-n", "--length", default=100, show_default=True, help="Words to generate.")
+@click.option("-n", "--length", default=100, show_default=True,
+              help="Words to generate (the most per line with --lines).")
 @click.option("--until", default=None, help="Stop once the text ends with this mark (e.g. 。”).")
 @click.option("--seed", default=None, type=int, help="Random seed: same seed, same text.")
 @click.option("--greedy", is_flag=True, help="Always take the nearest word (no sampling).")
@@ -283,64 +274,64 @@ def _load_for_generation(model_dir):
 @click.option("--context", type=click.Choice(["window", "carry"]), default="window",
               show_default=True, help="Re-read the last window per word, or carry LSTM state.")
 @click.option("--samples", default=1, show_default=True, help="Continuations, made as one batch.")
+@click.option("--prefix", default="", help="Text fed to the model first to set the mood, not printed.")
+@click.option("--acrostic", default=None, help="藏头诗: one line per character, starting with it.")
+@click.option("--line-length", type=int, default=None,
+              help="Words per acrostic line (default: the corpus's usual clause length).")
+@click.option("--lines", "n_lines", type=int, default=None,
+              help="Make N whole lines (line models: poems, names), each from PROMPT.")
+@click.option("--novel-only", is_flag=True, help="With --lines: only lines not in the training file.")
 @quiet_option
 @json_option
 @friendly
 def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, top_k, top_p,
-                  no_repeat_ngram, repetition_penalty, context, samples, quiet, as_json):
+                  no_repeat_ngram, repetition_penalty, context, samples, prefix, acrostic,
+                  line_length, n_lines, novel_only, quiet, as_json):
     """Continue PROMPT in the style the model learned."""
-    from .generate import Generator, SamplingConfig, StepModel, prompt_ids, render
-    from .segment import Segmenter
-    from .textio import normalize_line
-    from .vectors import EOS
+    from .generate import SamplingConfig
+    from .writer import Writer
 
-    if length < 1 or samples < 1:
-        raise UserError("--length and --samples must be positive")
+    if length < 1 or samples < 1 or (n_lines is not None and n_lines < 1):
+        raise UserError("--length, --samples and --lines must be positive")
     if temperature <= 0:
         raise UserError("--temperature must be positive (use --greedy for none)")
-    model_dir, config, vectors, weights, seg_cfg = _load_for_generation(model_dir)
-    tokens = Segmenter(seg_cfg)(normalize_line(prompt))
-    ids, unknown, split = prompt_ids(tokens, vectors.index)
+    if novel_only and n_lines is None:
+        raise UserError("--novel-only goes with --lines N")
     say = _say(quiet or as_json)
-    if split:
-        say(f"note: not in the vocabulary, used their characters instead: {' '.join(split)}")
-    if unknown:
-        say(f"note: not in the vocabulary, skipped: {' '.join(unknown)}")
-    if not ids:
-        raise UserError(f"no word of the prompt {prompt!r} is in the model's vocabulary "
-                        f"({len(vectors):,} words); try words from the novel")
+    writer = Writer.load(model_dir, note=say)
     cfg = SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
                          no_repeat_ngram=no_repeat_ngram, repetition_penalty=repetition_penalty,
                          context=context)
-    gen = Generator(StepModel(weights), vectors.words,
-                    vectors.target_space(config["model"].get("target", "raw")),
-                    config["model"]["window"], vectors.index.get(EOS))
-    stop = None
-    if until:
-        stop = lambda out: render([vectors.words[i] for i in out[-8:]]).endswith(until)  # noqa: E731
-    stream = samples == 1 and not as_json  # one continuation: show each word as it comes
-
-    def on_step(step, nxt):
-        click.echo(render([vectors.words[nxt[0]]]), nl=False)
-        sys.stdout.flush()
-
-    if stream:
-        click.echo(prompt, nl=False)
     t0 = time.perf_counter()
-    outs = gen.generate([ids] * samples, length, cfg, seed=seed,
-                        on_step=on_step if stream else None, stop=stop)
-    seconds = time.perf_counter() - t0
-    texts = [render([vectors.words[i] for i in out]) for out in outs]
-    if stream:
-        click.echo()
-    elif as_json:
-        click.echo(json.dumps({"prompt": prompt, "model": str(model_dir), "seed": seed,
-                               "continuations": texts, "words": [len(o) for o in outs],
-                               "unknown": unknown, "split": split,
-                               "seconds": round(seconds, 4)}, ensure_ascii=False))
+    extra = {}
+    if acrostic:
+        texts = ["\n".join(writer.acrostic(acrostic, cfg, seed, prefix=prefix,
+                                            line_length=line_length))]
+    elif n_lines is not None:
+        texts, dropped = writer.lines(prompt, n_lines, cfg, seed, prefix=prefix,
+                                      max_words=length, novel_only=novel_only)
+        extra["dropped_as_not_novel"] = dropped
+        if novel_only:
+            say(f"dropped {dropped} generated line(s) that are in the training file")
     else:
-        click.echo("\n\n".join(prompt + t for t in texts))
-    n_words = sum(len(o) for o in outs)
+        stream = samples == 1 and not as_json  # one continuation: show each word as it comes
+        if stream:
+            click.echo(prompt, nl=False)
+        on_word = (lambda w: (click.echo(w, nl=False), sys.stdout.flush())) if stream else None
+        texts = writer.continue_text(prompt, length, cfg, seed, samples=samples, prefix=prefix,
+                                     until=until, on_word=on_word)
+        if stream:
+            click.echo()
+        texts = [prompt + t for t in texts]
+    seconds = time.perf_counter() - t0
+    if as_json:
+        click.echo(json.dumps({"prompt": prompt, "model": str(writer.model_dir), "seed": seed,
+                               "texts": texts, "words": writer.last_words,
+                               "unknown": writer.unknown, "split": writer.split,
+                               "seconds": round(seconds, 4), **extra}, ensure_ascii=False))
+    elif acrostic or n_lines is not None or samples > 1:
+        click.echo("\n\n".join(texts) if samples > 1 else "\n".join(texts))
+    n_words = sum(writer.last_words)
     say(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
 
 

@@ -17,19 +17,40 @@ import numpy as np
 from .vectors import EOS, SegmentedCorpus
 
 
-def corpus_ids(path: str, index: dict, eos: bool = True) -> tuple[np.ndarray, int]:
-    """Map a segmented file to ids, streaming it; returns (ids, count of UNK tokens)."""
+def corpus_ids(path: str, index: dict, eos: bool = True, lines_window: int = 0):
+    """Map a segmented file to ids, streaming it; returns (ids, count of UNK tokens, targets).
+
+    With `lines_window` > 0 (line-level corpora: poems, names), each line is its own document:
+    it is preceded by `lines_window` `</s>` start markers, so no window reaches into the
+    previous line, and `targets` marks which positions may be predicted (the line's tokens and
+    the `</s>` that ends it, never the padding). Otherwise `targets` is None.
+    """
     unk = len(index)
     ids = array("i")
+    targets = array("b") if lines_window else None
     missing = 0
     eos_id = index.get(EOS, unk)
+    if lines_window and eos_id == unk:
+        from .errors import UserError
+
+        raise UserError("line mode needs the </s> token in the vectors (train them with "
+                        "`wordlstm train-vectors`)")
     for tokens in SegmentedCorpus(path, eos=False):
         row = [index.get(t, unk) for t in tokens]
         missing += row.count(unk)
+        if lines_window:
+            ids.extend([eos_id] * lines_window)
+            targets.extend([0] * lines_window)
+            ids.extend(row)
+            ids.append(eos_id)
+            targets.extend([1] * (len(row) + 1))
+            continue
         ids.extend(row)
         if eos and eos_id != unk:
             ids.append(eos_id)
-    return np.frombuffer(ids, dtype=np.int32).copy(), missing
+    arr = np.frombuffer(ids, dtype=np.int32).copy()
+    mask = np.frombuffer(targets, dtype=np.int8).astype(bool) if lines_window else None
+    return arr, missing, mask
 
 
 @dataclass
@@ -40,13 +61,17 @@ class Split:
     val: np.ndarray
 
 
-def window_starts(ids: np.ndarray, window: int, unk: int, val_fraction: float) -> Split:
+def window_starts(ids: np.ndarray, window: int, unk: int, val_fraction: float,
+                  targets: np.ndarray | None = None) -> Split:
     """Starts of all windows whose target is a known word, the last `val_fraction` held out."""
     n = len(ids) - window
     if n <= 0:
         return Split(np.zeros(0, np.int64), np.zeros(0, np.int64))
     starts = np.arange(n, dtype=np.int64)
-    starts = starts[ids[starts + window] != unk]
+    keep = ids[starts + window] != unk
+    if targets is not None:
+        keep &= targets[starts + window]
+    starts = starts[keep]
     cut = int(len(ids) * (1.0 - val_fraction))
     # A validation window lies wholly in the tail: its first input word is at or after `cut`.
     return Split(train=starts[starts + window < cut], val=starts[starts >= cut])

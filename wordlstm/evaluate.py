@@ -41,10 +41,11 @@ def evaluate(step_model, target_space: np.ndarray, ids: np.ndarray, starts: np.n
             "baseline_top1": base / n}
 
 
-def held_out(segmented: str, index: dict, window: int, val_fraction: float, whole: bool):
+def held_out(segmented: str, index: dict, window: int, val_fraction: float, whole: bool,
+             lines: bool = False):
     """(ids, window starts, most frequent training word) for the model's split or a whole file."""
-    ids, _ = corpus_ids(segmented, index)
-    split = window_starts(ids, window, len(index), 0.0 if whole else val_fraction)
+    ids, _, targets = corpus_ids(segmented, index, lines_window=window if lines else 0)
+    split = window_starts(ids, window, len(index), 0.0 if whole else val_fraction, targets)
     starts = split.train if whole else split.val
     train_targets = ids[split.train + window] if len(split.train) else ids
     counts = np.bincount(train_targets[train_targets < len(index)], minlength=len(index))

@@ -106,29 +106,37 @@ def _banned_by_ngram(history: list[int], n: int) -> set[int]:
     return banned
 
 
-def choose(scores: np.ndarray, history: list[int], cfg: SamplingConfig, rng, protect=()) -> int:
-    """Pick one word id from one row of cosine scores."""
+def choose(scores: np.ndarray, history: list[int], cfg: SamplingConfig, rng, protect=(),
+           allowed: np.ndarray | None = None) -> int:
+    """Pick one word id from one row of cosine scores, only among `allowed` ids if given.
+
+    The repetition rules give way when they would rule out every allowed word.
+    """
     s = scores.copy()
+    if allowed is not None:
+        s = np.full_like(scores, -np.inf)
+        s[allowed] = scores[allowed]
+    fallback = s.copy()
     if cfg.repetition_penalty:
         recent = [w for w in history[-cfg.penalty_window:] if w not in protect]
         if recent:
             s[np.array(recent)] -= cfg.repetition_penalty
     banned = [w for w in _banned_by_ngram(history, cfg.no_repeat_ngram) if w not in protect]
-    if banned and len(banned) < len(s):
+    if banned:
         s[np.array(banned)] = -np.inf
+    if not np.isfinite(s).any():
+        s = fallback
     if cfg.greedy:
         return int(np.argmax(s))
-    k = min(cfg.top_k if cfg.top_k > 0 else len(s), len(s))
+    finite = int(np.isfinite(s).sum())
+    k = min(cfg.top_k if cfg.top_k > 0 else finite, finite)
     top = np.argpartition(-s, k - 1)[:k]
     top = top[np.argsort(-s[top])]
-    top = top[np.isfinite(s[top])]
-    if len(top) == 0:
-        return int(np.argmax(scores))
     logits = (s[top] - s[top[0]]) / max(cfg.temperature, 1e-6)
     p = np.exp(logits)
     p /= p.sum()
     if cfg.top_p < 1.0:
-        keep = np.searchsorted(np.cumsum(p), cfg.top_p) + 1
+        keep = int(np.searchsorted(np.cumsum(p), cfg.top_p)) + 1
         top, p = top[:keep], p[:keep] / p[:keep].sum()
     return int(top[rng.choice(len(top), p=p)])
 
@@ -147,8 +155,12 @@ class Generator:
         self.pad = eos_id if eos_id is not None else self.unk
 
     def generate(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
-                 seed: int | None = None, on_step=None, stop=None) -> list[list[int]]:
-        """Generate `length` ids after each prompt (a batch); `on_step(i, ids)` sees each step."""
+                 seed: int | None = None, on_step=None, stop=None, constrain=None) -> list[list[int]]:
+        """Generate up to `length` ids after each prompt, all prompts as one batch.
+
+        `on_step(i, ids)` sees each step's choices; `stop(out)` ends a stream early;
+        `constrain(b, out)` may return the ids allowed next in stream b (None: any).
+        """
         if cfg.context not in ("window", "carry"):
             raise UserError(f"unknown context mode {cfg.context!r}; choose window or carry")
         rng = np.random.default_rng(seed)
@@ -171,7 +183,8 @@ class Generator:
             scores = self.decoder.scores(y)
             nxt = np.empty(batch, dtype=np.int64)
             for b in range(batch):
-                nxt[b] = choose(scores[b], history[b], cfg, rng, protect)
+                allowed = constrain(b, out[b]) if constrain is not None else None
+                nxt[b] = choose(scores[b], history[b], cfg, rng, protect, allowed)
                 if not done[b]:
                     out[b].append(int(nxt[b]))
                     history[b].append(int(nxt[b]))
@@ -218,3 +231,35 @@ def prompt_ids(tokens: list[str], index: dict) -> tuple[list[int], list[str], li
         else:
             unknown.append(tok)
     return ids, unknown, split
+
+
+def is_punctuation(token: str) -> bool:
+    import unicodedata
+
+    return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
+
+
+def acrostic_plan(heads: list[np.ndarray], line_length: int, body: np.ndarray, punct: np.ndarray):
+    """A `constrain` function for 藏头诗: each line = a head word, body words, punctuation.
+
+    `heads[i]` holds the ids that may start line i (the character, or words beginning with it).
+    """
+    per_line = line_length + 1
+
+    def constrain(b, out):
+        line, pos = divmod(len(out), per_line)
+        if line >= len(heads):
+            return None
+        if pos == 0:
+            return heads[line]
+        return body if pos < line_length else punct
+
+    return constrain, per_line * len(heads)
+
+
+def line_hash(tokens: list[str]) -> int:
+    """A 64-bit hash of a line's tokens, to tell generated lines from training lines."""
+    import hashlib
+
+    digest = hashlib.blake2b(" ".join(tokens).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")

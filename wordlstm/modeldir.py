@@ -5,6 +5,7 @@
     config.json    format version, window, dims, vocab hash, segmenter and training settings
     history.json   per-epoch losses and metrics
     user_dict.txt  the jieba user dictionary used, if any (prompts are segmented the same way)
+    lines.npy      line models only: 64-bit hashes of the training lines (for --novel-only)
     checkpoint/    the last finished epoch, for `train --resume`
 
 Generation needs only numpy arrays, so `load_inference` reads them from a cache keyed by the
@@ -81,7 +82,8 @@ def versions() -> dict:
 
 
 def save_model_dir(out: Path, model, cfg: ModelConfig, vectors: Vectors,
-                   segmenter: SegmenterConfig, training: dict, history: dict) -> None:
+                   segmenter: SegmenterConfig, training: dict, history: dict,
+                   lines: dict | None = None) -> None:
     """Write a complete model dir; each file is written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     seg = segmenter.to_json()
@@ -103,6 +105,10 @@ def save_model_dir(out: Path, model, cfg: ModelConfig, vectors: Vectors,
         "training": training,
         "versions": versions(),
     }
+    if lines is not None:  # line-level model: hashes of its training lines, for --novel-only
+        with atomic_output(out / "lines.npy", "wb") as f:
+            np.save(f, lines["hashes"], allow_pickle=False)
+        config["lines"] = {k: v for k, v in lines.items() if k != "hashes"}
     write_json(out / "history.json", history)
     write_json(out / "config.json", config)  # last: a dir with config.json is complete
 
@@ -209,6 +215,13 @@ def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
         raise UserError(f"{model_dir}: vectors.bin has a different vocabulary than the model "
                         "was trained with: they do not match")
     return vectors
+
+
+def training_line_hashes(model_dir: Path) -> np.ndarray:
+    path = Path(model_dir) / "lines.npy"
+    if not path.is_file():
+        raise UserError(f"{model_dir}: no lines.npy; --novel-only needs a model trained with --lines")
+    return np.load(path, allow_pickle=False)
 
 
 def check_weights(model_dir: Path, config: dict, weights: InferenceWeights) -> None:

@@ -32,6 +32,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     val_fraction: float = 0.05
     seed: int = 1
+    lines: bool = False  # each line is a document (poems, names), see dataset.corpus_ids
 
 
 def backend_line() -> str:
@@ -130,8 +131,9 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
         model = compile_model(build_model(cfg, input_embedding(vectors.matrix)), cfg,
                               tcfg.learning_rate)
 
-    ids, unknown = corpus_ids(segmented, vectors.index)
-    split = window_starts(ids, cfg.window, len(vectors), tcfg.val_fraction)
+    ids, unknown, target_mask = corpus_ids(segmented, vectors.index,
+                                           lines_window=cfg.window if tcfg.lines else 0)
+    split = window_starts(ids, cfg.window, len(vectors), tcfg.val_fraction, target_mask)
     if len(split.train) == 0:
         raise UserError(f"{segmented}: too little text to train on: {len(ids)} tokens, "
                         f"window {cfg.window}; use a larger corpus or a smaller --window")
@@ -156,8 +158,38 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     training = asdict(tcfg) | {"corpus": Path(segmented).name, "tokens": int(len(ids)),
                                "unknown_tokens": int(unknown), "train_windows": int(len(split.train)),
                                "val_windows": int(len(split.val)), "eos": EOS in vectors.index}
-    save_model_dir(out, final, cfg, vectors, segmenter, training, {"epochs": state["history"]})
+    lines = line_stats(segmented) if tcfg.lines else None
+    save_model_dir(out, final, cfg, vectors, segmenter, training, {"epochs": state["history"]},
+                   lines=lines)
     shutil.rmtree(ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out)}
 
 
+
+
+def line_stats(segmented: str) -> dict:
+    """For line corpora: hashes of every training line (for --novel-only) and clause lengths.
+
+    A clause is the run of words between punctuation marks (a poem's 5 or 7 characters); its
+    most common length is the default line length of acrostic poems.
+    """
+    from collections import Counter
+
+    from .generate import is_punctuation, line_hash
+    from .vectors import SegmentedCorpus
+
+    hashes, clauses, ends = [], Counter(), Counter()
+    for tokens in SegmentedCorpus(segmented, eos=False):
+        hashes.append(line_hash(tokens))
+        run = 0
+        for tok in tokens:
+            if is_punctuation(tok):
+                if run:
+                    clauses[run] += 1
+                    ends[tok] += 1
+                run = 0
+            else:
+                run += 1
+    return {"hashes": np.unique(np.array(hashes, dtype=np.uint64)),
+            "clause_length": clauses.most_common(1)[0][0] if clauses else 0,
+            "clause_ends": [p for p, _ in ends.most_common(4)], "count": len(hashes)}

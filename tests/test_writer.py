@@ -1,0 +1,103 @@
+"""Generation modes on small line-level models: whole lines, only-new lines, acrostics, prefix."""
+
+import random
+
+import pytest
+
+from wordlstm.errors import UserError
+from wordlstm.generate import SamplingConfig, is_punctuation
+from wordlstm.model import ModelConfig
+from wordlstm.segment import SegmenterConfig, segment_files
+from wordlstm.train import TrainConfig, train
+from wordlstm.vectors import Word2VecSettings, save_vectors, train_word2vec
+from wordlstm.writer import Writer
+
+CHARS = "春夏秋冬山水风月花鸟云雨江天人日夜长明白青红香落归来"
+
+
+def _poems(n=400, seed=0):
+    """Made-up 5-character quatrains: four clauses, alternating ，and 。"""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        clauses = ["".join(rng.choice(CHARS) for _ in range(5)) for _ in range(4)]
+        lines.append(f"{clauses[0]}，{clauses[1]}。{clauses[2]}，{clauses[3]}。")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def poem_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("poems")
+    (d / "poems.txt").write_text(_poems(), encoding="utf-8")
+    with open(d / "poems.seg.txt", "w", encoding="utf-8") as f:
+        segment_files([str(d / "poems.txt")], f, SegmenterConfig(unit="char"))
+    v = train_word2vec(str(d / "poems.seg.txt"), Word2VecSettings(size=16, epochs=3, workers=1))
+    save_vectors(v, d / "vectors.bin")
+    train(str(d / "poems.seg.txt"), str(d / "vectors.bin"), d / "m", ModelConfig(window=8, units=16),
+          TrainConfig(epochs=2, batch_size=128, lines=True), SegmenterConfig(unit="char"),
+          verbose=0, log=lambda *a: None)
+    return d
+
+
+def test_line_model_learns_clause_length_and_marks(poem_model):
+    w = Writer.load(poem_model / "m")
+    assert w.config["lines"]["clause_length"] == 5
+    assert set(w.config["lines"]["clause_ends"]) == {"，", "。"}
+    assert w.config["lines"]["count"] == 400
+
+
+def test_acrostic_lines_start_with_each_character(poem_model):
+    w = Writer.load(poem_model / "m")
+    lines = w.acrostic("春夏秋冬", SamplingConfig(), seed=1)
+    assert len(lines) == 4
+    for head, line in zip("春夏秋冬", lines):
+        assert line[0] == head and len(line) == 6 and is_punctuation(line[-1])
+        assert not any(is_punctuation(c) for c in line[:-1])
+    assert w.acrostic("春夏秋冬", SamplingConfig(), seed=1) == lines
+    assert [len(l) for l in w.acrostic("春夏", SamplingConfig(), seed=1, line_length=7)] == [8, 8]
+    with pytest.raises(UserError, match="vocabulary"):
+        w.acrostic("春X", SamplingConfig())
+
+
+def test_lines_make_whole_lines_with_prompt(poem_model):
+    w = Writer.load(poem_model / "m")
+    lines, dropped = w.lines("春", 5, SamplingConfig(), seed=3, max_words=40)
+    assert len(lines) == 5 and dropped == 0 and all(l.startswith("春") for l in lines)
+    assert all("\n" not in l for l in lines)
+
+
+def test_novel_only_drops_training_lines(poem_model, monkeypatch):
+    w = Writer.load(poem_model / "m")
+    training = (poem_model / "poems.txt").read_text(encoding="utf-8").splitlines()
+    # Make the generator "recite" a training line first, then a new one.
+    recited = iter([training[0], "春春春春春，春春春春春。"] * 10)
+    import wordlstm.writer as writer_mod
+
+    real_render = writer_mod.render
+    monkeypatch.setattr(writer_mod, "render", lambda toks: real_render(toks))
+    original = w.gen.generate
+
+    def fake_generate(prompts, length, cfg, seed=None, stop=None, **kw):
+        return [[w.vectors.index[c] for c in next(recited)] + [w.eos] for _ in prompts]
+
+    w.gen.generate = fake_generate
+    lines, dropped = w.lines("", 1, SamplingConfig(), seed=0, novel_only=True)
+    assert lines == ["春春春春春，春春春春春。"] and dropped == 1
+    w.gen.generate = original
+    kept, dropped = w.lines("", 4, SamplingConfig(), seed=0, novel_only=True)
+    assert len(kept) == 4 and not set(kept) & set(training)
+
+
+def test_novel_only_needs_a_line_model(model_dir):
+    w = Writer.load(model_dir)
+    with pytest.raises(UserError, match="--lines"):
+        w.lines("", 2, SamplingConfig(), novel_only=True)
+
+
+def test_prefix_changes_text_but_is_not_printed(model_dir):
+    w = Writer.load(model_dir)
+    cfg = SamplingConfig(greedy=True)
+    plain = w.continue_text("老王", 15, cfg)
+    primed = w.continue_text("老王", 15, cfg, prefix="小红听了，心里很伤心")
+    assert plain != primed
+    assert not primed[0].startswith("小红听了")
