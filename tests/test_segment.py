@@ -70,3 +70,11 @@ def test_whitespace_only_file_is_an_error(tmp_path):
     p.write_text("\u3000\u3000\r\n  \r\n", encoding="utf-8")
     with pytest.raises(UserError, match="no text"):
         segment_files([str(p)], open(tmp_path / "o.txt", "w"), SegmenterConfig())
+
+
+def test_chapter_headings_are_found_and_reported(tmp_path):
+    p = tmp_path / "n.txt"
+    p.write_text("第一回 老王进城\n老王说：第二回再说。\n正文。\n第十二章 回家\n卷三\n", encoding="utf-8")
+    with open(tmp_path / "o.txt", "w", encoding="utf-8") as f:
+        stats = segment_files([str(p)], f, SegmenterConfig())
+    assert stats.chapters == [(1, "第一回 老王进城"), (4, "第十二章 回家"), (5, "卷三")]

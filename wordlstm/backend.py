@@ -31,11 +31,18 @@ def _native_stderr_hidden():
         os.close(devnull)
 
 
+VIRTUAL_CPUS = "WORDLSTM_VIRTUAL_CPUS"  # split the CPU into N devices (tests of --devices)
+
+
 def import_keras():
     """`import keras`, quietly; the backend comes from KERAS_BACKEND as usual."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    virtual = int(os.environ.get(VIRTUAL_CPUS, "0") or 0)
+    if virtual > 1 and os.environ.get("KERAS_BACKEND") == "jax":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={virtual}").strip()
     with _native_stderr_hidden():
         import keras
 
@@ -44,5 +51,136 @@ def import_keras():
         if importlib.util.find_spec("tensorflow") is not None:
             import tensorflow
 
-            tensorflow.config.list_physical_devices()
+            cpus = tensorflow.config.list_physical_devices("CPU")
+            if virtual > 1 and keras.backend.backend() == "tensorflow" and cpus:
+                tensorflow.config.set_logical_device_configuration(
+                    cpus[0], [tensorflow.config.LogicalDeviceConfiguration()] * virtual)
     return keras
+
+
+def describe() -> dict:
+    """Backend, version, devices, and whether the LSTM will run as a fused cuDNN kernel."""
+    keras = import_keras()
+    backend = keras.backend.backend()
+    info = {"keras": keras.__version__, "backend": backend, "backend_version": "",
+            "devices": [], "gpus": 0}
+    if backend == "jax":
+        import jax
+
+        info["backend_version"] = jax.__version__
+        info["devices"] = [f"{d.platform}:{d.id}" for d in jax.devices()]
+        info["gpus"] = sum(d.platform == "gpu" for d in jax.devices())
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        info["backend_version"] = tf.__version__
+        info["devices"] = [d.name.replace("/physical_device:", "").lower()
+                           for d in tf.config.list_physical_devices()]
+        info["gpus"] = len(tf.config.list_physical_devices("GPU"))
+    elif backend == "torch":
+        import torch
+
+        info["backend_version"] = torch.__version__
+        info["gpus"] = torch.cuda.device_count()
+        info["devices"] = [f"cuda:{i}" for i in range(info["gpus"])] or ["cpu"]
+    return info
+
+
+def fused_lstm_reason(layer_config: dict | None = None) -> str | None:
+    """Why an LSTM with these settings would NOT use the fused cuDNN kernel (None: it would)."""
+    cfg = {"activation": "tanh", "recurrent_activation": "sigmoid", "recurrent_dropout": 0.0,
+           "unroll": False, "use_bias": True, **(layer_config or {})}
+    if cfg["activation"] != "tanh" or cfg["recurrent_activation"] != "sigmoid":
+        return "activation is not tanh/sigmoid"
+    if cfg["recurrent_dropout"]:
+        return "recurrent dropout is on"
+    if cfg["unroll"]:
+        return "the LSTM is unrolled"
+    if not cfg["use_bias"]:
+        return "the LSTM has no bias"
+    return None
+
+
+def summary_line(layer_config: dict | None = None) -> str:
+    """The one line `wordlstm info` and `train` print."""
+    info = describe()
+    reason = fused_lstm_reason(layer_config)
+    if not info["gpus"]:
+        kernel = "LSTM on CPU (no GPU visible)"
+    elif reason:
+        kernel = f"LSTM NOT fused: {reason}; Keras falls back to a slow loop on the GPU"
+    else:
+        kernel = "LSTM uses the fused cuDNN kernel"
+    return (f"keras {info['keras']}, backend {info['backend']} {info['backend_version']}, "
+            f"devices {', '.join(info['devices']) or 'none'}: {kernel}")
+
+
+def _training_devices(keras, backend: str) -> list[str]:
+    """The devices data-parallel training can use: GPUs if any, else the CPU(s)."""
+    if backend == "jax":
+        return keras.distribution.list_devices()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    return ["cpu"]
+
+
+def distribution_scope(devices: str, log=lambda msg: None):
+    """(A factory of contexts to build, compile and fit the model in, number of devices).
+
+    `devices` is "all" or a count. JAX uses keras.distribution.DataParallel, TensorFlow
+    tf.distribute.MirroredStrategy; each splits every batch across the devices and averages
+    the gradients. PyTorch has no Keras data-parallel path, so it trains on one device.
+    """
+    from .errors import UserError
+
+    keras = import_keras()
+    backend = keras.backend.backend()
+    available = _training_devices(keras, backend)
+    if devices == "all":
+        n = len(available)
+    else:
+        try:
+            n = int(devices)
+        except ValueError:
+            raise UserError(f"--devices must be 'all' or a number, not {devices!r}") from None
+        if n < 1 or n > len(available):
+            raise UserError(f"--devices {n}: the {backend} backend sees {len(available)} device(s)")
+    if n <= 1:
+        return contextlib.nullcontext, 1
+    chosen = available[:n]
+    if backend == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+        log(f"data parallel over {n} devices (keras.distribution.DataParallel)")
+        return contextlib.nullcontext, n
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        log(f"data parallel over {n} devices (tf.distribute.MirroredStrategy)")
+        return tf.distribute.MirroredStrategy(devices=chosen).scope, n
+    raise UserError(f"--devices {n}: data-parallel training needs the jax or tensorflow backend")
+
+
+def set_precision(precision: str, log=lambda msg: None) -> None:
+    """float32, or mixed precision (float16 compute on GPUs, bfloat16 on CPUs)."""
+    from .errors import UserError
+
+    keras = import_keras()
+    if precision == "float32":
+        keras.mixed_precision.set_global_policy("float32")
+        return
+    if precision != "mixed":
+        raise UserError(f"--precision must be float32 or mixed, not {precision!r}")
+    if describe()["gpus"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        log("note: mixed precision on a CPU uses bfloat16 and is usually slower than float32")
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+
+def end_distribution() -> None:
+    keras = import_keras()
+    if keras.backend.backend() == "jax":
+        keras.distribution.set_distribution(None)

@@ -214,12 +214,16 @@ def _check_segmented(path):
 @click.option("--unit", type=click.Choice(["word", "char"]), default="word")
 @click.option("--lines", "lines", is_flag=True,
               help="Each line is a document (poems, names): generation makes whole lines.")
+@click.option("--devices", default="1", show_default=True,
+              help="'all' or N: data-parallel training over that many GPUs (or CPU devices).")
+@click.option("--precision", type=click.Choice(["float32", "mixed"]), default="float32",
+              show_default=True, help="Mixed precision speeds up training on recent GPUs.")
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
 @quiet_option
 @friendly
 def train(segmented, vectors_path, output, window, units, layers, dropout, loss, train_embedding,
           target, epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit,
-          lines, resume, quiet):
+          lines, devices, precision, resume, quiet):
     """Train the LSTM that predicts the next word's vector."""
     _check_segmented(segmented)
     if not 0 <= val_fraction < 1:
@@ -234,14 +238,16 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
     check_writable(out / "config.json")
     from .model import ModelConfig
     from .segment import SegmenterConfig
-    from .train import TrainConfig, backend_line, train as run_train
+    from .backend import summary_line
+    from .train import TrainConfig, train as run_train
 
     say = _say(quiet)
-    say(backend_line())
+    say(summary_line())
     cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
                       train_embedding=train_embedding, target=target)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       val_fraction=val_fraction, seed=seed, lines=lines)
+                       val_fraction=val_fraction, seed=seed, lines=lines, devices=devices,
+                       precision=precision)
     seg = SegmenterConfig(engine=engine, user_dict=user_dict, unit=unit)
     try:
         result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
@@ -271,8 +277,8 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
               help="Never repeat an n-gram of this size (0: off).")
 @click.option("--repetition-penalty", default=0.1, show_default=True,
               help="Subtracted from the cosine of recently used words.")
-@click.option("--context", type=click.Choice(["window", "carry"]), default="window",
-              show_default=True, help="Re-read the last window per word, or carry LSTM state.")
+@click.option("--context", type=click.Choice(["carry", "window"]), default="carry",
+              show_default=True, help="Carry LSTM state word to word, or re-read the last window.")
 @click.option("--samples", default=1, show_default=True, help="Continuations, made as one batch.")
 @click.option("--prefix", default="", help="Text fed to the model first to set the mood, not printed.")
 @click.option("--acrostic", default=None, help="藏头诗: one line per character, starting with it.")
@@ -333,6 +339,22 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
         click.echo("\n\n".join(texts) if samples > 1 else "\n".join(texts))
     n_words = sum(writer.last_words)
     say(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
+
+
+@main.command()
+@json_option
+@friendly
+def info(as_json):
+    """Which Keras backend, devices and LSTM kernel training would use."""
+    from .backend import describe, fused_lstm_reason, summary_line
+
+    if as_json:
+        d = describe()
+        d["fused_lstm"] = bool(d["gpus"]) and fused_lstm_reason() is None
+        click.echo(json.dumps(d))
+    else:
+        click.echo(f"wordlstm {__version__}")
+        click.echo(summary_line())
 
 
 @main.command()

@@ -84,8 +84,12 @@ def make_windows(ids: np.ndarray, starts: np.ndarray, window: int) -> tuple[np.n
 
 
 def windows_dataset(ids, starts, window, batch_size, targets, shuffle: bool, seed: int = 0,
-                    epoch: int = 0):
-    """A keras PyDataset yielding (ids, target) batches; `targets` maps target ids to y."""
+                    epoch: int = 0, drop_remainder: bool = False):
+    """A keras PyDataset yielding (ids, target) batches; `targets` maps target ids to y.
+
+    `drop_remainder` leaves out the last, smaller batch (data-parallel training needs every
+    batch to split evenly across devices).
+    """
     from .backend import import_keras
 
     keras = import_keras()
@@ -102,6 +106,8 @@ def windows_dataset(ids, starts, window, batch_size, targets, shuffle: bool, see
                 np.random.default_rng((seed, self.epoch)).shuffle(self.order)
 
         def __len__(self):
+            if drop_remainder:
+                return len(self.order) // batch_size
             return math.ceil(len(self.order) / batch_size)
 
         def __getitem__(self, i):

@@ -50,3 +50,29 @@ def held_out(segmented: str, index: dict, window: int, val_fraction: float, whol
     train_targets = ids[split.train + window] if len(split.train) else ids
     counts = np.bincount(train_targets[train_targets < len(index)], minlength=len(index))
     return ids, starts, int(np.argmax(counts))
+
+
+def evaluate_carried(step_model, target_space: np.ndarray, ids: np.ndarray, start: int,
+                     end: int, window: int, warmup: int | None = None) -> dict:
+    """Top-k accuracy when the LSTM state is carried along the text instead of re-read per window.
+
+    This is what `--context carry` does at generation time; comparing it with `evaluate`
+    on the same positions measures what carrying state past the trained window costs.
+    """
+    warmup = window if warmup is None else warmup
+    state = step_model.zero_state(1)
+    hits = {1: 0, 5: 0, 10: 0}
+    n = 0
+    unk = target_space.shape[0]
+    for pos in range(start, end - 1):
+        y, state = step_model.step(ids[pos:pos + 1], state)
+        target = ids[pos + 1]
+        if pos - start + 1 < warmup or target == unk:
+            continue
+        y = y / max(float(np.linalg.norm(y)), 1e-8)
+        scores = y @ target_space.T
+        for k, v in topk_hits(scores, np.array([target])).items():
+            hits[k] += v
+        n += 1
+    n = max(n, 1)
+    return {"windows": n, "top1": hits[1] / n, "top5": hits[5] / n, "top10": hits[10] / n}

@@ -49,7 +49,8 @@ def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
         x = layers.LSTM(cfg.units, return_sequences=not last, name=f"lstm_{i}")(x)
         if cfg.dropout:
             x = layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
-    out = layers.Dense(cfg.dim, name="to_vector")(x)
+    # float32 output even under mixed precision: the loss compares unit vectors closely.
+    out = layers.Dense(cfg.dim, name="to_vector", dtype="float32")(x)
     model = keras.Model(ids, out, name="wordlstm")
     if embedding is not None:
         if embedding.shape != (cfg.vocab_size + 1, cfg.dim):

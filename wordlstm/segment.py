@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator
 
@@ -21,7 +21,7 @@ from .textio import ReadStats, iter_lines, normalize_line
 
 ENGINES = ("auto", "jieba", "rjieba")
 UNITS = ("word", "char")
-BATCH_LINES = 512
+BATCH_LINES = 256
 
 
 def _has_rjieba() -> bool:
@@ -62,7 +62,7 @@ class SegmenterConfig:
 
 
 class Segmenter:
-    """Callable: normalised line -> list of tokens (never whitespace)."""
+    """Callable: normalised line (see textio.normalize_line) -> list of tokens, never a space."""
 
     def __init__(self, config: SegmenterConfig = SegmenterConfig()):
         if config.unit not in UNITS:
@@ -75,12 +75,12 @@ class Segmenter:
 
     def _build(self):
         if self.config.unit == "char":
-            return lambda line: [c for c in line if not c.isspace()]
+            return lambda line: [c for c in line if c != " "]
         hmm = self.config.hmm
         if self.engine == "rjieba":
             import rjieba
 
-            return lambda line: [t for t in rjieba.cut(line, hmm) if not t.isspace()]
+            return lambda line: [t for t in rjieba.cut(line, hmm) if t != " "]
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
@@ -91,7 +91,7 @@ class Segmenter:
                 tk.load_userdict(self.config.user_dict)
             except Exception as err:  # jieba raises ValueError/UnicodeError on bad files
                 raise UserError(f"{self.config.user_dict}: not a jieba user dictionary ({err})")
-        return lambda line: [t for t in tk.lcut(line, HMM=hmm) if not t.isspace()]
+        return lambda line: [t for t in tk.lcut(line, HMM=hmm) if t != " "]
 
     def __call__(self, line: str) -> list[str]:
         if self._cut is None:
@@ -111,6 +111,7 @@ class SegmentStats:
     seconds: float = 0.0
     replaced: int = 0
     engine: str = ""
+    chapters: list = field(default_factory=list)  # (output line number, heading)
 
     @property
     def mb_per_s(self) -> float:
@@ -123,16 +124,57 @@ class SegmentStats:
         return d
 
 
+# Chapter headings such as 第一回, 第十二章, 第3节, 卷二: kept as their own lines and reported.
+CHAPTER = re.compile(r"^(第[0-9一二三四五六七八九十百千零〇两]+[回章节卷集部篇]|卷[0-9一二三四五六七八九十百千]+)")
+
+
+def is_chapter_heading(line: str) -> bool:
+    """第一回 …, 第十二章 …: short, and no sentence punctuation (unlike prose that cites one)."""
+    return bool(CHAPTER.match(line)) and len(line) <= 60 and not any(p in line for p in "，。．！？；,")
+
+
+@dataclass
+class BlockResult:
+    """One worker's output for a block of raw lines."""
+
+    text: str
+    lines: int
+    tokens: int
+    distinct: set
+    chapters: list  # (line number within the block's output, heading text)
+
+
+def segment_block(seg: Segmenter, raw_lines: list[str]) -> BlockResult:
+    """Normalise and segment raw lines; drop empty ones; return the output text and counts."""
+    out, distinct, chapters = [], set(), []
+    tokens = 0
+    for raw in raw_lines:
+        line = normalize_line(raw)
+        if not line:
+            continue
+        words = seg(line)
+        if not words:
+            continue
+        if is_chapter_heading(line):
+            chapters.append((len(out), line))
+        out.append(" ".join(words))
+        tokens += len(words)
+        distinct.update(words)
+    return BlockResult("\n".join(out) + "\n" if out else "", len(out), tokens, distinct, chapters)
+
+
 _worker: Segmenter | None = None
 
 
 def _init_worker(config: SegmenterConfig) -> None:
     global _worker
-    _worker = Segmenter(config)
+    if _worker is None or _worker.config != config:
+        _worker = Segmenter(config)
+        _worker("预热")  # load the dictionary once per process
 
 
-def _segment_batch(lines: list[str]) -> list[list[str]]:
-    return [_worker(line) for line in lines]
+def _segment_block(raw_lines: list[str]) -> BlockResult:
+    return segment_block(_worker, raw_lines)
 
 
 def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -146,20 +188,26 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def segment_lines(lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[list[str]]:
-    """Segment an iterable of normalised, non-empty lines, keeping their order."""
+def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[BlockResult]:
+    """Segment raw lines in blocks, in order, on `jobs` processes."""
+    _init_worker(config)  # validates options, and forked workers inherit the loaded dictionary
+    batches = _batches(raw_lines, BATCH_LINES)
     if jobs <= 1:
-        seg = Segmenter(config)
-        for line in lines:
-            yield seg(line)
+        for batch in batches:
+            yield _segment_block(batch)
         return
     import multiprocessing as mp
 
-    Segmenter(config)  # validate options here, with a clear error, before forking
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(config,)) as pool:
-        for result in pool.imap(_segment_batch, _batches(lines, BATCH_LINES), chunksize=2):
-            yield from result
+        yield from pool.imap(_segment_block, batches, chunksize=1)
+
+
+def segment_lines(lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[list[str]]:
+    """Token lists for normalised, non-empty lines, in order (for callers that want lists)."""
+    for block in segment_blocks(lines, config, jobs):
+        for line in block.text.splitlines():
+            yield line.split(" ")
 
 
 def default_jobs() -> int:
@@ -173,11 +221,10 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     stats = SegmentStats(engine=resolve_engine(config.engine, config.user_dict)
                          if config.unit == "word" else "char")
     reads: list[ReadStats] = []
-    counts: Counter = Counter()
+    distinct: set = set()
     started = time.perf_counter()
 
-    def normalised() -> Iterator[str]:
-        done = 0
+    def raw_lines() -> Iterator[str]:
         for path in paths:
             rs = ReadStats(str(path))
             reads.append(rs)
@@ -186,25 +233,20 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
                 if progress is not None and rs.bytes != last:
                     progress.update(rs.bytes - last)
                     last = rs.bytes
-                line = normalize_line(raw)
-                if line:
-                    yield line
+                yield raw
             if progress is not None:
                 progress.update(rs.bytes - last)
-            done += rs.bytes
 
-    for tokens in segment_lines(normalised(), config, jobs):
-        if not tokens:
-            continue
-        out.write(" ".join(tokens))
-        out.write("\n")
-        stats.lines += 1
-        stats.tokens += len(tokens)
-        counts.update(tokens)
+    for block in segment_blocks(raw_lines(), config, jobs):
+        out.write(block.text)
+        stats.chapters.extend((stats.lines + i + 1, title) for i, title in block.chapters)
+        stats.lines += block.lines
+        stats.tokens += block.tokens
+        distinct |= block.distinct
     stats.seconds = time.perf_counter() - started
     stats.bytes = sum(r.bytes for r in reads)
     stats.replaced = sum(r.replaced for r in reads)
-    stats.distinct = len(counts)
+    stats.distinct = len(distinct)
     stats.files = [{"path": r.path, "encoding": r.encoding, "bytes": r.bytes,
                     "replaced": r.replaced} for r in reads]
     if stats.tokens == 0:

@@ -33,34 +33,8 @@ class TrainConfig:
     val_fraction: float = 0.05
     seed: int = 1
     lines: bool = False  # each line is a document (poems, names), see dataset.corpus_ids
-
-
-def backend_line() -> str:
-    """One line: which Keras backend and devices training will use."""
-    from .backend import import_keras
-
-    keras = import_keras()
-
-    backend = keras.backend.backend()
-    devices = []
-    try:
-        if backend == "jax":
-            import jax
-
-            devices = [f"{d.platform}:{d.id}" for d in jax.devices()]
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            devices = [d.name.replace("/physical_device:", "") for d in tf.config.list_physical_devices()]
-        elif backend == "torch":
-            import torch
-
-            devices = ["cuda:%d" % i for i in range(torch.cuda.device_count())] or ["cpu"]
-    except Exception:  # device listing is informative only
-        pass
-    gpu = any("gpu" in d.lower() or "cuda" in d.lower() for d in devices)
-    fused = "fused cuDNN LSTM" if gpu else "CPU LSTM (no GPU)"
-    return f"keras {keras.__version__}, backend {backend}, devices {', '.join(devices) or '?'}: {fused}"
+    devices: str = "1"  # "all" or a count: data-parallel training (backend.distribution_scope)
+    precision: str = "float32"  # or "mixed"
 
 
 def _make_callbacks(out: Path, cfg: ModelConfig, tcfg: TrainConfig, state: dict, n_train: int,
@@ -96,40 +70,38 @@ def _make_callbacks(out: Path, cfg: ModelConfig, tcfg: TrainConfig, state: dict,
     return [EpochEnd()]
 
 
+def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors_path: str):
+    """Settings and history of an interrupted run; the run's length and hardware may change."""
+    if not (ckpt / "state.json").is_file() or not (ckpt / "model.keras").is_file():
+        raise UserError(f"{out}: nothing to resume (no checkpoint/ from an earlier run)")
+    saved = read_json(ckpt / "state.json")
+    if saved.get("vocab_sha256") != state["vocab_sha256"]:
+        raise UserError(f"{out}: the checkpoint was trained with other vectors than "
+                        f"{vectors_path}; resume with the same --vectors")
+    cfg = ModelConfig(**saved["model"])
+    saved["training"].update(epochs=tcfg.epochs, devices=tcfg.devices, precision=tcfg.precision)
+    tcfg = TrainConfig(**saved["training"])
+    state.update(epoch=saved["epoch"], history=saved["history"], model=cfg.to_json(),
+                 training=asdict(tcfg))
+    return cfg, tcfg
+
+
 def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
           tcfg: TrainConfig, segmenter: SegmenterConfig, resume: bool = False,
           verbose: int = 1, log=print) -> dict:
     """Train a model on a segmented file and write a complete model dir to `out`."""
-    from .backend import import_keras
+    from .backend import distribution_scope, end_distribution, import_keras, set_precision
+    from .modeldir import load_keras_model
 
     keras = import_keras()
-
     out = Path(out)
+    ckpt = out / "checkpoint"
     vectors = load_vectors(vectors_path)
     cfg.dim, cfg.vocab_size = vectors.dim, len(vectors)
-    ckpt = out / "checkpoint"
     state = {"epoch": 0, "history": [], "model": cfg.to_json(), "training": asdict(tcfg),
              "vocab_sha256": vocab_hash(vectors.words), "segmenter": segmenter.to_json()}
     if resume:
-        if not (ckpt / "state.json").is_file() or not (ckpt / "model.keras").is_file():
-            raise UserError(f"{out}: nothing to resume (no checkpoint/ from an earlier run)")
-        saved = read_json(ckpt / "state.json")
-        if saved.get("vocab_sha256") != state["vocab_sha256"]:
-            raise UserError(f"{out}: the checkpoint was trained with other vectors than "
-                            f"{vectors_path}; resume with the same --vectors")
-        cfg = ModelConfig(**saved["model"])
-        saved["training"]["epochs"] = tcfg.epochs
-        tcfg = TrainConfig(**saved["training"])
-        state.update(epoch=saved["epoch"], history=saved["history"], model=cfg.to_json(),
-                     training=asdict(tcfg))
-        from .modeldir import load_keras_model
-
-        model = load_keras_model(ckpt, compile=True)
-        log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
-    else:
-        keras.utils.set_random_seed(tcfg.seed)
-        model = compile_model(build_model(cfg, input_embedding(vectors.matrix)), cfg,
-                              tcfg.learning_rate)
+        cfg, tcfg = _resume_state(ckpt, out, state, tcfg, vectors_path)
 
     ids, unknown, target_mask = corpus_ids(segmented, vectors.index,
                                            lines_window=cfg.window if tcfg.lines else 0)
@@ -137,24 +109,40 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     if len(split.train) == 0:
         raise UserError(f"{segmented}: too little text to train on: {len(ids)} tokens, "
                         f"window {cfg.window}; use a larger corpus or a smaller --window")
-    unit = vectors.target_space(cfg.target)
-
-    def targets(t):
-        return unit[t]
-
-    train_ds = windows_dataset(ids, split.train, cfg.window, tcfg.batch_size, targets,
-                               shuffle=True, seed=tcfg.seed, epoch=state["epoch"])
-    val_ds = (windows_dataset(ids, split.val, cfg.window, tcfg.batch_size, targets, shuffle=False)
-              if len(split.val) else None)
     log(f"corpus: {len(ids):,} tokens ({unknown:,} outside the {len(vectors):,}-word vocabulary), "
         f"{len(split.train):,} training and {len(split.val):,} validation windows")
-    callbacks = _make_callbacks(out, cfg, tcfg, state, len(split.train), log)
-    if state["epoch"] < tcfg.epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
-                  initial_epoch=state["epoch"], verbose=verbose, callbacks=callbacks)
 
-    final = build_model(cfg)  # uncompiled copy: the shipped file carries no optimizer state
-    final.set_weights(model.get_weights())
+    set_precision(tcfg.precision, log)
+    try:
+        scope, n_devices = distribution_scope(tcfg.devices, log)
+        # Every batch must split evenly over the devices.
+        batch = max(n_devices, tcfg.batch_size - tcfg.batch_size % n_devices)
+        unit = vectors.target_space(cfg.target)
+        train_ds = windows_dataset(ids, split.train, cfg.window, batch, lambda t: unit[t],
+                                   shuffle=True, seed=tcfg.seed, epoch=state["epoch"],
+                                   drop_remainder=n_devices > 1)
+        val_ds = None
+        if len(split.val) >= batch or (len(split.val) and n_devices == 1):
+            val_ds = windows_dataset(ids, split.val, cfg.window, batch, lambda t: unit[t],
+                                     shuffle=False, drop_remainder=n_devices > 1)
+        with scope():
+            if resume:
+                model = load_keras_model(ckpt, compile=True)
+                log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
+            else:
+                keras.utils.set_random_seed(tcfg.seed)
+                model = compile_model(build_model(cfg, input_embedding(vectors.matrix)), cfg,
+                                      tcfg.learning_rate)
+            if state["epoch"] < tcfg.epochs:
+                model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
+                          initial_epoch=state["epoch"], verbose=verbose,
+                          callbacks=_make_callbacks(out, cfg, tcfg, state, len(split.train), log))
+    finally:
+        end_distribution()
+        set_precision("float32")
+
+    final = build_model(cfg)  # plain float32 copy without optimizer state: what ships
+    final.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
     training = asdict(tcfg) | {"corpus": Path(segmented).name, "tokens": int(len(ids)),
                                "unknown_tokens": int(unknown), "train_windows": int(len(split.train)),
                                "val_windows": int(len(split.val)), "eos": EOS in vectors.index}
@@ -163,8 +151,6 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
                    lines=lines)
     shutil.rmtree(ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out)}
-
-
 
 
 def line_stats(segmented: str) -> dict:
