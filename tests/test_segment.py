@@ -29,13 +29,26 @@ def test_engines_agree_with_jieba_on_mixed_text(engine):
     assert seg(line) == _jieba_tokens(line)
 
 
-def test_auto_engine_prefers_rjieba_but_not_with_user_dict(tmp_path):
+def test_auto_engine_is_rjieba_only_where_exact(tmp_path):
     d = tmp_path / "names.txt"
-    d.write_text("张先生 100 nr\n", encoding="utf-8")
+    d.write_text("张先生 100 nr\n老张头\n", encoding="utf-8")
     assert resolve_engine("auto", None) == "rjieba"
     assert resolve_engine("auto", str(d)) == "jieba"
-    with pytest.raises(UserError):
-        resolve_engine("rjieba", str(d))
+    assert resolve_engine("rjieba", str(d)) == "rjieba"  # an explicit choice is honoured
+
+
+@pytest.mark.parametrize("engine", ["jieba", "rjieba"])
+def test_user_dict_engines_match_jieba_load_userdict(tmp_path, novel, engine):
+    d = tmp_path / "names.txt"
+    d.write_text("老张头 1000 nr\n石大娘\n王大 5\n院子里 n\n", encoding="utf-8")
+    import logging
+    jieba.setLogLevel(logging.WARNING)
+    ref = jieba.Tokenizer()
+    ref.load_userdict(str(d))
+    seg = Segmenter(SegmenterConfig(engine=engine, user_dict=str(d)))
+    lines = _lines(novel)[:80] + ["老张头和石大娘在院子里说话", "王大夫和王大说话"]
+    for line in lines:
+        assert seg(line) == [t for t in ref.lcut(line) if not t.isspace()]
 
 
 def test_user_dict_keeps_names_whole(tmp_path):
