@@ -20,8 +20,9 @@ PROMPTS = ["宝玉笑道", "黛玉听了", "凤姐儿说", "贾母道", "袭人"
 SETTINGS = {
     "classic (greedy, no control)": SamplingConfig(greedy=True, no_repeat_ngram=0, repetition_penalty=0),
     "greedy + no-repeat-3 + penalty": SamplingConfig(greedy=True),
-    "sampled T=0.1 top-k 40, no control": SamplingConfig(no_repeat_ngram=0, repetition_penalty=0),
-    "default (sampled + no-repeat-3 + penalty)": SamplingConfig(),
+    "sampled T=0.03 top-k 10, no control": SamplingConfig(no_repeat_ngram=0, repetition_penalty=0),
+    "sampled T=0.1 top-k 40 + controls": SamplingConfig(temperature=0.1, top_k=40),
+    "default (T=0.03 top-k 10 + no-repeat-3 + penalty 0.1)": SamplingConfig(),
 }
 
 

@@ -46,6 +46,9 @@ def import_keras():
     with _native_stderr_hidden():
         import keras
 
+        if keras.backend.backend() == "jax" and os.environ.get("JAX_COORDINATOR_ADDRESS"):
+            _start_jax_workers()
+
         # Keras' saving code imports TensorFlow when it is installed, whatever the backend,
         # and TensorFlow logs natively on import and on its first device probe: do both here.
         if importlib.util.find_spec("tensorflow") is not None:
@@ -56,6 +59,16 @@ def import_keras():
                 tensorflow.config.set_logical_device_configuration(
                     cpus[0], [tensorflow.config.LogicalDeviceConfiguration()] * virtual)
     return keras
+
+
+def _start_jax_workers() -> None:
+    """Join a multi-host JAX job: afterwards jax.devices() lists every host's devices, so
+    `train --devices all` (keras.distribution.DataParallel) spans all machines."""
+    import jax
+
+    jax.distributed.initialize(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+                               num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+                               process_id=int(os.environ["JAX_PROCESS_ID"]))
 
 
 def describe() -> dict:
@@ -148,6 +161,13 @@ def distribution_scope(devices: str, log=lambda msg: None):
             raise UserError(f"--devices must be 'all' or a number, not {devices!r}") from None
         if n < 1 or n > len(available):
             raise UserError(f"--devices {n}: the {backend} backend sees {len(available)} device(s)")
+    if backend == "tensorflow" and os.environ.get("TF_CONFIG"):
+        import tensorflow as tf  # several machines: each worker runs the same command
+
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        log(f"multi-worker data parallel over {strategy.num_replicas_in_sync} replicas "
+            "(tf.distribute.MultiWorkerMirroredStrategy, from TF_CONFIG)")
+        return strategy.scope, strategy.num_replicas_in_sync
     if n <= 1:
         return contextlib.nullcontext, 1
     chosen = available[:n]

@@ -269,9 +269,9 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
 @click.option("--until", default=None, help="Stop once the text ends with this mark (e.g. 。”).")
 @click.option("--seed", default=None, type=int, help="Random seed: same seed, same text.")
 @click.option("--greedy", is_flag=True, help="Always take the nearest word (no sampling).")
-@click.option("--temperature", default=0.1, show_default=True,
+@click.option("--temperature", default=0.03, show_default=True,
               help="Softmax temperature over cosine scores.")
-@click.option("--top-k", default=40, show_default=True, help="Sample among the k nearest words.")
+@click.option("--top-k", default=10, show_default=True, help="Sample among the k nearest words.")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling threshold.")
 @click.option("--no-repeat-ngram", default=3, show_default=True,
               help="Never repeat an n-gram of this size (0: off).")

@@ -68,8 +68,8 @@ class SamplingConfig:
     """How the next word is chosen from the cosine scores."""
 
     greedy: bool = False
-    temperature: float = 0.1
-    top_k: int = 40
+    temperature: float = 0.03  # cosine scores are close together: see bench/RESULTS.md
+    top_k: int = 10
     top_p: float = 1.0
     no_repeat_ngram: int = 3
     repetition_penalty: float = 0.1
