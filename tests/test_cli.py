@@ -192,3 +192,17 @@ def test_help_and_segment_do_not_import_keras(novel, tmp_path):
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'gensim') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_evaluate_reports_accuracy_and_baseline(model_dir, segmented):
+    r = run("evaluate", segmented, "--model", model_dir, "--json")
+    result = json.loads(r.stdout)
+    assert {"top1", "top5", "top10", "mean_cosine", "windows", "baseline_top1"} <= set(result)
+    assert 0 <= result["top1"] <= result["top5"] <= result["top10"] <= 1
+    assert result["windows"] > 0
+    whole = json.loads(run("evaluate", segmented, "--model", model_dir, "--whole-file",
+                           "--json").stdout)
+    assert whole["windows"] > result["windows"] * 10
+    carried = json.loads(run("evaluate", segmented, "--model", model_dir, "--context", "carry",
+                             "--json").stdout)
+    assert 0 <= carried["top1"] <= 1

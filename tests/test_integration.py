@@ -50,3 +50,25 @@ def test_default_model_continues_text():
     r = run("continue-text", "宝玉笑道", "-n", 20, "--seed", 2, "--json")
     out = json.loads(r.stdout)
     assert out["words"] == [20]
+
+
+@pytest.mark.parametrize("name", ["hongloumeng.txt", "sanguoyanyi.txt", "shuihuzhuan.txt"])
+def test_real_novels_in_gbk_and_big5_are_detected_and_read(tmp_path, name):
+    import opencc
+
+    from wordlstm.textio import detect_encoding
+
+    text = needs_corpus(name).read_text(encoding="utf-8")[:200_000]
+    big5 = opencc.OpenCC("s2t").convert(text)  # what a Taiwanese download site would serve
+    for encoding, data in (("gb18030", text.encode("gbk", "replace")),
+                           ("big5", big5.encode("big5", "replace"))):
+        path = tmp_path / f"novel.{encoding}.txt"
+        path.write_bytes(data)
+        assert detect_encoding(path) == encoding
+    # Segmented with --to-simplified, the Big5 copy gives (nearly) the GB copy's words.
+    run("segment", tmp_path / "novel.big5.txt", "-o", tmp_path / "b.txt", "--to-simplified", "-q")
+    run("segment", tmp_path / "novel.gb18030.txt", "-o", tmp_path / "g.txt", "-q")
+    b = (tmp_path / "b.txt").read_text(encoding="utf-8").split()
+    g = (tmp_path / "g.txt").read_text(encoding="utf-8").split()
+    shared = len(set(b) & set(g)) / len(set(g))
+    assert shared > 0.9, shared

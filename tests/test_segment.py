@@ -91,3 +91,17 @@ def test_chapter_headings_are_found_and_reported(tmp_path):
     with open(tmp_path / "o.txt", "w", encoding="utf-8") as f:
         stats = segment_files([str(p)], f, SegmenterConfig())
     assert stats.chapters == [(1, "第一回 老王进城"), (4, "第十二章 回家"), (5, "卷三")]
+
+
+def test_to_simplified_makes_traditional_and_simplified_text_agree(tmp_path):
+    trad = tmp_path / "big5.txt"
+    trad.write_bytes("\u3000\u3000寶玉聽了，心裡很高興。\r\n黛玉說：「我們去書房罷。」\r\n".encode("big5"))
+    simp = tmp_path / "gb.txt"
+    simp.write_bytes("\u3000\u3000宝玉听了，心里很高兴。\r\n黛玉说：「我们去书房罢。」\r\n".encode("gb18030"))
+    outs = []
+    for src in (trad, simp):
+        with open(tmp_path / "o.txt", "w", encoding="utf-8") as f:
+            stats = segment_files([str(src)], f, SegmenterConfig(to_simplified=True))
+        outs.append((tmp_path / "o.txt").read_text(encoding="utf-8"))
+    assert outs[0] == outs[1] and "宝玉" in outs[0]
+    assert Segmenter(SegmenterConfig(to_simplified=True))("寶玉聽了") == ["宝玉", "听", "了"]

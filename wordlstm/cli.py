@@ -88,17 +88,21 @@ def main():
               show_default=True, help="rjieba gives jieba's exact tokens ~20x faster.")
 @click.option("--unit", type=click.Choice(["word", "char"]), default="word", show_default=True)
 @click.option("--no-hmm", is_flag=True, help="Turn off jieba's HMM for unknown words.")
+@click.option("--to-simplified", is_flag=True,
+              help="Convert traditional to simplified characters first (OpenCC t2s).")
 @click.option("-j", "--jobs", type=int, default=0, help="Processes (default: all cores).")
 @quiet_option
 @json_option
 @friendly
-def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, jobs, quiet, as_json):
+def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, to_simplified, jobs,
+            quiet, as_json):
     """Segment text files into words with jieba (normalising encodings and indentation)."""
     from .segment import SegmenterConfig, default_jobs, segment_files
     from .textio import atomic_output, check_writable
 
     check_writable(output)
-    config = SegmenterConfig(engine=engine, user_dict=user_dict, hmm=not no_hmm, unit=unit)
+    config = SegmenterConfig(engine=engine, user_dict=user_dict, hmm=not no_hmm, unit=unit,
+                             to_simplified=to_simplified)
     total = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
     bar = progress_bar(total, "B", quiet, "segment", scale=True)
     try:
@@ -212,6 +216,8 @@ def _check_segmented(path):
               help="The user dictionary the corpus was segmented with (used for prompts).")
 @click.option("--engine", type=click.Choice(["auto", "jieba", "rjieba"]), default="auto")
 @click.option("--unit", type=click.Choice(["word", "char"]), default="word")
+@click.option("--to-simplified", is_flag=True,
+              help="The corpus was segmented with --to-simplified (prompts are converted too).")
 @click.option("--lines", "lines", is_flag=True,
               help="Each line is a document (poems, names): generation makes whole lines.")
 @click.option("--devices", default="1", show_default=True,
@@ -223,7 +229,7 @@ def _check_segmented(path):
 @friendly
 def train(segmented, vectors_path, output, window, units, layers, dropout, loss, train_embedding,
           target, epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit,
-          lines, devices, precision, resume, quiet):
+          to_simplified, lines, devices, precision, resume, quiet):
     """Train the LSTM that predicts the next word's vector."""
     _check_segmented(segmented)
     if not 0 <= val_fraction < 1:
@@ -248,7 +254,7 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_fraction=val_fraction, seed=seed, lines=lines, devices=devices,
                        precision=precision)
-    seg = SegmenterConfig(engine=engine, user_dict=user_dict, unit=unit)
+    seg = SegmenterConfig(engine=engine, user_dict=user_dict, unit=unit, to_simplified=to_simplified)
     try:
         result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
                            verbose=1 if sys.stderr.isatty() and not quiet else 0, log=say)
@@ -339,6 +345,48 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
         click.echo("\n\n".join(texts) if samples > 1 else "\n".join(texts))
     n_words = sum(writer.last_words)
     say(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
+
+
+@main.command()
+@click.argument("segmented", type=click.Path(dir_okay=False))
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Model directory (default: the shipped model).")
+@click.option("--whole-file", is_flag=True,
+              help="Score every window of SEGMENTED, not the model's held-out tail of it.")
+@click.option("--context", type=click.Choice(["window", "carry"]), default="window",
+              show_default=True, help="Re-read each window (as trained) or carry LSTM state.")
+@json_option
+@friendly
+def evaluate(segmented, model_dir, whole_file, context, as_json):
+    """Next-word accuracy (top-1/5/10) on held-out text, beside a most-frequent-word baseline."""
+    from .evaluate import evaluate as run_eval, evaluate_carried, held_out
+    from .writer import Writer
+
+    _check_segmented(segmented)
+    w = Writer.load(model_dir)
+    m, t = w.config["model"], w.config["training"]
+    ids, starts, base = held_out(segmented, w.vectors.index, m["window"], t["val_fraction"],
+                                 whole=whole_file, lines=t.get("lines", False))
+    if len(starts) == 0:
+        raise UserError(f"{segmented}: no windows to evaluate")
+    space = w.vectors.target_space(m.get("target", "raw"))
+    if context == "window":
+        result = run_eval(w.gen.model, space, ids, starts, m["window"], base)
+    else:
+        result = evaluate_carried(w.gen.model, space, ids, int(starts[0]),
+                                  int(starts[-1]) + m["window"] + 1, m["window"])
+        result["baseline_top1"] = float((ids[starts + m["window"]] == base).mean())
+    result["baseline_word"] = w.vectors.words[base]
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    click.echo(f"{result['windows']:,} windows ({'whole file' if whole_file else 'held-out tail'}, "
+               f"context {context})")
+    for k in ("top1", "top5", "top10"):
+        click.echo(f"  {k:>6}: {result[k]:.2%}")
+    if "mean_cosine" in result:
+        click.echo(f"  mean cosine to the true word: {result['mean_cosine']:.3f}")
+    click.echo(f"  baseline (always {result['baseline_word']!r}): top1 {result['baseline_top1']:.2%}")
 
 
 @main.command()

@@ -83,6 +83,7 @@ class SegmenterConfig:
     user_dict: str | None = None
     hmm: bool = True
     unit: str = "word"
+    to_simplified: bool = False  # OpenCC t2s before segmenting: Big5 and GB novels share words
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -99,6 +100,17 @@ class Segmenter:
         self.config = config
         self.engine = resolve_engine(config.engine, config.user_dict)
         self._cut = None
+        self._convert = None
+        if config.to_simplified:
+            try:
+                import opencc  # the official OpenCC binding: fast (C++), standard t2s tables
+            except ImportError:
+                raise UserError("--to-simplified needs OpenCC: pip install opencc") from None
+            self._convert = opencc.OpenCC("t2s").convert
+
+    def simplify(self, text: str) -> str:
+        """Traditional -> simplified if configured (line breaks are kept)."""
+        return self._convert(text) if self._convert else text
 
     def _build(self):
         if self.config.unit == "char":
@@ -126,10 +138,16 @@ class Segmenter:
                 return lambda line: [t for t in fast.cut(line, hmm) if t != " "]
         return lambda line: [t for t in tk.lcut(line, HMM=hmm) if t != " "]
 
-    def __call__(self, line: str) -> list[str]:
+    def cut(self, line: str) -> list[str]:
+        """Tokens of a line that is already normalised (and converted)."""
         if self._cut is None:
             self._cut = self._build()
         return self._cut(line)
+
+    def __call__(self, line: str) -> list[str]:
+        if self._cut is None:
+            self._cut = self._build()
+        return self._cut(self.simplify(line))
 
 
 @dataclass
@@ -181,11 +199,13 @@ def segment_block(seg: Segmenter, raw_lines: list[str]) -> BlockResult:
     """Normalise and segment raw lines; drop empty ones; return the output text and counts."""
     out, distinct, chapters = [], set(), []
     tokens = 0
-    for raw in raw_lines:
-        line = normalize_line(raw)
+    lines = [normalize_line(raw) for raw in raw_lines]
+    if seg.config.to_simplified:  # one call per block: OpenCC keeps the line breaks
+        lines = seg.simplify("\n".join(lines)).split("\n")
+    for line in lines:
         if not line:
             continue
-        words = seg(line)
+        words = seg.cut(line)
         if not words:
             continue
         if is_chapter_heading(line):

@@ -70,24 +70,30 @@ def _cut_incomplete(sample: bytes, encoding: str) -> bytes:
     return sample[: len(sample) - len(pending)] if pending else sample
 
 
-def _common_han_share(text: str) -> float:
-    """Share of CJK characters that are in the GB2312 level-1 set (the 3,755 most common).
+def _is_common(c: str) -> bool:
+    """A character real Chinese text is mostly made of: GB2312 level 1 (the 3,755 most common
+    simplified characters), Big5's frequently-used block (5,401 traditional), ASCII, or
+    CJK punctuation."""
+    if c.isascii() or "\u3000" <= c <= "\u303f" or "\uff00" <= c <= "\uffef":
+        return True
+    try:
+        b = c.encode("gb2312")
+        if len(b) == 2 and 0xB0 <= b[0] <= 0xD7:
+            return True
+    except UnicodeEncodeError:
+        pass
+    try:
+        b = c.encode("big5")
+        return len(b) == 2 and 0xA440 <= (b[0] << 8 | b[1]) <= 0xC67E
+    except UnicodeEncodeError:
+        return False
 
-    Big5 bytes read as GBK (or the other way round) decode to rare characters; real text is
-    mostly common ones, so this tells the two apart reliably on a few KB of text.
-    """
-    han = [c for c in text if "\u4e00" <= c <= "\u9fff"]
-    if not han:
-        return 0.0
-    common = 0
-    for c in han:
-        try:
-            b = c.encode("gb2312")
-        except UnicodeEncodeError:
-            continue
-        if 0xB0 <= b[0] <= 0xD7:
-            common += 1
-    return common / len(han)
+
+def _common_share(text: str) -> float:
+    """Share of common characters. Big5 bytes read as GBK (or the other way round) decode to
+    rare characters, private-use code points and kana, so this tells them apart on a few KB."""
+    chars = [c for c in text if not c.isspace()]
+    return sum(map(_is_common, chars)) / len(chars) if chars else 0.0
 
 
 def detect_encoding(path: str | os.PathLike) -> str:
@@ -109,7 +115,7 @@ def detect_encoding(path: str | os.PathLike) -> str:
             continue
         if enc == "utf-8":
             return "utf-8"  # valid UTF-8 of any length is almost never another encoding
-        candidates.append((_common_han_share(text), enc))
+        candidates.append((_common_share(text), enc))
     if not candidates:
         # Undecodable in every candidate: report it against the most likely one.
         return "gb18030"
