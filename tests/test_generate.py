@@ -51,10 +51,12 @@ def test_greedy_is_nearest_neighbour(model_dir):
 
 def test_stop_condition_ends_generation(model_dir):
     gen, vectors = _generator(model_dir)
-    period = vectors.index["。"]
-    out = gen.generate([[vectors.index["老王"]]], 200, SamplingConfig(), seed=1,
-                       stop=lambda o: o[-1] == period)[0]
-    assert out[-1] == period and out.count(period) == 1
+    prompt = [[vectors.index["老王"]]]
+    free = gen.generate(prompt, 40, SamplingConfig(), seed=1)[0]
+    mark = free[7]
+    stopped = gen.generate(prompt, 40, SamplingConfig(), seed=1, stop=lambda o: o[-1] == mark)[0]
+    # The same text, cut right after the first occurrence of the stop word.
+    assert stopped == free[: free.index(mark) + 1]
 
 
 def test_no_repeat_ngram_blocks_loops():
@@ -75,6 +77,7 @@ def test_repetition_penalty_prefers_fresh_words():
 
 def test_render_joins_like_written_chinese():
     assert render(["宝玉", "笑道", "：", "hello", "world", "，", EOS, "好"]) == "宝玉笑道：hello world，\n好"
+    assert render(["S", "a", "u", "r", "u", "s"], unit="char") == "Saurus"
 
 
 def test_prompt_unknown_words_fall_back_to_characters():

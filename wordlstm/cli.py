@@ -112,8 +112,13 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
     finally:
         if bar is not None:
             bar.close()
+    from .segment import sidecar_path
+
+    summary = stats.to_json() | {"output": output, "segmenter": config.to_json()}
+    with atomic_output(sidecar_path(output)) as f:  # `train` reads the settings from here
+        json.dump(summary, f, ensure_ascii=False, indent=1)
     if as_json:
-        click.echo(json.dumps(stats.to_json() | {"output": output}, ensure_ascii=False))
+        click.echo(json.dumps(summary, ensure_ascii=False))
     elif not quiet:
         click.echo(f"{output}: {stats.lines:,} lines, {stats.tokens:,} tokens, "
                    f"{stats.distinct:,} distinct words from {stats.bytes / 1e6:.1f} MB "
@@ -213,11 +218,11 @@ def _check_segmented(path):
 @click.option("--val-fraction", default=0.05, show_default=True, help="Held-out tail of the corpus.")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--user-dict", type=click.Path(dir_okay=False), default=None,
-              help="The user dictionary the corpus was segmented with (used for prompts).")
-@click.option("--engine", type=click.Choice(["auto", "jieba", "rjieba"]), default="auto")
-@click.option("--unit", type=click.Choice(["word", "char"]), default="word")
-@click.option("--to-simplified", is_flag=True,
-              help="The corpus was segmented with --to-simplified (prompts are converted too).")
+              help="Segmenter settings for prompts; by default those `segment` recorded in "
+                   "SEGMENTED.json.")
+@click.option("--engine", type=click.Choice(["auto", "jieba", "rjieba"]), default=None)
+@click.option("--unit", type=click.Choice(["word", "char"]), default=None)
+@click.option("--to-simplified/--no-to-simplified", default=None)
 @click.option("--lines", "lines", is_flag=True,
               help="Each line is a document (poems, names): generation makes whole lines.")
 @click.option("--devices", default="1", show_default=True,
@@ -254,7 +259,15 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_fraction=val_fraction, seed=seed, lines=lines, devices=devices,
                        precision=precision)
-    seg = SegmenterConfig(engine=engine, user_dict=user_dict, unit=unit, to_simplified=to_simplified)
+    from .segment import read_sidecar
+
+    recorded = read_sidecar(segmented) or SegmenterConfig()
+    seg = SegmenterConfig(
+        engine=engine or recorded.engine, user_dict=user_dict or recorded.user_dict,
+        hmm=recorded.hmm, unit=unit or recorded.unit,
+        to_simplified=recorded.to_simplified if to_simplified is None else to_simplified)
+    if seg.user_dict and not os.path.isfile(seg.user_dict):
+        raise UserError(f"{seg.user_dict}: user dictionary not found (it is copied into the model)")
     try:
         result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
                            verbose=1 if sys.stderr.isatty() and not quiet else 0, log=say)

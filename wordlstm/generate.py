@@ -200,15 +200,18 @@ class Generator:
         return out
 
 
-def render(tokens: list[str]) -> str:
-    """Join tokens as Chinese is written: no spaces, except between two Latin words."""
+def render(tokens: list[str], unit: str = "word") -> str:
+    """Join tokens as Chinese is written: no spaces, except between two Latin words.
+
+    Character-unit models (`segment --unit char`) join everything directly.
+    """
     parts: list[str] = []
     for tok in tokens:
         if tok == EOS:
             parts.append("\n")
             continue
-        if parts and parts[-1] and tok and parts[-1][-1].isascii() and parts[-1][-1].isalnum() \
-                and tok[0].isascii() and tok[0].isalnum():
+        if unit == "word" and parts and parts[-1] and tok and parts[-1][-1].isascii() \
+                and parts[-1][-1].isalnum() and tok[0].isascii() and tok[0].isalnum():
             parts.append(" ")
         parts.append(tok)
     return "".join(parts)

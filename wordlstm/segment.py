@@ -305,3 +305,23 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     if stats.tokens == 0:
         raise UserError(f"{', '.join(map(str, paths))}: no text found (empty after normalising)")
     return stats
+
+
+def sidecar_path(segmented: str) -> str:
+    """`novel.seg.txt` -> `novel.seg.txt.json`: how that file was segmented."""
+    return str(segmented) + ".json"
+
+
+def read_sidecar(segmented: str) -> SegmenterConfig | None:
+    """The settings `wordlstm segment` wrote next to its output, if any."""
+    import json
+
+    path = sidecar_path(segmented)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)["segmenter"]
+        return SegmenterConfig(**data)
+    except (ValueError, KeyError, TypeError):
+        return None  # not ours or damaged: the command-line settings apply

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .generate import Generator, StepModel, acrostic_plan, is_punctuation, line_hash, prompt_ids, render
+from .generate import (Generator, StepModel, acrostic_plan, is_punctuation, line_hash,
+                       prompt_ids, render)
 from .modeldir import (check_weights, default_model_dir, load_inference, load_vectors_checked,
                        read_config, segmenter_config, training_line_hashes)
 from .segment import Segmenter
@@ -30,6 +31,7 @@ class Writer:
         self.gen = Generator(StepModel(weights), vectors.words,
                              vectors.target_space(config["model"].get("target", "raw")),
                              config["model"]["window"], self.eos)
+        self.unit = config["segmenter"].get("unit", "word")
         self.unknown: list[str] = []
         self.split: list[str] = []
         self.last_words: list[int] = []
@@ -45,6 +47,9 @@ class Writer:
 
     def words(self, ids) -> list[str]:
         return [self.vectors.words[i] for i in ids]
+
+    def text(self, ids) -> str:
+        return render(self.words(ids), self.unit)
 
     def encode(self, text: str) -> list[int]:
         """Segment text like the corpus and map it to ids, noting words the model lacks."""
@@ -68,14 +73,14 @@ class Writer:
         stop = None
         if until:
             def stop(out):
-                return render(self.words(out[-8:])).endswith(until)
+                return self.text(out[-8:]).endswith(until)
         on_step = None
         if on_word is not None:
             def on_step(step, nxt):
-                on_word(render(self.words(nxt[:1])))
+                on_word(self.text(nxt[:1]))
         outs = self.gen.generate([ids] * samples, length, cfg, seed=seed, on_step=on_step, stop=stop)
         self.last_words = [len(o) for o in outs]
-        return [render(self.words(o)) for o in outs]
+        return [self.text(o) for o in outs]
 
     def _require_lines(self, what: str):
         if self.eos is None:
@@ -83,7 +88,9 @@ class Writer:
 
     def lines(self, prompt: str, n: int, cfg, seed=None, prefix: str = "", max_words: int = 100,
               novel_only: bool = False, max_rounds: int = 20) -> tuple[list[str], int]:
-        """N whole lines starting with `prompt` (one batch), optionally only unseen ones."""
+        """N distinct whole lines starting with `prompt` (made as batches), optionally only
+        lines that are not in the training file; returns (lines, how many were dropped as
+        training lines)."""
         self._require_lines("--lines")
         known = training_line_hashes(self.model_dir) if novel_only else None
         start = self.encode(prefix)
@@ -91,7 +98,7 @@ class Writer:
         head_tokens = self.segment(normalize_line(prompt)) if prompt.strip() else []
         rng = np.random.default_rng(seed)
         kept, dropped, self.last_words = [], 0, []
-        for _ in range(max_rounds if novel_only else 1):
+        for _ in range(max_rounds):
             outs = self.gen.generate([start + [self.eos] + head] * (n - len(kept)), max_words, cfg,
                                      seed=int(rng.integers(2**31)),
                                      stop=lambda out: out[-1] == self.eos)
@@ -105,7 +112,9 @@ class Writer:
                     if i < len(known) and known[i] == h:
                         dropped += 1
                         continue
-                kept.append(prompt + render(self.words(body)))
+                line = prompt + self.text(body)
+                if line not in kept and len(kept) < n:
+                    kept.append(line)
             if len(kept) >= n:
                 break
         if len(kept) < n:
@@ -141,4 +150,4 @@ class Writer:
         out = self.gen.generate([start], total, cfg, seed=seed, constrain=constrain)[0]
         self.last_words = [len(out)]
         per_line = length + 1
-        return [render(self.words(out[i:i + per_line])) for i in range(0, len(out), per_line)]
+        return [self.text(out[i:i + per_line]) for i in range(0, len(out), per_line)]
