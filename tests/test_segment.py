@@ -105,3 +105,29 @@ def test_to_simplified_makes_traditional_and_simplified_text_agree(tmp_path):
         outs.append((tmp_path / "o.txt").read_text(encoding="utf-8"))
     assert outs[0] == outs[1] and "宝玉" in outs[0]
     assert Segmenter(SegmenterConfig(to_simplified=True))("寶玉聽了") == ["宝玉", "听", "了"]
+
+
+def test_strip_boilerplate_drops_repeated_banners_only(tmp_path):
+    from conftest import make_text
+
+    body = make_text(60, seed=5).split("\r\n")
+    banner = "本书来自www.example-novels.com免费txt小说下载站"
+    once = "更多精彩请访问www.example.com"  # a URL line that appears once is kept
+    lines = []
+    for i, line in enumerate(body):
+        lines.append(line)
+        if i % 10 == 0:
+            lines.append(banner)
+    lines.insert(5, once)
+    lines.insert(7, "老王说：这三句话重复了。")
+    lines.insert(9, "老王说：这三句话重复了。")
+    lines.insert(11, "老王说：这三句话重复了。")  # repeated but no site words: kept
+    src = tmp_path / "n.txt"
+    src.write_text("\n".join(lines), encoding="utf-8")
+    with open(tmp_path / "o.txt", "w", encoding="utf-8") as f:
+        stats = segment_files([str(src)], f, SegmenterConfig(), strip_boilerplate=True, jobs=2)
+    out = (tmp_path / "o.txt").read_text(encoding="utf-8")
+    assert "novels" not in out and "访问" in out  # the banner is gone, the one-off URL line kept
+    assert out.count("重复") == 3
+    n = lines.count(banner)
+    assert n >= 3 and stats.boilerplate == [{"line": banner, "count": n}] and stats.dropped == n

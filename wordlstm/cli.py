@@ -90,12 +90,14 @@ def main():
 @click.option("--no-hmm", is_flag=True, help="Turn off jieba's HMM for unknown words.")
 @click.option("--to-simplified", is_flag=True,
               help="Convert traditional to simplified characters first (OpenCC t2s).")
+@click.option("--strip-boilerplate", is_flag=True,
+              help="Drop download-site banners: lines with a URL or site words repeated 3+ times.")
 @click.option("-j", "--jobs", type=int, default=0, help="Processes (default: all cores).")
 @quiet_option
 @json_option
 @friendly
-def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, to_simplified, jobs,
-            quiet, as_json):
+def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, to_simplified,
+            strip_boilerplate, jobs, quiet, as_json):
     """Segment text files into words with jieba (normalising encodings and indentation)."""
     from .segment import SegmenterConfig, default_jobs, segment_files
     from .textio import atomic_output, check_writable
@@ -108,7 +110,8 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
     try:
         with atomic_output(output) as out:
             stats = segment_files(list(inputs), out, config, encoding=encoding, errors=errors,
-                                  jobs=jobs or default_jobs(), progress=bar)
+                                  jobs=jobs or default_jobs(), progress=bar,
+                                  strip_boilerplate=strip_boilerplate)
     finally:
         if bar is not None:
             bar.close()
@@ -126,6 +129,13 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
                    f"{stats.seconds:.1f} s, {stats.mb_per_s:.2f} MB/s, engine {stats.engine}", err=True)
         if stats.replaced:
             click.echo(f"replaced {stats.replaced:,} undecodable bytes with U+FFFD", err=True)
+        if stats.chapters:
+            click.echo(f"{len(stats.chapters):,} chapter headings kept as their own lines "
+                       "(listed by --json)", err=True)
+        if strip_boilerplate:
+            click.echo(f"dropped {stats.dropped:,} boilerplate lines ({len(stats.boilerplate)} "
+                       "distinct)" + "".join(f"\n  {b['count']:>6} x {b['line']}"
+                                             for b in stats.boilerplate[:10]), err=True)
 
 
 @main.command("train-vectors")

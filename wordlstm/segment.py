@@ -163,6 +163,8 @@ class SegmentStats:
     replaced: int = 0
     engine: str = ""
     chapters: list = field(default_factory=list)  # (output line number, heading)
+    boilerplate: list = field(default_factory=list)  # [{"line", "count"}] dropped as banners
+    dropped: int = 0
 
     @property
     def mb_per_s(self) -> float:
@@ -179,6 +181,27 @@ class SegmentStats:
 CHAPTER = re.compile(r"^(第[0-9一二三四五六七八九十百千零〇两]+[回章节卷集部篇]|卷[0-9一二三四五六七八九十百千]+)")
 
 
+# Download-site banners: a URL, or the words such sites put in their lines.
+BOILERPLATE = re.compile(
+    r"(https?://|www\.|\.(com|net|org|cn|cc|info|me)\b|[a-z0-9-]+\.(com|net|org)|txt|TXT|"
+    r"小说网|小说下载|免费下载|下载站|本书来自|首发|更新最快|最新章节|手机阅读|请记住|书友|网址|"
+    r"电子书|全集下载|天天看小说|看书网|书库)")
+BOILERPLATE_MIN_REPEATS = 3
+
+
+def find_boilerplate(lines: Iterable[str]) -> dict[str, int]:
+    """Normalised lines that look like site banners and repeat at least 3 times, with counts.
+
+    Only lines matching BOILERPLATE are counted, so memory stays small on any corpus.
+    """
+    counts: dict[str, int] = {}
+    for raw in lines:
+        line = normalize_line(raw)
+        if line and BOILERPLATE.search(line):
+            counts[line] = counts.get(line, 0) + 1
+    return {line: n for line, n in counts.items() if n >= BOILERPLATE_MIN_REPEATS}
+
+
 def is_chapter_heading(line: str) -> bool:
     """第一回 …, 第十二章 …: short, and no sentence punctuation (unlike prose that cites one)."""
     return bool(CHAPTER.match(line)) and len(line) <= 60 and not any(p in line for p in "，。．！？；,")
@@ -193,17 +216,21 @@ class BlockResult:
     tokens: int
     distinct: set
     chapters: list  # (line number within the block's output, heading text)
+    dropped: int = 0
 
 
-def segment_block(seg: Segmenter, raw_lines: list[str]) -> BlockResult:
-    """Normalise and segment raw lines; drop empty ones; return the output text and counts."""
+def segment_block(seg: Segmenter, raw_lines: list[str], drop: frozenset = frozenset()) -> BlockResult:
+    """Normalise and segment raw lines; drop empty ones and those in `drop`; return the text."""
     out, distinct, chapters = [], set(), []
-    tokens = 0
+    tokens = dropped = 0
     lines = [normalize_line(raw) for raw in raw_lines]
     if seg.config.to_simplified:  # one call per block: OpenCC keeps the line breaks
         lines = seg.simplify("\n".join(lines)).split("\n")
     for line in lines:
         if not line:
+            continue
+        if line in drop:
+            dropped += 1
             continue
         words = seg.cut(line)
         if not words:
@@ -213,21 +240,24 @@ def segment_block(seg: Segmenter, raw_lines: list[str]) -> BlockResult:
         out.append(" ".join(words))
         tokens += len(words)
         distinct.update(words)
-    return BlockResult("\n".join(out) + "\n" if out else "", len(out), tokens, distinct, chapters)
+    return BlockResult("\n".join(out) + "\n" if out else "", len(out), tokens, distinct, chapters,
+                       dropped)
 
 
 _worker: Segmenter | None = None
+_drop: frozenset = frozenset()
 
 
-def _init_worker(config: SegmenterConfig) -> None:
-    global _worker
+def _init_worker(config: SegmenterConfig, drop: frozenset = frozenset()) -> None:
+    global _worker, _drop
+    _drop = drop
     if _worker is None or _worker.config != config:
         _worker = Segmenter(config)
         _worker("预热")  # load the dictionary once per process
 
 
 def _segment_block(raw_lines: list[str]) -> BlockResult:
-    return segment_block(_worker, raw_lines)
+    return segment_block(_worker, raw_lines, _drop)
 
 
 def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -241,9 +271,10 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[BlockResult]:
+def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int = 1,
+                   drop: frozenset = frozenset()) -> Iterator[BlockResult]:
     """Segment raw lines in blocks, in order, on `jobs` processes."""
-    _init_worker(config)  # validates options, and forked workers inherit the loaded dictionary
+    _init_worker(config, drop)  # validates options; forked workers inherit the dictionary
     batches = _batches(raw_lines, BATCH_LINES)
     if jobs <= 1:
         for batch in batches:
@@ -252,7 +283,7 @@ def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int 
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(config,)) as pool:
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(config, drop)) as pool:
         yield from pool.imap(_segment_block, batches, chunksize=1)
 
 
@@ -269,8 +300,12 @@ def default_jobs() -> int:
 
 def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConfig(), *,
                   encoding: str | None = None, errors: str = "strict", jobs: int = 1,
-                  progress=None) -> SegmentStats:
-    """Segment text files into `out` (a text stream), one paragraph a line."""
+                  progress=None, strip_boilerplate: bool = False) -> SegmentStats:
+    """Segment text files into `out` (a text stream), one paragraph a line.
+
+    With `strip_boilerplate`, a first pass finds repeated site banners (find_boilerplate) and
+    the second drops them; they are listed in `stats.boilerplate`.
+    """
     stats = SegmentStats(engine=resolve_engine(config.engine, config.user_dict)
                          if config.unit == "word" else "char")
     reads: list[ReadStats] = []
@@ -290,8 +325,16 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
             if progress is not None:
                 progress.update(rs.bytes - last)
 
-    for block in segment_blocks(raw_lines(), config, jobs):
+    drop = frozenset()
+    if strip_boilerplate:
+        found = find_boilerplate(line for path in paths
+                                 for line in iter_lines(path, encoding=encoding, errors=errors))
+        stats.boilerplate = [{"line": line, "count": n} for line, n in
+                             sorted(found.items(), key=lambda kv: -kv[1])]
+        drop = frozenset(found)
+    for block in segment_blocks(raw_lines(), config, jobs, drop):
         out.write(block.text)
+        stats.dropped += block.dropped
         stats.chapters.extend((stats.lines + i + 1, title) for i, title in block.chapters)
         stats.lines += block.lines
         stats.tokens += block.tokens
