@@ -22,14 +22,17 @@ def test_a_perfect_predictor_scores_one(model_dir, segmented):
     ids, starts, base = held_out(str(segmented), vectors.index, window, 0.05, whole=False)
 
     class Oracle(StepModel):
+        """Answers each batch with the true next vectors (evaluate goes through `starts` in order)."""
+
+        done = 0
+
         def run(self, windows):
-            # The true next word of each window, looked up by matching its start.
-            found = [ids[s + window] for s in self.starts_for(windows)]
-            return space[np.array(found)], None
+            batch = starts[self.done:self.done + len(windows)]
+            assert (ids[batch[:, None] + np.arange(window)] == windows).all()
+            self.done += len(windows)
+            return space[ids[batch + window]], None
 
     oracle = Oracle(load_inference(model_dir, config))
-    lookup = {tuple(ids[s:s + window]): s for s in starts}
-    oracle.starts_for = lambda windows: [lookup[tuple(w)] for w in windows]
     result = evaluate(oracle, space, ids, starts, window, base)
     assert result["top1"] == 1.0 and result["mean_cosine"] > 0.999
     assert 0 < result["baseline_top1"] < 1

@@ -58,6 +58,7 @@ def import_keras():
             if virtual > 1 and keras.backend.backend() == "tensorflow" and cpus:
                 tensorflow.config.set_logical_device_configuration(
                     cpus[0], [tensorflow.config.LogicalDeviceConfiguration()] * virtual)
+            tensorflow.config.list_logical_devices()  # starts the runtime (it logs cuInit)
     return keras
 
 

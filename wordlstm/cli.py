@@ -357,6 +357,7 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
                                      until=until, on_word=on_word)
         if stream:
             click.echo()
+            sys.stdout.flush()  # before the summary on stderr
         texts = [prompt + t for t in texts]
     seconds = time.perf_counter() - t0
     if as_json:

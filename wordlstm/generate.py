@@ -153,6 +153,11 @@ class Generator:
         self.unk = len(words)
         self.decoder = Decoder(unit_vectors)
         self.pad = eos_id if eos_id is not None else self.unk
+        # Exempt from the repetition rules: paragraph ends and punctuation, which text must
+        # repeat (a poem's ，and 。), unlike words.
+        self.protect = {i for i, w in enumerate(words) if is_punctuation(w)}
+        if eos_id is not None:
+            self.protect.add(eos_id)
 
     def generate(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
                  seed: int | None = None, on_step=None, stop=None, constrain=None) -> list[list[int]]:
@@ -171,7 +176,7 @@ class Generator:
         history = [list(p) for p in prompts]
         out: list[list[int]] = [[] for _ in range(batch)]
         done = [False] * batch
-        protect = {self.eos_id} if self.eos_id is not None else set()
+        protect = self.protect
         state = None
         if cfg.context == "carry":
             seq = np.array([c[-self.window:] for c in ctx], dtype=np.int64)
@@ -234,6 +239,9 @@ def prompt_ids(tokens: list[str], index: dict) -> tuple[list[int], list[str], li
         else:
             unknown.append(tok)
     return ids, unknown, split
+
+
+CLAUSE_ENDS = set("，。？！；：、,.?!;:")
 
 
 def is_punctuation(token: str) -> bool:

@@ -161,7 +161,7 @@ def line_stats(segmented: str) -> dict:
     """
     from collections import Counter
 
-    from .generate import is_punctuation, line_hash
+    from .generate import CLAUSE_ENDS, is_punctuation, line_hash
     from .vectors import SegmentedCorpus
 
     hashes, clauses, ends = [], Counter(), Counter()
@@ -170,7 +170,7 @@ def line_stats(segmented: str) -> dict:
         run = 0
         for tok in tokens:
             if is_punctuation(tok):
-                if run:
+                if run and tok in CLAUSE_ENDS:
                     clauses[run] += 1
                     ends[tok] += 1
                 run = 0

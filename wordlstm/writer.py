@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .generate import (Generator, StepModel, acrostic_plan, is_punctuation, line_hash,
-                       prompt_ids, render)
+from .generate import (CLAUSE_ENDS, Generator, StepModel, acrostic_plan, is_punctuation,
+                       line_hash, prompt_ids, render)
 from .modeldir import (check_weights, default_model_dir, load_inference, load_vectors_checked,
                        read_config, segmenter_config, training_line_hashes)
 from .segment import Segmenter
@@ -139,7 +139,7 @@ class Writer:
         length = line_length or info.get("clause_length") or 7
         if length < 2:
             raise UserError("--line-length must be at least 2")
-        punct_words = info.get("clause_ends") or ["，", "。"]
+        punct_words = [p for p in info.get("clause_ends") or [] if p in CLAUSE_ENDS] or ["，", "。"]
         punct = np.array([self.vectors.index[p] for p in punct_words if p in self.vectors.index])
         body = np.array([i for i, w in enumerate(self.vectors.words)
                          if w != EOS and not is_punctuation(w)])
