@@ -138,6 +138,52 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
                                              for b in stats.boilerplate[:10]), err=True)
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the proposed user dictionary here (jieba format) instead of stdout.")
+@click.option("--min-count", default=10, show_default=True, help="Occurrences a name needs.")
+@click.option("--encoding", default=None, help="Input encoding (default: detect per file).")
+@quiet_option
+@json_option
+@friendly
+def names(inputs, output, min_count, encoding, quiet, as_json):
+    """Propose a user dictionary of the novel's names that jieba splits (麝 月 -> 麝月).
+
+    Review it, then pass it to `segment --user-dict`.
+    """
+    from .names import propose_names, repaired_tokens
+    from .segment import SegmenterConfig, default_jobs, segment_blocks
+    from .textio import atomic_output, check_writable, iter_lines
+
+    if output:
+        check_writable(output)
+    raw = [line for path in inputs for line in iter_lines(path, encoding=encoding)]
+    token_lines = [l.split(" ") for block in segment_blocks(raw, SegmenterConfig(), default_jobs())
+                   for l in block.text.splitlines()]
+    found = propose_names(token_lines, min_count=min_count)
+    if not found:
+        raise UserError("no split names found; try a lower --min-count")
+    text = "".join(f"{c.name} {c.count} nr\n" for c in found)
+    report = None
+    if output:
+        with atomic_output(output) as f:
+            f.write(text)
+        from .textio import normalize_line
+
+        lines = [n for n in (normalize_line(l) for l in raw) if n]
+        report = repaired_tokens(lines, [c.name for c in found], output)
+    if as_json:
+        click.echo(json.dumps({"names": [c.__dict__ for c in found], "repair": report},
+                              ensure_ascii=False))
+    elif output is None:
+        click.echo(text, nl=False)
+    if report and not quiet and not as_json:
+        click.echo(f"{output}: {len(found)} names; as single tokens {report['whole_before']:,} "
+                   f"times before, {report['whole_after']:,} with it "
+                   f"({report['repaired']:,} repaired)", err=True)
+
+
 @main.command("train-vectors")
 @click.argument("segmented", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(),
