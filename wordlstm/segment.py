@@ -9,6 +9,7 @@ so memory stays flat whatever the corpus size.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -119,7 +120,11 @@ class Segmenter:
         if self.engine == "rjieba" and not self.config.user_dict:
             import rjieba
 
-            return lambda line: [t for t in rjieba.cut(line, hmm) if t != " "]
+            def cut(line, _cut=rjieba.cut):
+                words = _cut(line, hmm)
+                return [t for t in words if t != " "] if " " in line else words
+
+            return cut
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
@@ -137,6 +142,19 @@ class Segmenter:
                     fast.add_word(word, tk.FREQ[word], tag)  # jieba's own (suggested) frequency
                 return lambda line: [t for t in fast.cut(line, hmm) if t != " "]
         return lambda line: [t for t in tk.lcut(line, HMM=hmm) if t != " "]
+
+    def block_cutter(self):
+        """A function cutting many newline-joined lines in one call, or None.
+
+        jieba (and jieba-rs) treat a newline as a separator, so cutting "line1\nline2" gives
+        line1's tokens, "\n", line2's tokens: one call per block instead of per line.
+        """
+        if self.engine != "rjieba" or self.config.user_dict or self.config.unit != "word":
+            return None
+        import rjieba
+
+        hmm = self.config.hmm
+        return lambda text: rjieba.cut(text, hmm)
 
     def cut(self, line: str) -> list[str]:
         """Tokens of a line that is already normalised (and converted)."""
@@ -221,27 +239,50 @@ class BlockResult:
 
 def segment_block(seg: Segmenter, raw_lines: list[str], drop: frozenset = frozenset()) -> BlockResult:
     """Normalise and segment raw lines; drop empty ones and those in `drop`; return the text."""
-    out, distinct, chapters = [], set(), []
+    out, chapters, block_words = [], [], []
     tokens = dropped = 0
     lines = [normalize_line(raw) for raw in raw_lines]
     if seg.config.to_simplified:  # one call per block: OpenCC keeps the line breaks
         lines = seg.simplify("\n".join(lines)).split("\n")
+    block_cut = seg.block_cutter()
+    if block_cut is not None:
+        return _segment_block_at_once(block_cut, lines, drop)
+    cut = seg.cut
     for line in lines:
         if not line:
             continue
         if line in drop:
             dropped += 1
             continue
-        words = seg.cut(line)
+        words = cut(line)
         if not words:
             continue
         if is_chapter_heading(line):
             chapters.append((len(out), line))
         out.append(" ".join(words))
         tokens += len(words)
-        distinct.update(words)
+        block_words.append(words)
+    distinct = set(itertools.chain.from_iterable(block_words))
     return BlockResult("\n".join(out) + "\n" if out else "", len(out), tokens, distinct, chapters,
                        dropped)
+
+
+def _segment_block_at_once(block_cut, lines: list[str], drop: frozenset) -> BlockResult:
+    """segment_block for engines that cut many lines in one call; string ops do the rest."""
+    kept = [line for line in lines if line and line not in drop]
+    dropped = sum(1 for line in lines if line and line in drop)
+    if not kept:
+        return BlockResult("", 0, 0, set(), [], dropped)
+    words = block_cut("\n".join(kept))
+    # Normalised lines hold single spaces only, so a space token shows as three spaces.
+    text = " ".join(words).replace(" \n ", "\n").replace("   ", " ") + "\n"
+    spaces = words.count(" ")
+    distinct = set(words)
+    distinct.discard("\n")
+    distinct.discard(" ")
+    chapters = [(i, line) for i, line in enumerate(kept) if is_chapter_heading(line)]
+    return BlockResult(text, len(kept), len(words) - (len(kept) - 1) - spaces, distinct,
+                       chapters, dropped)
 
 
 _worker: Segmenter | None = None
