@@ -13,7 +13,6 @@ RSS shows that memory stays flat.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile

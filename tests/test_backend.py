@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from wordlstm.backend import fused_lstm_reason
@@ -67,3 +68,21 @@ def test_devices_flag_errors(segmented, vectors_file, tmp_path):
     r = CliRunner().invoke(main, ["train", str(segmented), "--vectors", str(vectors_file), "-o",
                                   str(tmp_path / "m"), "--devices", "64", "-q"])
     assert r.exit_code == 1 and "sees" in r.output and "Traceback" not in r.output
+
+
+def test_mixed_precision_trains_and_ships_float32(segmented, vectors_file, tmp_path):
+    from wordlstm.model import ModelConfig
+    from wordlstm.modeldir import load_inference, read_config
+    from wordlstm.segment import SegmenterConfig
+    from wordlstm.train import TrainConfig, train
+
+    notes = []
+    train(str(segmented), str(vectors_file), tmp_path / "m", ModelConfig(window=5, units=8),
+          TrainConfig(epochs=1, batch_size=64, precision="mixed"), SegmenterConfig(),
+          verbose=0, log=notes.append)
+    assert any("bfloat16" in n for n in notes)  # on a CPU it says what it does
+    weights = load_inference(tmp_path / "m", read_config(tmp_path / "m"))
+    assert weights.embedding.dtype == np.float32 and weights.lstm[0][0].dtype == np.float32
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards

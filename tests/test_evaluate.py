@@ -1,9 +1,8 @@
 import numpy as np
 
-from wordlstm.evaluate import evaluate, evaluate_carried, topk_hits
+from wordlstm.evaluate import evaluate, evaluate_carried, held_out, topk_hits
 from wordlstm.generate import StepModel
 from wordlstm.modeldir import load_inference, read_config
-from wordlstm.evaluate import held_out
 from wordlstm.vectors import load_vectors
 
 
@@ -13,13 +12,17 @@ def test_topk_hits_counts_ranks():
     assert topk_hits(scores, truth, ks=(1, 2, 3)) == {1: 1, 2: 1, 3: 3}
 
 
-def test_a_perfect_predictor_scores_one(model_dir, segmented):
-    """Replace the model's head so it outputs the true next vector: top-1 must be 100%."""
+def _held_out(model_dir, segmented):
     config = read_config(model_dir)
     vectors = load_vectors(model_dir / "vectors.bin")
-    space = vectors.target_space(config["model"]["target"])
     window = config["model"]["window"]
     ids, starts, base = held_out(str(segmented), vectors.index, window, 0.05, whole=False)
+    return config, vectors.target_space(config["model"]["target"]), window, ids, starts, base
+
+
+def test_a_perfect_predictor_scores_one(model_dir, segmented):
+    """Replace the model's head so it outputs the true next vector: top-1 must be 100%."""
+    config, space, window, ids, starts, base = _held_out(model_dir, segmented)
 
     class Oracle(StepModel):
         """Answers each batch with the true next vectors (evaluate goes through `starts` in order)."""
@@ -39,11 +42,7 @@ def test_a_perfect_predictor_scores_one(model_dir, segmented):
 
 
 def test_carried_and_window_evaluation_agree_roughly(model_dir, segmented):
-    config = read_config(model_dir)
-    vectors = load_vectors(model_dir / "vectors.bin")
-    space = vectors.target_space(config["model"]["target"])
-    window = config["model"]["window"]
-    ids, starts, base = held_out(str(segmented), vectors.index, window, 0.05, whole=False)
+    config, space, window, ids, starts, base = _held_out(model_dir, segmented)
     step = StepModel(load_inference(model_dir, config))
     a = evaluate(step, space, ids, starts, window, base)
     b = evaluate_carried(step, space, ids, int(starts[0]), int(starts[-1]) + window + 1, window)

@@ -84,3 +84,26 @@ def test_prompt_unknown_words_fall_back_to_characters():
     index = {"宝": 0, "玉": 1, "笑": 2}
     ids, unknown, split = prompt_ids(["宝玉", "笑", "xyz"], index)
     assert ids == [0, 1, 2] and unknown == ["xyz"] and split == ["宝玉"]
+
+
+def _draws(scores, cfg, n=400):
+    rng = np.random.default_rng(0)
+    return [choose(scores, [], cfg, rng) for _ in range(n)]
+
+
+def test_top_k_and_top_p_limit_the_candidates():
+    scores = np.array([0.50, 0.49, 0.48, 0.10, 0.05])
+    free = SamplingConfig(temperature=0.05, top_k=0, no_repeat_ngram=0, repetition_penalty=0)
+    assert set(_draws(scores, free)) >= {0, 1, 2}
+    k2 = SamplingConfig(temperature=0.05, top_k=2, no_repeat_ngram=0, repetition_penalty=0)
+    assert set(_draws(scores, k2)) == {0, 1}
+    p = SamplingConfig(temperature=0.05, top_k=0, top_p=0.3, no_repeat_ngram=0, repetition_penalty=0)
+    assert set(_draws(scores, p)) == {0}  # the best word alone holds over 30% of the mass
+
+
+def test_temperature_sharpens_or_flattens():
+    scores = np.array([0.50, 0.45, 0.40])
+    cold = SamplingConfig(temperature=0.005, top_k=3, no_repeat_ngram=0, repetition_penalty=0)
+    hot = SamplingConfig(temperature=1.0, top_k=3, no_repeat_ngram=0, repetition_penalty=0)
+    assert _draws(scores, cold).count(0) > 390
+    assert 80 < _draws(scores, hot).count(2) < 200  # near uniform over three words

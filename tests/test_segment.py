@@ -101,7 +101,7 @@ def test_to_simplified_makes_traditional_and_simplified_text_agree(tmp_path):
     outs = []
     for src in (trad, simp):
         with open(tmp_path / "o.txt", "w", encoding="utf-8") as f:
-            stats = segment_files([str(src)], f, SegmenterConfig(to_simplified=True))
+            segment_files([str(src)], f, SegmenterConfig(to_simplified=True))
         outs.append((tmp_path / "o.txt").read_text(encoding="utf-8"))
     assert outs[0] == outs[1] and "宝玉" in outs[0]
     assert Segmenter(SegmenterConfig(to_simplified=True))("寶玉聽了") == ["宝玉", "听", "了"]

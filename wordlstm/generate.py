@@ -80,16 +80,12 @@ class SamplingConfig:
 class Decoder:
     """Cosine scores of predicted vectors against the vocabulary, then a choice per stream."""
 
-    def __init__(self, unit_vectors: np.ndarray, exclude: list[int] = ()):
+    def __init__(self, unit_vectors: np.ndarray):
         self.unit_t = np.ascontiguousarray(unit_vectors.T)  # [dim, vocab]: one GEMM per step
-        self.exclude = np.array(sorted(exclude), dtype=np.int64)
 
     def scores(self, y: np.ndarray) -> np.ndarray:
         y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
-        s = y.astype(np.float32) @ self.unit_t
-        if len(self.exclude):
-            s[:, self.exclude] = -np.inf
-        return s
+        return y.astype(np.float32) @ self.unit_t
 
 
 def _banned_by_ngram(history: list[int], n: int) -> set[int]:
