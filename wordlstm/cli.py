@@ -102,7 +102,14 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
     from .segment import SegmenterConfig, default_jobs, segment_files
     from .textio import atomic_output, check_writable
 
+    from .textio import detect_encoding
+
     check_writable(output)
+    for path in inputs:  # missing, empty or binary inputs fail here, before any work
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such file")
+        if encoding is None:
+            detect_encoding(path)
     config = SegmenterConfig(engine=engine, user_dict=user_dict, hmm=not no_hmm, unit=unit,
                              to_simplified=to_simplified)
     total = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
