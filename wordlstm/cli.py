@@ -165,9 +165,13 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
 
     if output:
         check_writable(output)
-    raw = [line for path in inputs for line in iter_lines(path, encoding=encoding)]
-    token_lines = [l.split(" ") for block in segment_blocks(raw, SegmenterConfig(), default_jobs())
-                   for l in block.text.splitlines()]
+
+    def raw_lines():  # streamed: read again for the repair count
+        return (line for path in inputs for line in iter_lines(path, encoding=encoding))
+
+    token_lines = (l.split(" ") for block in segment_blocks(raw_lines(), SegmenterConfig(),
+                                                             default_jobs())
+                   for l in block.text.splitlines())
     found = propose_names(token_lines, min_count=min_count)
     if not found:
         raise UserError("no split names found; try a lower --min-count")
@@ -178,7 +182,7 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
             f.write(text)
         from .textio import normalize_line
 
-        lines = [n for n in (normalize_line(l) for l in raw) if n]
+        lines = (n for n in map(normalize_line, raw_lines()) if n)
         report = repaired_tokens(lines, [c.name for c in found], output)
     if as_json:
         click.echo(json.dumps({"names": [c.__dict__ for c in found], "repair": report},

@@ -92,7 +92,7 @@ def propose_names(token_lines, min_count: int = 10, min_cohesion: float = 0.6,
     return sorted(kept, key=lambda c: -c.count)
 
 
-def repaired_tokens(lines: list[str], names: list[str], user_dict: str) -> dict:
+def repaired_tokens(lines, names: list[str], user_dict: str) -> dict:
     """How many occurrences of the names are one token without and with the dictionary."""
     from .segment import Segmenter, SegmenterConfig
 
