@@ -171,7 +171,7 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
 
     token_lines = (l.split(" ") for block in segment_blocks(raw_lines(), SegmenterConfig(),
                                                              default_jobs())
-                   for l in block.text.splitlines())
+                   for l in block.text.decode("utf-8").splitlines())
     found = propose_names(token_lines, min_count=min_count)
     if not found:
         raise UserError("no split names found; try a lower --min-count")

@@ -229,7 +229,7 @@ def is_chapter_heading(line: str) -> bool:
 class BlockResult:
     """One worker's output for a block of raw lines."""
 
-    text: str
+    text: bytes  # UTF-8, one segmented paragraph a line
     lines: int
     tokens: int
     distinct: set
@@ -263,7 +263,8 @@ def segment_block(seg: Segmenter, raw_lines: list[str], drop: frozenset = frozen
         tokens += len(words)
         block_words.append(words)
     distinct = set(itertools.chain.from_iterable(block_words))
-    return BlockResult("\n".join(out) + "\n" if out else "", len(out), tokens, distinct, chapters,
+    return BlockResult(("\n".join(out) + "\n").encode("utf-8") if out else b"", len(out), tokens,
+                       distinct, chapters,
                        dropped)
 
 
@@ -272,10 +273,10 @@ def _segment_block_at_once(block_cut, lines: list[str], drop: frozenset) -> Bloc
     kept = [line for line in lines if line and line not in drop]
     dropped = sum(1 for line in lines if line and line in drop)
     if not kept:
-        return BlockResult("", 0, 0, set(), [], dropped)
+        return BlockResult(b"", 0, 0, set(), [], dropped)
     words = block_cut("\n".join(kept))
     # Normalised lines hold single spaces only, so a space token shows as three spaces.
-    text = " ".join(words).replace(" \n ", "\n").replace("   ", " ") + "\n"
+    text = (" ".join(words).replace(" \n ", "\n").replace("   ", " ") + "\n").encode("utf-8")
     spaces = words.count(" ")
     distinct = set(words)
     distinct.discard("\n")
@@ -290,15 +291,24 @@ _drop: frozenset = frozenset()
 
 
 def _init_worker(config: SegmenterConfig, drop: frozenset = frozenset()) -> None:
-    global _worker, _drop
+    global _worker, _drop, _reported
     _drop = drop
+    _reported = set()
     if _worker is None or _worker.config != config:
         _worker = Segmenter(config)
         _worker("预热")  # load the dictionary once per process
 
 
+_reported: set = set()
+
+
 def _segment_block(raw_lines: list[str]) -> BlockResult:
-    return segment_block(_worker, raw_lines, _drop)
+    """Worker side: segment a block; send back UTF-8 bytes and only words not sent before
+    (so the main process neither encodes the text nor merges large sets)."""
+    result = segment_block(_worker, raw_lines, _drop)
+    result.distinct -= _reported
+    _reported.update(result.distinct)
+    return result
 
 
 def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -331,7 +341,7 @@ def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int 
 def segment_lines(lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[list[str]]:
     """Token lists for normalised, non-empty lines, in order (for callers that want lists)."""
     for block in segment_blocks(lines, config, jobs):
-        for line in block.text.splitlines():
+        for line in block.text.decode("utf-8").splitlines():
             yield line.split(" ")
 
 
@@ -373,8 +383,14 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
         stats.boilerplate = [{"line": line, "count": n} for line, n in
                              sorted(found.items(), key=lambda kv: -kv[1])]
         drop = frozenset(found)
+    binary = getattr(out, "buffer", None)
+    if binary is not None:
+        out.flush()
     for block in segment_blocks(raw_lines(), config, jobs, drop):
-        out.write(block.text)
+        if binary is not None:
+            binary.write(block.text)  # already UTF-8, one paragraph a line
+        else:
+            out.write(block.text.decode("utf-8"))
         stats.dropped += block.dropped
         stats.chapters.extend((stats.lines + i + 1, title) for i, title in block.chapters)
         stats.lines += block.lines
