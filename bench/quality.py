@@ -22,8 +22,9 @@ def main(segmented, *dirs):
         m = config["model"]
         ids, starts, base = held_out(segmented, vectors.index, m["window"],
                                      config["training"]["val_fraction"], whole=False)
-        r = evaluate(StepModel(weights), vectors.target_space(m.get("target", "raw")), ids,
-                     starts, m["window"], base)
+        space = (None if m.get("head", "vector") == "softmax"
+                 else vectors.target_space(m.get("target", "raw")))
+        r = evaluate(StepModel(weights), space, ids, starts, m["window"], base)
         hist = json.loads((d / "history.json").read_text())["epochs"]
         r["windows_per_s"] = round(sum(h["windows_per_s"] for h in hist) / len(hist))
         print(json.dumps({"model": str(d), **{k: round(v, 4) if isinstance(v, float) else v

@@ -74,3 +74,32 @@ def test_too_small_corpus(tmp_path, vectors_file):
     with pytest.raises(UserError, match="too little text"):
         train(str(p), str(vectors_file), tmp_path / "m", ModelConfig(**TINY), TrainConfig(epochs=1),
               SegmenterConfig(), verbose=0, log=lambda *a: None)
+
+
+def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tmp_path):
+    from wordlstm.evaluate import evaluate, held_out
+    from wordlstm.generate import SamplingConfig, StepModel
+    from wordlstm.modeldir import load_inference, read_config
+    from wordlstm.writer import Writer
+
+    out = tmp_path / "softmax"
+    train(str(segmented), str(vectors_file), out, ModelConfig(**TINY, head="softmax"),
+          TrainConfig(epochs=4, batch_size=64), SegmenterConfig(), verbose=0, log=lambda *a: None)
+    config = read_config(out)
+    assert config["model"]["head"] == "softmax"
+    hist = json.loads((out / "history.json").read_text())["epochs"]
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    # The numpy step model reproduces Keras' logits.
+    model = load_keras_model(out)
+    weights = load_inference(out, config)
+    x = np.random.default_rng(1).integers(0, config["model"]["vocab_size"], (4, TINY["window"]))
+    np.testing.assert_allclose(StepModel(weights).run(x)[0],
+                               np.asarray(model.predict(x.astype("int32"), verbose=0)),
+                               rtol=1e-4, atol=1e-4)
+    w = Writer.load(out)
+    ids, starts, base = held_out(str(segmented), w.vectors.index, TINY["window"], 0.05, whole=False)
+    result = evaluate(w.gen.model, None, ids, starts, TINY["window"], base)
+    assert result["top1"] >= result["baseline_top1"] and result["mean_cosine"] is None
+    assert result["top5"] > result["baseline_top1"]
+    text = w.continue_text("老王", 20, SamplingConfig(), seed=1)
+    assert text == w.continue_text("老王", 20, SamplingConfig(), seed=1) and len(text[0]) >= 20

@@ -275,7 +275,11 @@ def _check_segmented(path):
 @click.option("--units", default=256, show_default=True, help="LSTM size.")
 @click.option("--layers", default=1, show_default=True, help="Stacked LSTM layers.")
 @click.option("--dropout", default=0.0, show_default=True, help="Dropout after each LSTM.")
-@click.option("--loss", type=click.Choice(["cosine", "mse"]), default="cosine", show_default=True)
+@click.option("--head", type=click.Choice(["vector", "softmax"]), default="vector", show_default=True,
+              help="Predict the next word's vector (the product), or a softmax over the "
+                   "vocabulary (the slower baseline, for comparison).")
+@click.option("--loss", type=click.Choice(["cosine", "mse"]), default="cosine", show_default=True,
+              help="Loss of the vector head.")
 @click.option("--train-embedding", is_flag=True, help="Fine-tune the input embedding.")
 @click.option("--target", type=click.Choice(["raw", "centered"]), default="raw", show_default=True,
               help="Regress unit word vectors, or unit vectors after removing their mean.")
@@ -299,7 +303,8 @@ def _check_segmented(path):
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
 @quiet_option
 @friendly
-def train(segmented, vectors_path, output, window, units, layers, dropout, loss, train_embedding,
+def train(segmented, vectors_path, output, window, units, layers, dropout, head, loss,
+          train_embedding,
           target, epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit,
           to_simplified, lines, devices, precision, resume, quiet):
     """Train the LSTM that predicts the next word's vector."""
@@ -322,7 +327,7 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, loss,
     say = _say(quiet)
     say(summary_line())
     cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
-                      train_embedding=train_embedding, target=target)
+                      train_embedding=train_embedding, target=target, head=head)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_fraction=val_fraction, seed=seed, lines=lines, devices=devices,
                        precision=precision)
@@ -450,7 +455,7 @@ def evaluate(segmented, model_dir, whole_file, context, as_json):
                                  whole=whole_file, lines=t.get("lines", False))
     if len(starts) == 0:
         raise UserError(f"{segmented}: no windows to evaluate")
-    space = w.vectors.target_space(m.get("target", "raw"))
+    space = None if m.get("head", "vector") == "softmax" else w.vectors.target_space(m.get("target", "raw"))
     if context == "window":
         result = run_eval(w.gen.model, space, ids, starts, m["window"], base)
     else:
@@ -465,7 +470,7 @@ def evaluate(segmented, model_dir, whole_file, context, as_json):
                f"context {context})")
     for k in ("top1", "top5", "top10"):
         click.echo(f"  {k:>6}: {result[k]:.2%}")
-    if "mean_cosine" in result:
+    if result.get("mean_cosine") is not None:
         click.echo(f"  mean cosine to the true word: {result['mean_cosine']:.3f}")
     click.echo(f"  baseline (always {result['baseline_word']!r}): top1 {result['baseline_top1']:.2%}")
 

@@ -20,24 +20,30 @@ def topk_hits(scores: np.ndarray, truth: np.ndarray, ks=(1, 5, 10)) -> dict:
     return {k: int((rank < k).sum()) for k in ks}
 
 
-def evaluate(step_model, target_space: np.ndarray, ids: np.ndarray, starts: np.ndarray,
+def evaluate(step_model, target_space: np.ndarray | None, ids: np.ndarray, starts: np.ndarray,
              window: int, baseline_word: int, batch: int = 512) -> dict:
-    """Top-k accuracy and mean cosine over the windows starting at `starts`."""
+    """Top-k accuracy and mean cosine over the windows starting at `starts`.
+
+    `target_space` None means a softmax head: its outputs are scores already (no cosine).
+    """
     hits = {1: 0, 5: 0, 10: 0}
     cos_sum = 0.0
     base = 0
     for i in range(0, len(starts), batch):
         x, t = make_windows(ids, starts[i:i + batch], window)
         y, _ = step_model.run(x)
-        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
-        scores = y @ target_space.T
+        if target_space is None:
+            scores = y
+        else:
+            y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
+            scores = y @ target_space.T
+            cos_sum += float(scores[np.arange(len(t)), t].sum())
         for k, v in topk_hits(scores, t).items():
             hits[k] += v
-        cos_sum += float(scores[np.arange(len(t)), t].sum())
         base += int((t == baseline_word).sum())
     n = max(len(starts), 1)
     return {"windows": int(len(starts)), "top1": hits[1] / n, "top5": hits[5] / n,
-            "top10": hits[10] / n, "mean_cosine": cos_sum / n,
+            "top10": hits[10] / n, "mean_cosine": cos_sum / n if target_space is not None else None,
             "baseline_top1": base / n}
 
 
@@ -63,14 +69,17 @@ def evaluate_carried(step_model, target_space: np.ndarray, ids: np.ndarray, star
     state = step_model.zero_state(1)
     hits = {1: 0, 5: 0, 10: 0}
     n = 0
-    unk = target_space.shape[0]
+    unk = step_model.embedding.shape[0] - 1
     for pos in range(start, end - 1):
         y, state = step_model.step(ids[pos:pos + 1], state)
         target = ids[pos + 1]
         if pos - start + 1 < warmup or target == unk:
             continue
-        y = y / max(float(np.linalg.norm(y)), 1e-8)
-        scores = y @ target_space.T
+        if target_space is None:
+            scores = y
+        else:
+            y = y / max(float(np.linalg.norm(y)), 1e-8)
+            scores = y @ target_space.T
         for k, v in topk_hits(scores, np.array([target])).items():
             hits[k] += v
         n += 1

@@ -88,6 +88,19 @@ class Decoder:
         return y.astype(np.float32) @ self.unit_t
 
 
+SOFTMAX_SCALE = 0.03  # = the default temperature: --temperature 0.03 samples the model's own p
+
+
+class SoftmaxDecoder:
+    """For the softmax head: log-probabilities times SOFTMAX_SCALE, on the cosine scale that
+    the sampling settings (temperature, repetition penalty) are tuned for."""
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        z = logits - logits.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return (SOFTMAX_SCALE * logp).astype(np.float32)
+
+
 def _banned_by_ngram(history: list[int], n: int) -> set[int]:
     """Words that would complete an n-gram already present in `history`."""
     if n <= 0 or len(history) < n - 1:
@@ -140,14 +153,15 @@ def choose(scores: np.ndarray, history: list[int], cfg: SamplingConfig, rng, pro
 class Generator:
     """Continue prompts word by word with a StepModel and a Decoder."""
 
-    def __init__(self, step_model: StepModel, words: list[str], unit_vectors: np.ndarray,
+    def __init__(self, step_model: StepModel, words: list[str], unit_vectors: np.ndarray | None,
                  window: int, eos_id: int | None = None):
+        """`unit_vectors` is the vector head's target space; None for a softmax head."""
         self.model = step_model
         self.words = words
         self.window = window
         self.eos_id = eos_id
         self.unk = len(words)
-        self.decoder = Decoder(unit_vectors)
+        self.decoder = Decoder(unit_vectors) if unit_vectors is not None else SoftmaxDecoder()
         self.pad = eos_id if eos_id is not None else self.unk
         # Exempt from the repetition rules: paragraph ends and punctuation, which text must
         # repeat (a poem's ，and 。), unlike words.

@@ -13,6 +13,7 @@ import numpy as np
 
 LOSSES = ("cosine", "mse")
 TARGETS = ("raw", "centered")
+HEADS = ("vector", "softmax")
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ModelConfig:
     loss: str = "cosine"
     train_embedding: bool = False
     target: str = "raw"  # "raw" or "centered" unit word vectors (see Vectors.target_space)
+    head: str = "vector"  # or "softmax": a distribution over the vocabulary (the baseline)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -50,7 +52,10 @@ def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
         if cfg.dropout:
             x = layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     # float32 output even under mixed precision: the loss compares unit vectors closely.
-    out = layers.Dense(cfg.dim, name="to_vector", dtype="float32")(x)
+    if cfg.head == "softmax":
+        out = layers.Dense(cfg.vocab_size, name="to_logits", dtype="float32")(x)
+    else:
+        out = layers.Dense(cfg.dim, name="to_vector", dtype="float32")(x)
     model = keras.Model(ids, out, name="wordlstm")
     if embedding is not None:
         if embedding.shape != (cfg.vocab_size + 1, cfg.dim):
@@ -64,11 +69,17 @@ def compile_model(model, cfg: ModelConfig, learning_rate: float = 1e-3):
 
     keras = import_keras()
 
+    optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0)
+    if cfg.head == "softmax":
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+        return model
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}")
     loss = (keras.losses.CosineSimilarity(name="cosine") if cfg.loss == "cosine"
             else keras.losses.MeanSquaredError(name="mse"))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0), loss=loss,
+    model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.CosineSimilarity(name="cos")])
     return model
 

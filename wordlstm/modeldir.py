@@ -154,7 +154,7 @@ def _cache_dir() -> Path:
 def _weights_from_keras(model) -> InferenceWeights:
     lstm = [tuple(layer.get_weights()) for layer in model.layers if layer.name.startswith("lstm_")]
     emb = model.get_layer("word_embedding").get_weights()[0]
-    kernel, bias = model.get_layer("to_vector").get_weights()
+    kernel, bias = model.layers[-1].get_weights()  # to_vector or to_logits
     return InferenceWeights(emb, lstm, kernel, bias)
 
 
@@ -227,6 +227,7 @@ def training_line_hashes(model_dir: Path) -> np.ndarray:
 def check_weights(model_dir: Path, config: dict, weights: InferenceWeights) -> None:
     mcfg = config["model"]
     shape = (mcfg["vocab_size"] + 1, mcfg["dim"])
-    if weights.embedding.shape != shape or weights.dense_kernel.shape[1] != mcfg["dim"]:
+    outputs = mcfg["vocab_size"] if mcfg.get("head", "vector") == "softmax" else mcfg["dim"]
+    if weights.embedding.shape != shape or weights.dense_kernel.shape[1] != outputs:
         raise UserError(f"{model_dir}: model.keras has embedding {weights.embedding.shape}, "
                         f"config.json says {shape}: the model and its vectors do not match")

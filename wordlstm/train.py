@@ -117,13 +117,20 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
         scope, n_devices = distribution_scope(tcfg.devices, log)
         # Every batch must split evenly over the devices.
         batch = max(n_devices, tcfg.batch_size - tcfg.batch_size % n_devices)
-        unit = vectors.target_space(cfg.target)
-        train_ds = windows_dataset(ids, split.train, cfg.window, batch, lambda t: unit[t],
+        if cfg.head == "softmax":
+            def targets(t):  # the next word's id
+                return t
+        else:
+            unit = vectors.target_space(cfg.target)
+
+            def targets(t):  # the next word's unit vector
+                return unit[t]
+        train_ds = windows_dataset(ids, split.train, cfg.window, batch, targets,
                                    shuffle=True, seed=tcfg.seed, epoch=state["epoch"],
                                    drop_remainder=n_devices > 1)
         val_ds = None
         if len(split.val) >= batch or (len(split.val) and n_devices == 1):
-            val_ds = windows_dataset(ids, split.val, cfg.window, batch, lambda t: unit[t],
+            val_ds = windows_dataset(ids, split.val, cfg.window, batch, targets,
                                      shuffle=False, drop_remainder=n_devices > 1)
         with scope():
             if resume:

@@ -28,9 +28,10 @@ class Writer:
         self.note = note
         self.segment = Segmenter(segmenter_config(model_dir, config))
         self.eos = vectors.index.get(EOS)
-        self.gen = Generator(StepModel(weights), vectors.words,
-                             vectors.target_space(config["model"].get("target", "raw")),
-                             config["model"]["window"], self.eos)
+        m = config["model"]
+        space = (None if m.get("head", "vector") == "softmax"
+                 else vectors.target_space(m.get("target", "raw")))
+        self.gen = Generator(StepModel(weights), vectors.words, space, m["window"], self.eos)
         self.unit = config["segmenter"].get("unit", "word")
         self.unknown: list[str] = []
         self.split: list[str] = []
