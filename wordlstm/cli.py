@@ -99,10 +99,8 @@ def main():
 def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, to_simplified,
             strip_boilerplate, jobs, quiet, as_json):
     """Segment text files into words with jieba (normalising encodings and indentation)."""
-    from .segment import SegmenterConfig, default_jobs, segment_files
-    from .textio import atomic_output, check_writable
-
-    from .textio import detect_encoding
+    from .segment import SegmenterConfig, default_jobs, segment_files, sidecar_path
+    from .textio import atomic_output, check_writable, detect_encoding
 
     check_writable(output)
     for path in inputs:  # missing, empty or binary inputs fail here, before any work
@@ -122,8 +120,6 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
     finally:
         if bar is not None:
             bar.close()
-    from .segment import sidecar_path
-
     summary = stats.to_json() | {"output": output, "segmenter": config.to_json()}
     with atomic_output(sidecar_path(output)) as f:  # `train` reads the settings from here
         json.dump(summary, f, ensure_ascii=False, indent=1)
@@ -160,8 +156,8 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
     Review it, then pass it to `segment --user-dict`.
     """
     from .names import propose_names, repaired_tokens
-    from .segment import SegmenterConfig, default_jobs, segment_blocks
-    from .textio import atomic_output, check_writable, iter_lines
+    from .segment import SegmenterConfig, default_jobs, segment_lines
+    from .textio import atomic_output, check_writable, iter_lines, normalize_line
 
     if output:
         check_writable(output)
@@ -169,10 +165,8 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
     def raw_lines():  # streamed: read again for the repair count
         return (line for path in inputs for line in iter_lines(path, encoding=encoding))
 
-    token_lines = (l.split(" ") for block in segment_blocks(raw_lines(), SegmenterConfig(),
-                                                             default_jobs())
-                   for l in block.text.decode("utf-8").splitlines())
-    found = propose_names(token_lines, min_count=min_count)
+    found = propose_names(segment_lines(raw_lines(), SegmenterConfig(), default_jobs()),
+                          min_count=min_count)
     if not found:
         raise UserError("no split names found; try a lower --min-count")
     text = "".join(f"{c.name} {c.count} nr\n" for c in found)
@@ -180,8 +174,6 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
     if output:
         with atomic_output(output) as f:
             f.write(text)
-        from .textio import normalize_line
-
         lines = (n for n in map(normalize_line, raw_lines()) if n)
         report = repaired_tokens(lines, [c.name for c in found], output)
     if as_json:
@@ -316,14 +308,13 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
-    from .textio import check_writable
-
-    check_writable(out / "config.json")
-    from .model import ModelConfig
-    from .segment import SegmenterConfig
     from .backend import summary_line
+    from .model import ModelConfig
+    from .segment import recorded_config
+    from .textio import check_writable
     from .train import TrainConfig, train as run_train
 
+    check_writable(out / "config.json")
     say = _say(quiet)
     say(summary_line())
     cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
@@ -331,13 +322,8 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_fraction=val_fraction, seed=seed, lines=lines, devices=devices,
                        precision=precision)
-    from .segment import read_sidecar
-
-    recorded = read_sidecar(segmented) or SegmenterConfig()
-    seg = SegmenterConfig(
-        engine=engine or recorded.engine, user_dict=user_dict or recorded.user_dict,
-        hmm=recorded.hmm, unit=unit or recorded.unit,
-        to_simplified=recorded.to_simplified if to_simplified is None else to_simplified)
+    seg = recorded_config(segmented, engine=engine, user_dict=user_dict, unit=unit,
+                          to_simplified=to_simplified)
     if seg.user_dict and not os.path.isfile(seg.user_dict):
         raise UserError(f"{seg.user_dict}: user dictionary not found (it is copied into the model)")
     try:

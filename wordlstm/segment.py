@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Iterator
 
 from .errors import UserError
@@ -163,9 +163,8 @@ class Segmenter:
         return self._cut(line)
 
     def __call__(self, line: str) -> list[str]:
-        if self._cut is None:
-            self._cut = self._build()
-        return self._cut(self.simplify(line))
+        """Tokens of a normalised line, converted to simplified characters if configured."""
+        return self.cut(self.simplify(line))
 
 
 @dataclass
@@ -339,7 +338,7 @@ def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int 
 
 
 def segment_lines(lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[list[str]]:
-    """Token lists for normalised, non-empty lines, in order (for callers that want lists)."""
+    """Token lists of raw lines, in order; lines empty after normalising are skipped."""
     for block in segment_blocks(lines, config, jobs):
         for line in block.text.decode("utf-8").splitlines():
             yield line.split(" ")
@@ -412,16 +411,17 @@ def sidecar_path(segmented: str) -> str:
     return str(segmented) + ".json"
 
 
-def read_sidecar(segmented: str) -> SegmenterConfig | None:
-    """The settings `wordlstm segment` wrote next to its output, if any."""
+def recorded_config(segmented: str, **overrides) -> SegmenterConfig:
+    """The settings `wordlstm segment` recorded next to its output, with `overrides` (those
+    not None) on top; defaults where nothing was recorded."""
     import json
 
+    recorded = SegmenterConfig()
     path = sidecar_path(segmented)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)["segmenter"]
-        return SegmenterConfig(**data)
-    except (ValueError, KeyError, TypeError):
-        return None  # not ours or damaged: the command-line settings apply
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                recorded = SegmenterConfig(**json.load(f)["segmenter"])
+        except (ValueError, KeyError, TypeError):
+            pass  # not ours or damaged: defaults and the command line apply
+    return replace(recorded, **{k: v for k, v in overrides.items() if v is not None})
