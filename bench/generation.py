@@ -18,14 +18,14 @@ from wordlstm.modeldir import load_keras_model
 from wordlstm.writer import Writer
 
 
-def naive_words_per_s(model, window, words, prompt_ids, unit):
+def naive_words_per_s(model, window, words, prompt_ids, decoder):
     """The classic loop: predict on the full window, nearest neighbour, append, repeat."""
     ctx = list(prompt_ids)
     model.predict(np.array([ctx[-window:]], dtype="int32"), verbose=0)  # warm-up / compile
     t0 = time.perf_counter()
     for _ in range(words):
         y = model.predict(np.array([ctx[-window:]], dtype="int32"), verbose=0)[0]
-        ctx.append(int(np.argmax(unit @ (y / np.linalg.norm(y)))))
+        ctx.append(int(np.argmax(decoder.scores(y[None])[0])))
     return words / (time.perf_counter() - t0)
 
 
@@ -51,8 +51,7 @@ def main():
     window = writer.config["model"]["window"]
     ids = writer.encode("宝玉笑道")
     ids = [writer.eos] * (window - len(ids)) + ids
-    unit = writer.vectors.target_space(writer.config["model"].get("target", "raw"))
-    naive = naive_words_per_s(model, window, args.naive_words, ids, unit)
+    naive = naive_words_per_s(model, window, args.naive_words, ids, writer.gen.decoder)
     common = {"model": str(writer.model_dir), "vocab": len(writer.vectors), "window": window,
               "backend": keras.backend.backend()}
     print(json.dumps({**common, "config": "naive model.predict loop, greedy", "streams": 1,

@@ -1,7 +1,7 @@
 import numpy as np
 
 from wordlstm.evaluate import evaluate, evaluate_carried, held_out, topk_hits
-from wordlstm.generate import StepModel
+from wordlstm.generate import Decoder, StepModel
 from wordlstm.modeldir import load_inference, read_config
 from wordlstm.vectors import load_vectors
 
@@ -36,7 +36,7 @@ def test_a_perfect_predictor_scores_one(model_dir, segmented):
             return space[ids[batch + window]], None
 
     oracle = Oracle(load_inference(model_dir, config))
-    result = evaluate(oracle, space, ids, starts, window, base)
+    result = evaluate(oracle, Decoder(space), ids, starts, window, base)
     assert result["top1"] == 1.0 and result["mean_cosine"] > 0.999
     assert 0 < result["baseline_top1"] < 1
 
@@ -44,6 +44,8 @@ def test_a_perfect_predictor_scores_one(model_dir, segmented):
 def test_carried_and_window_evaluation_agree_roughly(model_dir, segmented):
     config, space, window, ids, starts, base = _held_out(model_dir, segmented)
     step = StepModel(load_inference(model_dir, config))
-    a = evaluate(step, space, ids, starts, window, base)
-    b = evaluate_carried(step, space, ids, int(starts[0]), int(starts[-1]) + window + 1, window)
+    a = evaluate(step, Decoder(space), ids, starts, window, base)
+    b = evaluate_carried(step, Decoder(space), ids, int(starts[0]), int(starts[-1]) + window + 1,
+                         window, base)
     assert abs(a["top1"] - b["top1"]) < 0.2 and b["windows"] > 0
+    assert abs(a["baseline_top1"] - b["baseline_top1"]) < 0.1

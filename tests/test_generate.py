@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from wordlstm.generate import (Generator, SamplingConfig, StepModel, _banned_by_ngram, choose,
-                               prompt_ids, render)
+                               make_decoder, prompt_ids, render)
 from wordlstm.modeldir import load_inference, load_keras_model, read_config
 from wordlstm.vectors import EOS, load_vectors
 
@@ -22,7 +22,7 @@ def _generator(model_dir):
     config = read_config(model_dir)
     vectors = load_vectors(model_dir / "vectors.bin")
     return Generator(StepModel(load_inference(model_dir, config)), vectors.words,
-                     vectors.target_space(config["model"]["target"]), config["model"]["window"],
+                     make_decoder(config["model"], vectors), config["model"]["window"],
                      vectors.index.get(EOS)), vectors
 
 

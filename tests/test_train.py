@@ -98,7 +98,7 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
                                rtol=1e-4, atol=1e-4)
     w = Writer.load(out)
     ids, starts, base = held_out(str(segmented), w.vectors.index, TINY["window"], 0.05, whole=False)
-    result = evaluate(w.gen.model, None, ids, starts, TINY["window"], base)
+    result = evaluate(w.gen.model, w.gen.decoder, ids, starts, TINY["window"], base)
     assert result["top1"] >= result["baseline_top1"] and result["mean_cosine"] is None
     assert result["top5"] > result["baseline_top1"]
     text = w.continue_text("老王", 20, SamplingConfig(), seed=1)

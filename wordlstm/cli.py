@@ -441,13 +441,11 @@ def evaluate(segmented, model_dir, whole_file, context, as_json):
                                  whole=whole_file, lines=t.get("lines", False))
     if len(starts) == 0:
         raise UserError(f"{segmented}: no windows to evaluate")
-    space = None if m.get("head", "vector") == "softmax" else w.vectors.target_space(m.get("target", "raw"))
     if context == "window":
-        result = run_eval(w.gen.model, space, ids, starts, m["window"], base)
+        result = run_eval(w.gen.model, w.gen.decoder, ids, starts, m["window"], base)
     else:
-        result = evaluate_carried(w.gen.model, space, ids, int(starts[0]),
-                                  int(starts[-1]) + m["window"] + 1, m["window"])
-        result["baseline_top1"] = float((ids[starts + m["window"]] == base).mean())
+        result = evaluate_carried(w.gen.model, w.gen.decoder, ids, int(starts[0]),
+                                  int(starts[-1]) + m["window"] + 1, m["window"], base)
     result["baseline_word"] = w.vectors.words[base]
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))

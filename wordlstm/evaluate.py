@@ -20,31 +20,26 @@ def topk_hits(scores: np.ndarray, truth: np.ndarray, ks=(1, 5, 10)) -> dict:
     return {k: int((rank < k).sum()) for k in ks}
 
 
-def evaluate(step_model, target_space: np.ndarray | None, ids: np.ndarray, starts: np.ndarray,
-             window: int, baseline_word: int, batch: int = 512) -> dict:
-    """Top-k accuracy and mean cosine over the windows starting at `starts`.
+def evaluate(step_model, decoder, ids: np.ndarray, starts: np.ndarray, window: int,
+             baseline_word: int, batch: int = 512) -> dict:
+    """Top-k accuracy (and mean cosine, for a vector head) over the windows at `starts`.
 
-    `target_space` None means a softmax head: its outputs are scores already (no cosine).
+    `decoder` scores outputs against the vocabulary exactly as generation does
+    (generate.make_decoder).
     """
     hits = {1: 0, 5: 0, 10: 0}
     cos_sum = 0.0
-    base = 0
     for i in range(0, len(starts), batch):
         x, t = make_windows(ids, starts[i:i + batch], window)
-        y, _ = step_model.run(x)
-        if target_space is None:
-            scores = y
-        else:
-            y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
-            scores = y @ target_space.T
-            cos_sum += float(scores[np.arange(len(t)), t].sum())
+        scores = decoder.scores(step_model.run(x)[0])
         for k, v in topk_hits(scores, t).items():
             hits[k] += v
-        base += int((t == baseline_word).sum())
+        cos_sum += float(scores[np.arange(len(t)), t].sum())
     n = max(len(starts), 1)
     return {"windows": int(len(starts)), "top1": hits[1] / n, "top5": hits[5] / n,
-            "top10": hits[10] / n, "mean_cosine": cos_sum / n if target_space is not None else None,
-            "baseline_top1": base / n}
+            "top10": hits[10] / n, "mean_cosine": cos_sum / n if decoder.cosine else None,
+            "baseline_top1": float((ids[starts + window] == baseline_word).mean())
+            if len(starts) else 0.0}
 
 
 def held_out(segmented: str, index: dict, window: int, val_fraction: float, whole: bool,
@@ -58,8 +53,8 @@ def held_out(segmented: str, index: dict, window: int, val_fraction: float, whol
     return ids, starts, int(np.argmax(counts))
 
 
-def evaluate_carried(step_model, target_space: np.ndarray, ids: np.ndarray, start: int,
-                     end: int, window: int, warmup: int | None = None) -> dict:
+def evaluate_carried(step_model, decoder, ids: np.ndarray, start: int, end: int, window: int,
+                     baseline_word: int, warmup: int | None = None) -> dict:
     """Top-k accuracy when the LSTM state is carried along the text instead of re-read per window.
 
     This is what `--context carry` does at generation time; comparing it with `evaluate`
@@ -68,20 +63,17 @@ def evaluate_carried(step_model, target_space: np.ndarray, ids: np.ndarray, star
     warmup = window if warmup is None else warmup
     state = step_model.zero_state(1)
     hits = {1: 0, 5: 0, 10: 0}
-    n = 0
+    n = base = 0
     unk = step_model.embedding.shape[0] - 1
     for pos in range(start, end - 1):
         y, state = step_model.step(ids[pos:pos + 1], state)
         target = ids[pos + 1]
         if pos - start + 1 < warmup or target == unk:
             continue
-        if target_space is None:
-            scores = y
-        else:
-            y = y / max(float(np.linalg.norm(y)), 1e-8)
-            scores = y @ target_space.T
-        for k, v in topk_hits(scores, np.array([target])).items():
+        for k, v in topk_hits(decoder.scores(y), np.array([target])).items():
             hits[k] += v
+        base += int(target == baseline_word)
         n += 1
     n = max(n, 1)
-    return {"windows": n, "top1": hits[1] / n, "top5": hits[5] / n, "top10": hits[10] / n}
+    return {"windows": n, "top1": hits[1] / n, "top5": hits[5] / n, "top10": hits[10] / n,
+            "baseline_top1": base / n}

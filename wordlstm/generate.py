@@ -78,7 +78,9 @@ class SamplingConfig:
 
 
 class Decoder:
-    """Cosine scores of predicted vectors against the vocabulary, then a choice per stream."""
+    """Cosine scores of predicted vectors against the vocabulary (the vector head)."""
+
+    cosine = True
 
     def __init__(self, unit_vectors: np.ndarray):
         self.unit_t = np.ascontiguousarray(unit_vectors.T)  # [dim, vocab]: one GEMM per step
@@ -94,6 +96,8 @@ SOFTMAX_SCALE = 0.03  # = the default temperature: --temperature 0.03 samples th
 class SoftmaxDecoder:
     """For the softmax head: log-probabilities times SOFTMAX_SCALE, on the cosine scale that
     the sampling settings (temperature, repetition penalty) are tuned for."""
+
+    cosine = False
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         z = logits - logits.max(axis=1, keepdims=True)
@@ -153,15 +157,14 @@ def choose(scores: np.ndarray, history: list[int], cfg: SamplingConfig, rng, pro
 class Generator:
     """Continue prompts word by word with a StepModel and a Decoder."""
 
-    def __init__(self, step_model: StepModel, words: list[str], unit_vectors: np.ndarray | None,
-                 window: int, eos_id: int | None = None):
-        """`unit_vectors` is the vector head's target space; None for a softmax head."""
+    def __init__(self, step_model: StepModel, words: list[str], decoder, window: int,
+                 eos_id: int | None = None):
         self.model = step_model
         self.words = words
         self.window = window
         self.eos_id = eos_id
         self.unk = len(words)
-        self.decoder = Decoder(unit_vectors) if unit_vectors is not None else SoftmaxDecoder()
+        self.decoder = decoder
         self.pad = eos_id if eos_id is not None else self.unk
         # Exempt from the repetition rules: paragraph ends and punctuation, which text must
         # repeat (a poem's ，and 。), unlike words.
@@ -213,6 +216,13 @@ class Generator:
             if cfg.context == "carry":
                 y, state = self.model.step(nxt, state)
         return out
+
+
+def make_decoder(model_config: dict, vectors):
+    """How a model's outputs become scores over its vocabulary, from its config.json."""
+    if model_config.get("head", "vector") == "softmax":
+        return SoftmaxDecoder()
+    return Decoder(vectors.target_space(model_config.get("target", "raw")))
 
 
 def render(tokens: list[str], unit: str = "word") -> str:

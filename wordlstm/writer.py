@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import UserError
 from .generate import (CLAUSE_ENDS, Generator, StepModel, acrostic_plan, is_punctuation,
-                       line_hash, prompt_ids, render)
+                       line_hash, make_decoder, prompt_ids, render)
 from .modeldir import (check_weights, default_model_dir, load_inference, load_vectors_checked,
                        read_config, segmenter_config, training_line_hashes)
 from .segment import Segmenter
@@ -28,10 +28,9 @@ class Writer:
         self.note = note
         self.segment = Segmenter(segmenter_config(model_dir, config))
         self.eos = vectors.index.get(EOS)
-        m = config["model"]
-        space = (None if m.get("head", "vector") == "softmax"
-                 else vectors.target_space(m.get("target", "raw")))
-        self.gen = Generator(StepModel(weights), vectors.words, space, m["window"], self.eos)
+        self.gen = Generator(StepModel(weights), vectors.words,
+                             make_decoder(config["model"], vectors), config["model"]["window"],
+                             self.eos)
         self.unit = config["segmenter"].get("unit", "word")
         self.unknown: list[str] = []
         self.split: list[str] = []
