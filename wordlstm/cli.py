@@ -100,7 +100,7 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
             strip_boilerplate, jobs, quiet, as_json):
     """Segment text files into words with jieba (normalising encodings and indentation)."""
     from .segment import SegmenterConfig, default_jobs, segment_files, sidecar_path
-    from .textio import atomic_output, check_writable, detect_encoding
+    from .textio import atomic_output, check_writable, detect_encoding, write_json
 
     check_writable(output)
     for path in inputs:  # missing, empty or binary inputs fail here, before any work
@@ -121,8 +121,7 @@ def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, t
         if bar is not None:
             bar.close()
     summary = stats.to_json() | {"output": output, "segmenter": config.to_json()}
-    with atomic_output(sidecar_path(output)) as f:  # `train` reads the settings from here
-        json.dump(summary, f, ensure_ascii=False, indent=1)
+    write_json(sidecar_path(output), summary, indent=1)  # `train` reads the settings from here
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     elif not quiet:
@@ -208,7 +207,10 @@ def train_vectors(segmented, output, size, window, sg, negative, sample, epochs,
                   workers, seed, as_text, quiet, as_json):
     """Train word2vec vectors (gensim) on a segmented file."""
     from .textio import check_writable
-    from .vectors import Word2VecSettings, save_settings, save_vectors, settings_dict, train_word2vec
+    from dataclasses import asdict
+
+    from .textio import write_json
+    from .vectors import Word2VecSettings, save_vectors, train_word2vec
 
     _check_segmented(segmented)
     prefix = Path(output)
@@ -231,8 +233,8 @@ def train_vectors(segmented, output, size, window, sg, negative, sample, epochs,
     words = vectors.train_stats["corpus_words"] * epochs
     summary = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
                "seconds": round(seconds, 2), "words_per_s": round(words / seconds),
-               "settings": settings_dict(settings), "corpus": str(segmented)}
-    save_settings(summary, prefix.with_name(prefix.name + ".json"))
+               "settings": asdict(settings), "corpus": str(segmented)}
+    write_json(prefix.with_name(prefix.name + ".json"), summary)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     elif not quiet:

@@ -27,7 +27,7 @@ from . import __version__
 from .errors import UserError
 from .model import ModelConfig
 from .segment import SegmenterConfig
-from .textio import atomic_output, atomic_path
+from .textio import atomic_output, atomic_path, write_json
 from .vectors import Vectors, load_vectors
 
 FORMAT = "wordlstm-model"
@@ -54,12 +54,6 @@ def file_hash(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def write_json(path: Path, data) -> None:
-    with atomic_output(path) as f:
-        json.dump(data, f, ensure_ascii=False, indent=2)
-        f.write("\n")
 
 
 def read_json(path: Path) -> dict:

@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -42,7 +42,6 @@ class ReadStats:
     bytes: int = 0
     lines: int = 0
     replaced: int = 0
-    dropped: list = field(default_factory=list)
 
 
 def normalize_line(line: str) -> str:
@@ -235,6 +234,15 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", encoding: str | None
         with open(tmp, mode, encoding=None if binary else encoding,
                   newline=None if binary else "\n") as f:
             yield f
+
+
+def write_json(path: str | os.PathLike, data, indent: int | None = 2) -> None:
+    """Write JSON (UTF-8, readable Chinese) atomically."""
+    import json
+
+    with atomic_output(path) as f:
+        json.dump(data, f, ensure_ascii=False, indent=indent)
+        f.write("\n")
 
 
 def check_writable(path: str | os.PathLike) -> None:

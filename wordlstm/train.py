@@ -17,9 +17,9 @@ import numpy as np
 from .dataset import corpus_ids, window_starts, windows_dataset
 from .errors import UserError
 from .model import ModelConfig, build_model, compile_model, input_embedding
-from .modeldir import read_json, save_model_dir, vocab_hash, write_json
+from .modeldir import read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
-from .textio import atomic_path
+from .textio import atomic_path, write_json
 from .vectors import EOS, load_vectors
 
 
@@ -37,7 +37,7 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed"
 
 
-def _make_callbacks(out: Path, cfg: ModelConfig, tcfg: TrainConfig, state: dict, n_train: int,
+def _make_callbacks(out: Path, tcfg: TrainConfig, state: dict, n_train: int,
                     log):
     from .backend import import_keras
 
@@ -143,7 +143,7 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
             if state["epoch"] < tcfg.epochs:
                 model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
                           initial_epoch=state["epoch"], verbose=verbose,
-                          callbacks=_make_callbacks(out, cfg, tcfg, state, len(split.train), log))
+                          callbacks=_make_callbacks(out, tcfg, state, len(split.train), log))
     finally:
         end_distribution()
         set_precision("float32")

@@ -9,15 +9,14 @@ the model can learn where paragraphs end.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .textio import atomic_output, atomic_path
+from .textio import atomic_path
 
 EOS = "</s>"
 
@@ -222,13 +221,3 @@ def save_vectors(vectors: Vectors, path: str | os.PathLike, binary: bool = True)
     with atomic_path(path) as tmp:
         kv.save_word2vec_format(str(tmp), binary=binary)
     return path
-
-
-def save_settings(settings: dict, path: str | os.PathLike) -> None:
-    with atomic_output(path) as f:
-        json.dump(settings, f, ensure_ascii=False, indent=2)
-        f.write("\n")
-
-
-def settings_dict(settings: Word2VecSettings) -> dict:
-    return asdict(settings)
