@@ -37,6 +37,8 @@ def test_older_format_version_is_refused(model_dir, tmp_path):
 def test_not_a_model_dir(tmp_path):
     with pytest.raises(UserError, match="no such model"):
         read_config(tmp_path / "nothing")
+    with pytest.raises(UserError, match="not a wordlstm model directory"):
+        read_config(tmp_path)  # an existing directory without config.json
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(UserError, match="not a wordlstm model"):
         read_config(tmp_path)

@@ -112,6 +112,9 @@ def read_config(model_dir: Path) -> dict:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: no such model directory")
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{model_dir}: not a wordlstm model directory (no config.json; "
+                        "`wordlstm train -o DIR` makes one)")
     config = read_json(model_dir / "config.json")
     if config.get("format") != FORMAT:
         raise UserError(f"{model_dir}: not a wordlstm model directory")
