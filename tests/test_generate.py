@@ -3,7 +3,7 @@ import pytest
 
 from wordlstm.generate import (Generator, SamplingConfig, StepModel, _banned_by_ngram, choose,
                                make_decoder, prompt_ids, render)
-from wordlstm.modeldir import load_inference, load_keras_model, read_config
+from wordlstm.modeldir import load_inference, load_keras_model, load_log_prior, read_config
 from wordlstm.vectors import EOS, load_vectors
 
 
@@ -22,7 +22,8 @@ def _generator(model_dir):
     config = read_config(model_dir)
     vectors = load_vectors(model_dir / "vectors.bin")
     return Generator(StepModel(load_inference(model_dir, config)), vectors.words,
-                     make_decoder(config["model"], vectors), config["model"]["window"],
+                     make_decoder(config, vectors, load_log_prior(model_dir, config)),
+                     config["model"]["window"],
                      vectors.index.get(EOS)), vectors
 
 

@@ -53,7 +53,7 @@ def test_interrupted_training_resumes_from_checkpoint(segmented, vectors_file, t
     b = load_keras_model(out).get_weights()
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, atol=2e-3)
-    assert resumed["history"][-1]["loss"] == pytest.approx(full["history"][-1]["loss"], rel=1e-4)
+    assert resumed["history"][-1]["loss"] == pytest.approx(full["history"][-1]["loss"], rel=1e-3)
 
 
 def test_resume_without_checkpoint_is_an_error(segmented, vectors_file, tmp_path):

@@ -272,16 +272,30 @@ def _check_segmented(path):
 @click.option("--head", type=click.Choice(["vector", "softmax"]), default="vector", show_default=True,
               help="Predict the next word's vector (the product), or a softmax over the "
                    "vocabulary (the slower baseline, for comparison).")
-@click.option("--loss", type=click.Choice(["cosine", "mse"]), default="cosine", show_default=True,
-              help="Loss of the vector head.")
+@click.option("--loss", type=click.Choice(["contrastive", "cosine", "mse", "vmf", "margin"]),
+              default="contrastive", show_default=True,
+              help="Loss of the vector head: contrastive (cosine against the batch's other "
+                   "target words), cosine, mse, vmf (von Mises-Fisher NLL) or margin (against "
+                   "the most similar wrong word); see bench/RESULTS.md.")
+@click.option("--loss-temperature", default=0.05, show_default=True,
+              help="Temperature of the contrastive loss.")
+@click.option("--margin", default=0.5, show_default=True, help="Margin of the margin loss.")
+@click.option("--decode", type=click.Choice(["prior", "cosine"]), default="prior",
+              show_default=True,
+              help="Vector head: nearest word by cosine plus log word frequency (tau fitted "
+                   "after training), or by cosine alone (the classic recipe).")
 @click.option("--train-embedding", is_flag=True, help="Fine-tune the input embedding.")
-@click.option("--target", type=click.Choice(["raw", "centered"]), default="raw", show_default=True,
+@click.option("--target", type=click.Choice(["raw", "centered"]), default="centered",
+              show_default=True,
               help="Regress unit word vectors, or unit vectors after removing their mean.")
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--val-fraction", default=0.05, show_default=True, help="Held-out tail of the corpus.")
 @click.option("--seed", default=1, show_default=True)
+@click.option("--patience", default=2, show_default=True,
+              help="Stop after this many epochs without a better validation top-1, keeping "
+                   "the best epoch (0: train every epoch, keep the last).")
 @click.option("--user-dict", type=click.Path(dir_okay=False), default=None,
               help="Segmenter settings for prompts; by default those `segment` recorded in "
                    "SEGMENTED.json.")
@@ -298,15 +312,17 @@ def _check_segmented(path):
 @quiet_option
 @friendly
 def train(segmented, vectors_path, output, window, units, layers, dropout, head, loss,
-          train_embedding,
-          target, epochs, batch_size, learning_rate, val_fraction, seed, user_dict, engine, unit,
-          to_simplified, lines, devices, precision, resume, quiet):
+          loss_temperature, margin, decode, train_embedding, target, epochs, batch_size,
+          learning_rate, val_fraction, seed, patience, user_dict, engine, unit, to_simplified,
+          lines, devices, precision, resume, quiet):
     """Train the LSTM that predicts the next word's vector."""
     _check_segmented(segmented)
     if not 0 <= val_fraction < 1:
         raise UserError("--val-fraction must be in [0, 1)")
     if window < 1 or units < 1 or layers < 1 or epochs < 1 or batch_size < 1:
         raise UserError("--window, --units, --layers, --epochs and --batch-size must be positive")
+    if loss_temperature <= 0 or margin < 0 or patience < 0:
+        raise UserError("--loss-temperature must be positive, --margin and --patience not negative")
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
@@ -320,10 +336,11 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
     say = _say(quiet)
     say(summary_line())
     cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
-                      train_embedding=train_embedding, target=target, head=head)
+                      train_embedding=train_embedding, target=target, head=head,
+                      temperature=loss_temperature, margin=margin)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_fraction=val_fraction, seed=seed, lines=lines, devices=devices,
-                       precision=precision)
+                       precision=precision, patience=patience, decode=decode)
     seg = recorded_config(segmented, engine=engine, user_dict=user_dict, unit=unit,
                           to_simplified=to_simplified)
     if seg.user_dict and not os.path.isfile(seg.user_dict):
@@ -429,15 +446,17 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
               help="Score every window of SEGMENTED, not the model's held-out tail of it.")
 @click.option("--context", type=click.Choice(["window", "carry"]), default="window",
               show_default=True, help="Re-read each window (as trained) or carry LSTM state.")
+@click.option("--decode", type=click.Choice(["prior", "cosine"]), default=None,
+              help="Score with another decoding than the model's own (vector head), to compare.")
 @json_option
 @friendly
-def evaluate(segmented, model_dir, whole_file, context, as_json):
+def evaluate(segmented, model_dir, whole_file, context, decode, as_json):
     """Next-word accuracy (top-1/5/10) on held-out text, beside a most-frequent-word baseline."""
     from .evaluate import evaluate as run_eval, evaluate_carried, held_out
     from .writer import Writer
 
     _check_segmented(segmented)
-    w = Writer.load(model_dir)
+    w = Writer.load(model_dir, decode=decode)
     m, t = w.config["model"], w.config["training"]
     ids, starts, base = held_out(segmented, w.vectors.index, m["window"], t["val_fraction"],
                                  whole=whole_file, lines=t.get("lines", False))

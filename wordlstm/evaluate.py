@@ -31,10 +31,11 @@ def evaluate(step_model, decoder, ids: np.ndarray, starts: np.ndarray, window: i
     cos_sum = 0.0
     for i in range(0, len(starts), batch):
         x, t = make_windows(ids, starts[i:i + batch], window)
-        scores = decoder.scores(step_model.run(x)[0])
-        for k, v in topk_hits(scores, t).items():
+        y = step_model.run(x)[0]
+        for k, v in topk_hits(decoder.scores(y), t).items():
             hits[k] += v
-        cos_sum += float(scores[np.arange(len(t)), t].sum())
+        if decoder.cosine:
+            cos_sum += float(decoder.cosines(y)[np.arange(len(t)), t].sum())
     n = max(len(starts), 1)
     return {"windows": int(len(starts)), "top1": hits[1] / n, "top5": hits[5] / n,
             "top10": hits[10] / n, "mean_cosine": cos_sum / n if decoder.cosine else None,

@@ -77,7 +77,8 @@ def versions() -> dict:
 
 def save_model_dir(out: Path, model, cfg: ModelConfig, vectors: Vectors,
                    segmenter: SegmenterConfig, training: dict, history: dict,
-                   lines: dict | None = None) -> None:
+                   lines: dict | None = None, decoder: dict | None = None,
+                   log_prior: np.ndarray | None = None) -> None:
     """Write a complete model dir; each file is written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     seg = segmenter.to_json()
@@ -103,6 +104,10 @@ def save_model_dir(out: Path, model, cfg: ModelConfig, vectors: Vectors,
         with atomic_output(out / "lines.npy", "wb") as f:
             np.save(f, lines["hashes"], allow_pickle=False)
         config["lines"] = {k: v for k, v in lines.items() if k != "hashes"}
+    if log_prior is not None:  # word frequencies for the prior decoder (generate.PriorDecoder)
+        with atomic_output(out / "prior.npy", "wb") as f:
+            np.save(f, np.asarray(log_prior, np.float32), allow_pickle=False)
+    config["decoder"] = decoder or {"kind": "cosine"}
     write_json(out / "history.json", history)
     write_json(out / "config.json", config)  # last: a dir with config.json is complete
 
@@ -212,6 +217,24 @@ def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
         raise UserError(f"{model_dir}: vectors.bin has a different vocabulary than the model "
                         "was trained with: they do not match")
     return vectors
+
+
+def load_log_prior(model_dir: Path, config: dict) -> np.ndarray | None:
+    """prior.npy (log word frequencies), checked against the vocabulary; None if absent."""
+    path = Path(model_dir) / "prior.npy"
+    if not path.is_file():
+        if (config.get("decoder") or {}).get("kind") == "prior":
+            raise UserError(f"{model_dir}: prior.npy is missing (the model decodes with word "
+                            "frequencies); copy the whole model directory")
+        return None
+    try:
+        prior = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read it ({err})") from None
+    if prior.shape != (config["model"]["vocab_size"],):
+        raise UserError(f"{path}: {prior.shape[0] if prior.ndim else 0} entries for a "
+                        f"{config['model']['vocab_size']}-word vocabulary: they do not match")
+    return prior
 
 
 def training_line_hashes(model_dir: Path) -> np.ndarray:

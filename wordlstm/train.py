@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import corpus_ids, window_starts, windows_dataset
+from .dataset import corpus_ids, make_windows, window_starts, windows_dataset
 from .errors import UserError
-from .model import ModelConfig, build_model, compile_model, input_embedding
+from .evaluate import topk_hits
+from .generate import Decoder, PriorDecoder, SoftmaxDecoder, StepModel, fit_tau, log_prior
+from .model import (ID_TARGET_LOSSES, ModelConfig, build_model, compile_model, input_embedding,
+                    bound_targets)
 from .modeldir import read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
 from .textio import atomic_path, write_json
@@ -35,10 +38,61 @@ class TrainConfig:
     lines: bool = False  # each line is a document (poems, names), see dataset.corpus_ids
     devices: str = "1"  # "all" or a count: data-parallel training (backend.distribution_scope)
     precision: str = "float32"  # or "mixed"
+    patience: int = 2  # stop after this many epochs without a better validation top-1 (0: never)
+    decode: str = "prior"  # vector head: "prior" (cosine + word frequency) or "cosine"
+
+
+class Scorer:
+    """Validation top-1 decoded as generation decodes: what early stopping watches.
+
+    Runs the numpy step model (the generator's own) on a fixed sample of validation windows;
+    for the prior decoder, tau is refitted on a sample of training windows first.
+    """
+
+    def __init__(self, ids, split, cfg: ModelConfig, tcfg: TrainConfig, unit, prior,
+                 n_val: int = 10_000, n_fit: int = 5_000):
+        rng = np.random.default_rng(tcfg.seed)
+        self.ids, self.window = ids, cfg.window
+        self.val = np.sort(rng.choice(split.val, min(n_val, len(split.val)), replace=False))
+        self.fit = np.sort(rng.choice(split.train, min(n_fit, len(split.train)), replace=False))
+        self.softmax = cfg.head == "softmax"
+        self.unit, self.prior = unit, prior
+        self.use_prior = not self.softmax and tcfg.decode == "prior"
+
+    def decoding(self, step: StepModel) -> dict:
+        """The decoder settings for these weights: {"kind": ..., "tau": ...}."""
+        if not self.use_prior:
+            return {"kind": "softmax" if self.softmax else "cosine"}
+        x, t = make_windows(self.ids, self.fit, self.window)
+        cos = Decoder(self.unit).cosines(_run(step, x))
+        return {"kind": "prior", "tau": fit_tau(cos, t, self.prior), "fitted_on": len(t)}
+
+    def decoder(self, decoding: dict):
+        if decoding["kind"] == "softmax":
+            return SoftmaxDecoder()
+        if decoding["kind"] == "prior":
+            return PriorDecoder(self.unit, self.prior, decoding["tau"])
+        return Decoder(self.unit)
+
+    def top1(self, step: StepModel, decoding: dict) -> float | None:
+        if not len(self.val):
+            return None
+        x, t = make_windows(self.ids, self.val, self.window)
+        return topk_hits(self.decoder(decoding).scores(_run(step, x)), t, ks=(1,))[1] / len(t)
+
+
+def _run(step: StepModel, x: np.ndarray, batch: int = 2048) -> np.ndarray:
+    return np.concatenate([step.run(x[i:i + batch])[0] for i in range(0, len(x), batch)])
+
+
+def _step_model(model) -> StepModel:
+    from .modeldir import _weights_from_keras
+
+    return StepModel(_weights_from_keras(model))
 
 
 def _make_callbacks(out: Path, tcfg: TrainConfig, state: dict, n_train: int,
-                    log):
+                    log, scorer: Scorer):
     from .backend import import_keras
 
     keras = import_keras()
@@ -50,15 +104,34 @@ def _make_callbacks(out: Path, tcfg: TrainConfig, state: dict, n_train: int,
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+            self.t_fit = None
+
+        def on_test_begin(self, logs=None):  # the epoch's training part ends here
+            if self.t_fit is None:
+                self.t_fit = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.t0
+            # windows/s counts training only, not the validation pass after it
+            seconds = (self.t_fit or time.perf_counter()) - self.t0
             row = {k: float(v) for k, v in (logs or {}).items()}
             row.update(epoch=epoch + 1, seconds=round(seconds, 2),
                        windows_per_s=round(n_train / max(seconds, 1e-9), 1))
+            step = _step_model(self.model)
+            decoding = scorer.decoding(step)
+            top1 = scorer.top1(step, decoding)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            if top1 is not None:
+                row["val_top1"] = round(top1, 5)
+                if top1 > state.get("best_top1", -1.0):
+                    state.update(best_top1=top1, best_epoch=epoch + 1)
+                    with atomic_path(ckpt / "best.weights.h5") as tmp:
+                        self.model.save_weights(tmp)
+                elif tcfg.patience and epoch + 1 - state["best_epoch"] >= tcfg.patience:
+                    log(f"validation top-1 has not improved for {tcfg.patience} epochs: "
+                        f"stopping, keeping epoch {state['best_epoch']}")
+                    self.model.stop_training = True
             state["history"].append(row)
             state["epoch"] = epoch + 1
-            ckpt.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt / "model.keras") as tmp:
                 self.model.save(tmp)
             write_json(ckpt / "state.json", state)
@@ -79,10 +152,14 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
         raise UserError(f"{out}: the checkpoint was trained with other vectors than "
                         f"{vectors_path}; resume with the same --vectors")
     cfg = ModelConfig(**saved["model"])
-    saved["training"].update(epochs=tcfg.epochs, devices=tcfg.devices, precision=tcfg.precision)
+    saved["training"].update(epochs=tcfg.epochs, devices=tcfg.devices, precision=tcfg.precision,
+                             patience=tcfg.patience)
     tcfg = TrainConfig(**saved["training"])
     state.update(epoch=saved["epoch"], history=saved["history"], model=cfg.to_json(),
                  training=asdict(tcfg))
+    for key in ("best_top1", "best_epoch"):
+        if key in saved:
+            state[key] = saved[key]
     return cfg, tcfg
 
 
@@ -117,12 +194,11 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
         scope, n_devices = distribution_scope(tcfg.devices, log)
         # Every batch must split evenly over the devices.
         batch = max(n_devices, tcfg.batch_size - tcfg.batch_size % n_devices)
-        if cfg.head == "softmax":
+        unit = vectors.target_space(cfg.target) if cfg.head == "vector" else None
+        if cfg.head == "softmax" or cfg.loss in ID_TARGET_LOSSES:
             def targets(t):  # the next word's id
                 return t
         else:
-            unit = vectors.target_space(cfg.target)
-
             def targets(t):  # the next word's unit vector
                 return unit[t]
         train_ds = windows_dataset(ids, split.train, cfg.window, batch, targets,
@@ -132,30 +208,48 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
         if len(split.val) >= batch or (len(split.val) and n_devices == 1):
             val_ds = windows_dataset(ids, split.val, cfg.window, batch, targets,
                                      shuffle=False, drop_remainder=n_devices > 1)
+        prior = log_prior(ids[split.train + cfg.window], len(vectors))
+        scorer = Scorer(ids, split, cfg, tcfg, unit, prior)
         with scope():
             if resume:
-                model = load_keras_model(ckpt, compile=True)
+                with bound_targets(unit):
+                    model = load_keras_model(ckpt, compile=True)
                 log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
             else:
                 keras.utils.set_random_seed(tcfg.seed)
                 model = compile_model(build_model(cfg, input_embedding(vectors.matrix)), cfg,
-                                      tcfg.learning_rate)
-            if state["epoch"] < tcfg.epochs:
+                                      tcfg.learning_rate, targets=unit)
+            stopped = (tcfg.patience and "best_epoch" in state
+                       and state["epoch"] - state["best_epoch"] >= tcfg.patience)
+            if state["epoch"] < tcfg.epochs and not stopped:
                 model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
                           initial_epoch=state["epoch"], verbose=verbose,
-                          callbacks=_make_callbacks(out, tcfg, state, len(split.train), log))
+                          callbacks=_make_callbacks(out, tcfg, state, len(split.train), log,
+                                                    scorer))
+            if state.get("best_epoch", state["epoch"]) != state["epoch"]:
+                log(f"keeping epoch {state['best_epoch']}: the best validation top-1 "
+                    f"({state['best_top1']:.2%})")
+                model.load_weights(ckpt / "best.weights.h5")
     finally:
         end_distribution()
         set_precision("float32")
 
     final = build_model(cfg)  # plain float32 copy without optimizer state: what ships
     final.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
+    # Decoding settings for the weights that ship, fitted on more training windows.
+    decoding = Scorer(ids, split, cfg, tcfg, unit, prior, n_val=0, n_fit=20_000).decoding(
+        _step_model(final))
+    if decoding["kind"] == "prior":
+        log(f"decoding: cosine / {decoding['tau']:.3f} + log word frequency "
+            f"(tau fitted on {decoding['fitted_on']:,} training windows)")
     training = asdict(tcfg) | {"corpus": Path(segmented).name, "tokens": int(len(ids)),
                                "unknown_tokens": int(unknown), "train_windows": int(len(split.train)),
                                "val_windows": int(len(split.val)), "eos": EOS in vectors.index}
     lines = line_stats(segmented) if tcfg.lines else None
+    training["best_epoch"] = state.get("best_epoch", state["epoch"])
     save_model_dir(out, final, cfg, vectors, segmenter, training, {"epochs": state["history"]},
-                   lines=lines)
+                   lines=lines, decoder=decoding,
+                   log_prior=prior if decoding["kind"] == "prior" else None)
     shutil.rmtree(ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out)}
 

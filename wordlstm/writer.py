@@ -13,8 +13,8 @@ import numpy as np
 from .errors import UserError
 from .generate import (CLAUSE_ENDS, Generator, StepModel, acrostic_plan, is_punctuation,
                        line_hash, make_decoder, prompt_ids, render)
-from .modeldir import (check_weights, default_model_dir, load_inference, load_vectors_checked,
-                       read_config, segmenter_config, training_line_hashes)
+from .modeldir import (check_weights, default_model_dir, load_inference, load_log_prior,
+                       load_vectors_checked, read_config, segmenter_config, training_line_hashes)
 from .segment import Segmenter
 from .textio import normalize_line
 from .vectors import EOS
@@ -23,13 +23,15 @@ from .vectors import EOS
 class Writer:
     """A loaded model dir and everything needed to turn prompts into text."""
 
-    def __init__(self, model_dir: Path, config: dict, vectors, weights, note=lambda msg: None):
+    def __init__(self, model_dir: Path, config: dict, vectors, weights, note=lambda msg: None,
+                 log_prior=None, decode: str | None = None):
         self.model_dir, self.config, self.vectors = model_dir, config, vectors
         self.note = note
         self.segment = Segmenter(segmenter_config(model_dir, config))
         self.eos = vectors.index.get(EOS)
         self.gen = Generator(StepModel(weights), vectors.words,
-                             make_decoder(config["model"], vectors), config["model"]["window"],
+                             make_decoder(config, vectors, log_prior, decode),
+                             config["model"]["window"],
                              self.eos)
         self.unit = config["segmenter"].get("unit", "word")
         self.unknown: list[str] = []
@@ -37,13 +39,15 @@ class Writer:
         self.last_words: list[int] = []
 
     @classmethod
-    def load(cls, model_dir=None, note=lambda msg: None) -> "Writer":
+    def load(cls, model_dir=None, note=lambda msg: None, decode: str | None = None) -> "Writer":
+        """`decode` overrides the model's decoding ("cosine" or "prior"), for comparisons."""
         model_dir = Path(model_dir) if model_dir else default_model_dir()
         config = read_config(model_dir)
         vectors = load_vectors_checked(model_dir, config)
         weights = load_inference(model_dir, config)
         check_weights(model_dir, config, weights)
-        return cls(model_dir, config, vectors, weights, note)
+        return cls(model_dir, config, vectors, weights, note, load_log_prior(model_dir, config),
+                   decode)
 
     def words(self, ids) -> list[str]:
         return [self.vectors.words[i] for i in ids]
