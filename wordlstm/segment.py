@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Iterator
 
 from .errors import UserError
-from .textio import ReadStats, iter_lines, normalize_line
+from .textio import ReadStats, iter_blocks, iter_lines, normalize_line
 
 ENGINES = ("auto", "jieba", "rjieba")
 UNITS = ("word", "char")
-BATCH_LINES = 256
+BATCH_LINES = 256  # lines per block when segmenting a stream of lines (names, prompts)
+BLOCK_CHARS = 1 << 16  # characters per block sent to a worker
 
 
 def _has_rjieba() -> bool:
@@ -301,31 +302,48 @@ def _init_worker(config: SegmenterConfig, drop: frozenset = frozenset()) -> None
 _reported: set = set()
 
 
-def _segment_block(raw_lines: list[str]) -> BlockResult:
-    """Worker side: segment a block; send back UTF-8 bytes and only words not sent before
-    (so the main process neither encodes the text nor merges large sets)."""
-    result = segment_block(_worker, raw_lines, _drop)
+def _segment_block(text: str) -> BlockResult:
+    """Worker side: split a block of text into lines and segment them; send back UTF-8 bytes
+    and only words not sent before (so the main process does no per-line work, encodes no
+    text and merges no large sets)."""
+    result = segment_block(_worker, text.splitlines(), _drop)
     result.distinct -= _reported
     _reported.update(result.distinct)
     return result
 
 
-def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+def _line_blocks(lines: Iterable[str], size: int) -> Iterator[str]:
+    """Lines (without line ends) joined into text blocks of `size` lines."""
     batch = []
     for line in lines:
         batch.append(line)
         if len(batch) >= size:
-            yield batch
+            yield "\n".join(batch)
             batch = []
     if batch:
-        yield batch
+        yield "\n".join(batch)
 
 
-def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int = 1,
+def _split_blocks(blocks: Iterable[str], size: int) -> Iterator[str]:
+    """Cut large text blocks at line breaks into pieces of about `size` characters, so that
+    every worker gets work even from one small file."""
+    for block in blocks:
+        start = 0
+        while len(block) - start > size:
+            cut = block.find("\n", start + size) + 1
+            if not cut:
+                break
+            yield block[start:cut]
+            start = cut
+        if start < len(block):
+            yield block[start:]
+
+
+def segment_blocks(blocks: Iterable[str], config: SegmenterConfig, jobs: int = 1,
                    drop: frozenset = frozenset()) -> Iterator[BlockResult]:
-    """Segment raw lines in blocks, in order, on `jobs` processes."""
+    """Segment blocks of text (whole lines) in order, on `jobs` processes."""
     _init_worker(config, drop)  # validates options; forked workers inherit the dictionary
-    batches = _batches(raw_lines, BATCH_LINES)
+    batches = _split_blocks(blocks, BLOCK_CHARS)
     if jobs <= 1:
         for batch in batches:
             yield _segment_block(batch)
@@ -339,7 +357,7 @@ def segment_blocks(raw_lines: Iterable[str], config: SegmenterConfig, jobs: int 
 
 def segment_lines(lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[list[str]]:
     """Token lists of raw lines, in order; lines empty after normalising are skipped."""
-    for block in segment_blocks(lines, config, jobs):
+    for block in segment_blocks(_line_blocks(lines, BATCH_LINES), config, jobs):
         for line in block.text.decode("utf-8").splitlines():
             yield line.split(" ")
 
@@ -362,16 +380,16 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     distinct: set = set()
     started = time.perf_counter()
 
-    def raw_lines() -> Iterator[str]:
+    def raw_blocks() -> Iterator[str]:
         for path in paths:
             rs = ReadStats(str(path))
             reads.append(rs)
             last = 0
-            for raw in iter_lines(path, encoding=encoding, errors=errors, stats=rs):
+            for block in iter_blocks(path, encoding=encoding, errors=errors, stats=rs):
                 if progress is not None and rs.bytes != last:
                     progress.update(rs.bytes - last)
                     last = rs.bytes
-                yield raw
+                yield block
             if progress is not None:
                 progress.update(rs.bytes - last)
 
@@ -385,7 +403,7 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     binary = getattr(out, "buffer", None)
     if binary is not None:
         out.flush()
-    for block in segment_blocks(raw_lines(), config, jobs, drop):
+    for block in segment_blocks(raw_blocks(), config, jobs, drop):
         if binary is not None:
             binary.write(block.text)  # already UTF-8, one paragraph a line
         else:

@@ -138,6 +138,22 @@ def iter_lines(path: str | os.PathLike, encoding: str | None = None, errors: str
     `errors` is "strict" (stop at the first bad byte with its offset) or "replace"
     (substitute U+FFFD and count replacements in `stats.replaced`).
     """
+    for block in iter_blocks(path, encoding, errors, stats):
+        yield from block.splitlines()
+
+
+def _count_lines(text: str) -> int:
+    """Line breaks in `text`: LF, CRLF and lone CR (three C-level counts, no per-line work)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def iter_blocks(path: str | os.PathLike, encoding: str | None = None, errors: str = "strict",
+                stats: ReadStats | None = None) -> Iterator[str]:
+    """Yield the decoded text of a file in ~1 MB blocks that end at a line break.
+
+    For readers that split lines elsewhere (segmentation workers): the reading process does
+    no per-line work and hands over one string per block. Same checks and errors as iter_lines.
+    """
     path = str(path)
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
@@ -168,18 +184,20 @@ def iter_lines(path: str | os.PathLike, encoding: str | None = None, errors: str
                 text = tail + decoder.decode(data, final=final)
             except UnicodeDecodeError as err:
                 done = err.object[: err.start].decode(enc, "replace")
-                raise _offset_error(path, err, pos, pending, line_no + done.count("\n"), enc) from None
+                raise _offset_error(path, err, pos, pending,
+                                    line_no + _count_lines(tail + done), enc) from None
             pos += len(data)
             stats.bytes = pos
-            parts = text.splitlines()
-            # Keep an unfinished last line (or a CR whose LF may follow) for the next chunk.
-            tail = ""
-            if not final and parts and not text.endswith("\n"):
-                tail = parts.pop() + ("\r" if text.endswith("\r") else "")
-            for part in parts:
-                line_no += 1
-                yield part
-            stats.lines = line_no - 1
+            # Keep an unfinished last line for the next block (and a final CR, whose LF
+            # may come next).
+            cut = len(text) if final else text.rfind("\n") + 1
+            if not cut:
+                cut = text.rfind("\r", 0, len(text) - 1) + 1
+            block, tail = text[:cut], text[cut:]
+            if block:
+                line_no += _count_lines(block)
+                stats.lines = line_no - 1 + (0 if block[-1] in "\r\n" else 1)
+                yield block
             if final:
                 break
 
