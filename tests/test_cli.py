@@ -226,3 +226,20 @@ def test_evaluate_reports_accuracy_and_baseline(model_dir, segmented):
     carried = json.loads(run("evaluate", segmented, "--model", model_dir, "--context", "carry",
                              "--json").stdout)
     assert 0 <= carried["top1"] <= 1
+
+
+def test_evaluate_can_score_with_plain_cosine(model_dir, segmented):
+    own = json.loads(run("evaluate", segmented, "--model", model_dir, "--json").stdout)
+    assert own["windows"] > 0
+    plain = json.loads(run("evaluate", segmented, "--model", model_dir, "--decode", "cosine",
+                           "--json").stdout)
+    assert own["windows"] == plain["windows"]
+    assert own["mean_cosine"] == pytest.approx(plain["mean_cosine"])  # same predictions
+    assert (own["top1"], own["top5"]) != (plain["top1"], plain["top5"])  # scored differently
+
+
+def test_train_rejects_bad_loss_settings(segmented, vectors_file, tmp_path):
+    r = run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m",
+            "--loss-temperature", "0", ok=False)
+    assert_clear_error(r, "--loss-temperature")
+    assert not (tmp_path / "m" / "config.json").exists()

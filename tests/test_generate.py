@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wordlstm.generate import (Generator, SamplingConfig, StepModel, _banned_by_ngram, choose,
+from wordlstm.generate import (Decoder, Generator, SamplingConfig, StepModel, _banned_by_ngram, choose,
                                make_decoder, prompt_ids, render)
 from wordlstm.modeldir import load_inference, load_keras_model, load_log_prior, read_config
 from wordlstm.vectors import EOS, load_vectors
@@ -108,3 +108,43 @@ def test_temperature_sharpens_or_flattens():
     hot = SamplingConfig(temperature=1.0, top_k=3, no_repeat_ngram=0, repetition_penalty=0)
     assert _draws(scores, cold).count(0) > 390
     assert 80 < _draws(scores, hot).count(2) < 200  # near uniform over three words
+
+
+def test_fit_tau_recovers_the_temperature_that_made_the_data():
+    from wordlstm.generate import fit_tau
+
+    rng = np.random.default_rng(0)
+    vocab, n, tau = 40, 4000, 0.1
+    prior = np.log(1.0 / np.arange(1, vocab + 1))
+    prior -= np.log(np.exp(prior).sum())
+    cos = rng.uniform(-1, 1, (n, vocab))
+    z = cos / tau + prior
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    truth = np.array([rng.choice(vocab, p=row) for row in p])
+    assert fit_tau(cos, truth, prior) == pytest.approx(tau, rel=0.2)
+
+
+def test_prior_decoder_adds_log_frequency_to_cosine():
+    from wordlstm.generate import SOFTMAX_SCALE, PriorDecoder
+
+    unit = np.eye(3, dtype=np.float32)
+    prior = np.log(np.array([0.8, 0.1, 0.1], np.float32))
+    y = np.array([[0.0, 1.0, 0.9]], np.float32)  # nearest by cosine: word 1
+    assert int(np.argmax(Decoder(unit).scores(y))) == 1
+    dec = PriorDecoder(unit, prior, tau=1.0)  # weak evidence: the frequent word wins
+    assert int(np.argmax(dec.scores(y))) == 0
+    cos = Decoder(unit).cosines(y)
+    np.testing.assert_allclose(dec.scores(y), SOFTMAX_SCALE * (cos + prior), rtol=1e-6)
+    assert int(np.argmax(PriorDecoder(unit, prior, tau=0.01).scores(y))) == 1  # strong evidence
+
+
+def test_no_token_follows_itself():
+    from wordlstm.generate import SamplingConfig, choose
+
+    scores = np.array([0.9, 0.5, 0.1], np.float32)  # word 0 is best, and is punctuation
+    cfg = SamplingConfig(greedy=True)
+    assert choose(scores, [2, 0], cfg, None, protect={0}) == 1
+    assert choose(scores, [0, 2], cfg, None, protect={0}) == 0
+    off = SamplingConfig(greedy=True, no_repeat_ngram=0, repetition_penalty=0)
+    assert choose(scores, [2, 0], off, None, protect={0}) == 0

@@ -71,3 +71,16 @@ def test_inference_weights_cached_by_content(model_dir, tmp_path, monkeypatch):
     for a, b in zip(first.lstm, second.lstm):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_missing_or_mismatched_prior_is_refused(model_dir, tmp_path):
+    from wordlstm.writer import Writer
+
+    d = _copy(model_dir, tmp_path)
+    np.save(d / "prior.npy", np.zeros(3, np.float32))
+    with pytest.raises(UserError, match="do not match"):
+        Writer.load(d)
+    (d / "prior.npy").unlink()
+    with pytest.raises(UserError, match="prior.npy is missing"):
+        Writer.load(d)
+    assert Writer.load(d, decode="cosine").gen.decoder.__class__.__name__ == "Decoder"

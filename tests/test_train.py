@@ -103,3 +103,50 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
     assert result["top5"] > result["baseline_top1"]
     text = w.continue_text("老王", 20, SamplingConfig(), seed=1)
     assert text == w.continue_text("老王", 20, SamplingConfig(), seed=1) and len(text[0]) >= 20
+
+
+def test_default_model_decodes_with_word_frequencies(model_dir):
+    from wordlstm.modeldir import load_log_prior, read_config
+
+    config = read_config(model_dir)
+    assert config["model"]["loss"] == "contrastive" and config["model"]["target"] == "centered"
+    decoder = config["decoder"]
+    assert decoder["kind"] == "prior" and 0 < decoder["tau"] <= 1 and decoder["fitted_on"] > 0
+    prior = load_log_prior(model_dir, config)
+    assert prior.shape == (config["model"]["vocab_size"],)
+    assert np.exp(prior).sum() == pytest.approx(1, rel=1e-4)
+    hist = json.loads((model_dir / "history.json").read_text())["epochs"]
+    assert all(0 <= h["val_top1"] <= 1 for h in hist)
+
+
+def test_early_stopping_keeps_the_best_epoch(segmented, vectors_file, tmp_path, monkeypatch):
+    """Validation top-1 falls after epoch 1: training stops after `patience` more epochs and
+    ships epoch 1's weights (the same as a 1-epoch run)."""
+    quiet = dict(verbose=0, log=lambda *a: None)
+    args = (str(segmented), str(vectors_file))
+    one = train(*args, tmp_path / "one", ModelConfig(**TINY), TrainConfig(epochs=1, batch_size=64),
+                SegmenterConfig(), **quiet)
+    falling = iter([0.5, 0.4, 0.3, 0.2, 0.1])
+    monkeypatch.setattr(train_mod.Scorer, "top1", lambda self, step, decoding: next(falling))
+    out = train(*args, tmp_path / "es", ModelConfig(**TINY),
+                TrainConfig(epochs=5, batch_size=64, patience=2), SegmenterConfig(), **quiet)
+    assert [h["epoch"] for h in out["history"]] == [1, 2, 3]
+    assert json.loads((tmp_path / "es" / "config.json").read_text())["training"]["best_epoch"] == 1
+    for a, b in zip(load_keras_model(tmp_path / "one").get_weights(),
+                    load_keras_model(tmp_path / "es").get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert one["history"][0]["val_top1"] >= 0
+
+
+@pytest.mark.parametrize("loss", ["margin", "vmf", "cosine"])
+def test_every_vector_loss_trains_and_generates(loss, segmented, vectors_file, tmp_path):
+    from wordlstm.generate import SamplingConfig
+    from wordlstm.writer import Writer
+
+    out = tmp_path / loss
+    res = train(str(segmented), str(vectors_file), out, ModelConfig(**TINY, loss=loss),
+                TrainConfig(epochs=2, batch_size=64), SegmenterConfig(), verbose=0,
+                log=lambda *a: None)
+    assert res["history"][1]["loss"] < res["history"][0]["loss"]
+    w = Writer.load(out)
+    assert len(w.continue_text("老王", 10, SamplingConfig(), seed=1)[0]) >= 10

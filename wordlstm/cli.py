@@ -366,13 +366,14 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
 @click.option("--seed", default=None, type=int, help="Random seed: same seed, same text.")
 @click.option("--greedy", is_flag=True, help="Always take the nearest word (no sampling).")
 @click.option("--temperature", default=0.03, show_default=True,
-              help="Softmax temperature over cosine scores.")
-@click.option("--top-k", default=10, show_default=True, help="Sample among the k nearest words.")
+              help="Softmax temperature over the scores (0.03 x log-probabilities, or cosines "
+                   "for --decode cosine models).")
+@click.option("--top-k", default=10, show_default=True, help="Sample among the k best words.")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling threshold.")
 @click.option("--no-repeat-ngram", default=3, show_default=True,
               help="Never repeat an n-gram of this size (0: off).")
 @click.option("--repetition-penalty", default=0.1, show_default=True,
-              help="Subtracted from the cosine of recently used words.")
+              help="Subtracted from the score of recently used words.")
 @click.option("--context", type=click.Choice(["carry", "window"]), default="carry",
               show_default=True, help="Carry LSTM state word to word, or re-read the last window.")
 @click.option("--samples", default=1, show_default=True, help="Continuations, made as one batch.")

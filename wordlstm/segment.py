@@ -270,20 +270,24 @@ def segment_block(seg: Segmenter, raw_lines: list[str], drop: frozenset = frozen
 
 def _segment_block_at_once(block_cut, lines: list[str], drop: frozenset) -> BlockResult:
     """segment_block for engines that cut many lines in one call; string ops do the rest."""
-    kept = [line for line in lines if line and line not in drop]
-    dropped = sum(1 for line in lines if line and line in drop)
+    kept = list(filter(None, lines))  # C-level passes: this runs once per block of ~64k chars
+    dropped = 0
+    if drop:
+        dropped = len(kept)
+        kept = [line for line in kept if line not in drop]
+        dropped -= len(kept)
     if not kept:
         return BlockResult(b"", 0, 0, set(), [], dropped)
-    words = block_cut("\n".join(kept))
+    joined = "\n".join(kept)
+    words = block_cut(joined)
     # Normalised lines hold single spaces only, so a space token shows as three spaces.
     text = (" ".join(words).replace(" \n ", "\n").replace("   ", " ") + "\n").encode("utf-8")
-    spaces = words.count(" ")
     distinct = set(words)
     distinct.discard("\n")
     distinct.discard(" ")
     chapters = [(i, line) for i, line in enumerate(kept) if is_chapter_heading(line)]
-    return BlockResult(text, len(kept), len(words) - (len(kept) - 1) - spaces, distinct,
-                       chapters, dropped)
+    # Each output line holds its tokens separated by single spaces.
+    return BlockResult(text, len(kept), text.count(b" ") + len(kept), distinct, chapters, dropped)
 
 
 _worker: Segmenter | None = None

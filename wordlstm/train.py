@@ -53,8 +53,8 @@ class Scorer:
                  n_val: int = 10_000, n_fit: int = 5_000):
         rng = np.random.default_rng(tcfg.seed)
         self.ids, self.window = ids, cfg.window
-        self.val = np.sort(rng.choice(split.val, min(n_val, len(split.val)), replace=False))
-        self.fit = np.sort(rng.choice(split.train, min(n_fit, len(split.train)), replace=False))
+        self.val = np.sort(_sample(rng, split.val, n_val))
+        self.fit = np.sort(_sample(rng, split.train, n_fit))
         self.softmax = cfg.head == "softmax"
         self.unit, self.prior = unit, prior
         self.use_prior = not self.softmax and tcfg.decode == "prior"
@@ -79,6 +79,10 @@ class Scorer:
             return None
         x, t = make_windows(self.ids, self.val, self.window)
         return topk_hits(self.decoder(decoding).scores(_run(step, x)), t, ks=(1,))[1] / len(t)
+
+
+def _sample(rng, starts: np.ndarray, n: int) -> np.ndarray:
+    return rng.choice(starts, n, replace=False) if len(starts) > n else starts.copy()
 
 
 def _run(step: StepModel, x: np.ndarray, batch: int = 2048) -> np.ndarray:
@@ -226,7 +230,7 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
                           initial_epoch=state["epoch"], verbose=verbose,
                           callbacks=_make_callbacks(out, tcfg, state, len(split.train), log,
                                                     scorer))
-            if state.get("best_epoch", state["epoch"]) != state["epoch"]:
+            if tcfg.patience and state.get("best_epoch", state["epoch"]) != state["epoch"]:
                 log(f"keeping epoch {state['best_epoch']}: the best validation top-1 "
                     f"({state['best_top1']:.2%})")
                 model.load_weights(ckpt / "best.weights.h5")
@@ -246,7 +250,8 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
                                "unknown_tokens": int(unknown), "train_windows": int(len(split.train)),
                                "val_windows": int(len(split.val)), "eos": EOS in vectors.index}
     lines = line_stats(segmented) if tcfg.lines else None
-    training["best_epoch"] = state.get("best_epoch", state["epoch"])
+    training["best_epoch"] = state.get("best_epoch", state["epoch"]) if tcfg.patience \
+        else state["epoch"]
     save_model_dir(out, final, cfg, vectors, segmenter, training, {"epochs": state["history"]},
                    lines=lines, decoder=decoding,
                    log_prior=prior if decoding["kind"] == "prior" else None)

@@ -46,8 +46,8 @@ class Writer:
         vectors = load_vectors_checked(model_dir, config)
         weights = load_inference(model_dir, config)
         check_weights(model_dir, config, weights)
-        return cls(model_dir, config, vectors, weights, note, load_log_prior(model_dir, config),
-                   decode)
+        prior = None if decode == "cosine" else load_log_prior(model_dir, config)
+        return cls(model_dir, config, vectors, weights, note, prior, decode)
 
     def words(self, ids) -> list[str]:
         return [self.vectors.words[i] for i in ids]
