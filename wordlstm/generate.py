@@ -122,18 +122,36 @@ def log_prior(target_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     return np.log(counts / counts.sum()).astype(np.float32)
 
 
-def fit_tau(cosines: np.ndarray, truth: np.ndarray, log_prior_: np.ndarray) -> float:
-    """The tau that maximises the likelihood of the true words (a 1-d search on a log grid)."""
-    best_tau, best_nll = 1.0, np.inf
-    rows = np.arange(len(truth))
-    for tau in np.geomspace(0.005, 1.0, 40):
-        z = cosines / tau + log_prior_
-        zmax = z.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(z - zmax).sum(axis=1)) + zmax[:, 0]
-        nll = float((lse - z[rows, truth]).mean())
-        if nll < best_nll:
-            best_tau, best_nll = float(tau), nll
-    return best_tau
+def fit_tau(cosines: np.ndarray, truth: np.ndarray, log_prior_: np.ndarray,
+            bounds=(0.005, 1.0), steps: int = 14, rows: int = 2048) -> float:
+    """The tau that maximises the likelihood of the true words under
+    softmax(cos / tau + log p(w)): golden-section search on log tau (the likelihood is
+    unimodal in it), in row chunks so memory stays at `rows` x vocabulary."""
+    idx = np.arange(len(truth))
+
+    def nll(log_tau: float) -> float:
+        total = 0.0
+        for i in range(0, len(truth), rows):
+            z = cosines[i:i + rows] * np.float32(np.exp(-log_tau)) + log_prior_
+            zmax = z.max(axis=1)
+            lse = np.log(np.exp(z - zmax[:, None]).sum(axis=1)) + zmax
+            total += float((lse - z[idx[i:i + rows] - i, truth[i:i + rows]]).sum())
+        return total / max(len(truth), 1)
+
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(steps):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return float(np.exp(a if fa < fb else b))
 
 
 class SoftmaxDecoder:

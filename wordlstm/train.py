@@ -241,7 +241,8 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     final = build_model(cfg)  # plain float32 copy without optimizer state: what ships
     final.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
     # Decoding settings for the weights that ship, fitted on more training windows.
-    decoding = Scorer(ids, split, cfg, tcfg, unit, prior, n_val=0, n_fit=20_000).decoding(
+    n_fit = int(min(20_000, 4e8 / len(vectors)))  # cosines of n_fit x vocab: at most 1.6 GB
+    decoding = Scorer(ids, split, cfg, tcfg, unit, prior, n_val=0, n_fit=n_fit).decoding(
         _step_model(final))
     if decoding["kind"] == "prior":
         log(f"decoding: cosine / {decoding['tau']:.3f} + log word frequency "
