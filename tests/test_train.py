@@ -44,6 +44,19 @@ def test_interrupted_training_resumes_from_checkpoint(segmented, vectors_file, t
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 2 and not (out / "config.json").exists()
 
+    # A fresh process (as after Ctrl-C) can reload the compiled checkpoint and its custom loss.
+    code = ("import sys\n"
+            "from wordlstm.model import bound_targets\n"
+            "from wordlstm.modeldir import load_keras_model\n"
+            "from wordlstm.vectors import load_vectors\n"
+            "with bound_targets(load_vectors(sys.argv[2]).target_space('centered')):\n"
+            "    print(type(load_keras_model(sys.argv[1], compile=True).loss).__name__)\n")
+    import subprocess
+    import sys
+    fresh = subprocess.run([sys.executable, "-c", code, str(out / "checkpoint"), args[1]],
+                           capture_output=True, text=True)
+    assert fresh.returncode == 0 and "ContrastiveLoss" in fresh.stdout, fresh.stderr[-2000:]
+
     resumed = train(*args, out, ModelConfig(**TINY), TrainConfig(epochs=3, batch_size=64),
                     SegmenterConfig(), resume=True, **quiet)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]

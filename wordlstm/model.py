@@ -113,7 +113,9 @@ _BOUND_TARGETS: list = []
 @contextlib.contextmanager
 def bound_targets(targets: np.ndarray | None):
     """While reloading a compiled checkpoint: the target matrix for losses that need one
-    (it is not saved with the loss's config; it comes from the vectors)."""
+    (it is not saved with the loss's config; it comes from the vectors). Also registers the
+    loss classes, which a fresh process has not defined yet."""
+    vector_losses()
     _BOUND_TARGETS.append(targets)
     try:
         yield
