@@ -61,12 +61,12 @@ def test_interrupted_training_resumes_from_checkpoint(segmented, vectors_file, t
                     SegmenterConfig(), resume=True, **quiet)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     # Same data order and optimizer state: the resumed run ends where the uninterrupted one did
-    # (to float noise from recompiling; a restart from scratch is off by several percent).
+    # (to float noise from recompiling: the loss differed by up to ~0.3% on JAX).
     a = load_keras_model(tmp_path / "full").get_weights()
     b = load_keras_model(out).get_weights()
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, atol=2e-3)
-    assert resumed["history"][-1]["loss"] == pytest.approx(full["history"][-1]["loss"], rel=1e-3)
+    assert resumed["history"][-1]["loss"] == pytest.approx(full["history"][-1]["loss"], rel=1e-2)
 
 
 def test_resume_without_checkpoint_is_an_error(segmented, vectors_file, tmp_path):
