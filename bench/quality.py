@@ -55,14 +55,13 @@ def score(scores_fn, y, truth, batch=2048):
 
 def csls_scores(decoder, y_fit, k=10):
     """2 cos(y, w) - r(w), r(w) = mean cosine of word w to its k nearest predictions."""
-    r = np.zeros(decoder.unit_t.shape[1], np.float32)
     top = None
     for i in range(0, len(y_fit), 2048):
         c = decoder.cosines(y_fit[i:i + 2048])
         top = c if top is None else np.vstack([top, c])
         top = -np.partition(-top, k - 1, axis=0)[:k]
-    r = top.mean(axis=0)
-    return lambda y: 2 * decoder.cosines(y) - r
+    hub = top.mean(axis=0)
+    return lambda y: 2 * decoder.cosines(y) - hub
 
 
 def evaluate_dir(model_dir: Path, segmented: str) -> list[dict]:
