@@ -18,14 +18,19 @@ from wordlstm.modeldir import load_keras_model
 from wordlstm.writer import Writer
 
 
-def naive_words_per_s(model, window, words, prompt_ids, decoder):
-    """The classic loop: predict on the full window, nearest neighbour, append, repeat."""
+def naive_words_per_s(writer, core, window, words, prompt_ids):
+    """The classic loop: predict on the whole window with Keras, take the likeliest word."""
     ctx = list(prompt_ids)
-    model.predict(np.array([ctx[-window:]], dtype="int32"), verbose=0)  # warm-up / compile
+    emb = writer.loaded.weights.embedding
+
+    def predict():
+        x = emb[np.array([ctx[-window:]])]
+        return core.predict(x, verbose=0)[0, -1]
+
+    predict()  # warm-up / compile
     t0 = time.perf_counter()
     for _ in range(words):
-        y = model.predict(np.array([ctx[-window:]], dtype="int32"), verbose=0)[0]
-        ctx.append(int(np.argmax(decoder.scores(y[None])[0])))
+        ctx.append(int(np.argmax(writer.gen.decoder.logprobs(predict()[None])[0])))
     return words / (time.perf_counter() - t0)
 
 
@@ -37,21 +42,39 @@ def fast_words_per_s(writer, ids, words, batch, context, greedy):
     return batch * words / (time.perf_counter() - t0)
 
 
+def long_run(writer, ids, words, every):
+    """Words/s over successive stretches of one long stream (default settings): constant
+    when the per-word work does not grow with the history."""
+    marks = []
+    t0 = time.perf_counter()
+
+    def on_step(step, nxt):
+        if (step + 1) % every == 0:
+            marks.append((step + 1, time.perf_counter()))
+
+    writer.gen.generate([ids], words, SamplingConfig(), seed=0, on_step=on_step)
+    rates, last = [], t0
+    for n, t in marks:
+        rates.append((n, round(every / (t - last), 1)))
+        last = t
+    return rates
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir", nargs="?", default=None)
     ap.add_argument("--words", type=int, default=200)
     ap.add_argument("--naive-words", type=int, default=50)
+    ap.add_argument("--long", type=int, default=0, help="also one stream of this many words")
     args = ap.parse_args()
     writer = Writer.load(args.model_dir)
     from wordlstm.backend import import_keras
 
     keras = import_keras()
-    model = load_keras_model(writer.model_dir)
+    core = load_keras_model(writer.model_dir)
     window = writer.config["model"]["window"]
     ids = writer.encode("宝玉笑道")
-    ids = [writer.eos] * (window - len(ids)) + ids
-    naive = naive_words_per_s(model, window, args.naive_words, ids, writer.gen.decoder)
+    naive = naive_words_per_s(writer, core, window, args.naive_words, ids)
     common = {"model": str(writer.model_dir), "vocab": len(writer.vectors), "window": window,
               "backend": keras.backend.backend()}
     print(json.dumps({**common, "config": "naive model.predict loop, greedy", "streams": 1,
@@ -63,6 +86,10 @@ def main():
                 print(json.dumps({**common, "config": f"numpy step, context={context}, "
                                   f"{'greedy' if greedy else 'sampled'}", "streams": batch,
                                   "words_per_s": round(wps, 1), "ratio": round(wps / naive, 1)}))
+    if args.long:
+        every = max(args.long // 10, 1)
+        print(json.dumps({**common, "config": "one long stream, default sampling",
+                          "words_per_s_by_stretch": long_run(writer, ids, args.long, every)}))
 
 
 if __name__ == "__main__":

@@ -58,11 +58,11 @@ def main():
     lines = (tmp / "seg.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     (tmp / "part.txt").write_text("".join(lines[: args.train_lines]), encoding="utf-8")
     s, rss, _ = run(w + ["train", tmp / "part.txt", "--vectors", tmp / "vectors", "-o", tmp / "m",
-                         "--epochs", "1", "--target", "centered", "-q"],
+                         "--epochs", "1", "-q"],
                     env={"KERAS_BACKEND": args.backend})
     hist = json.loads((tmp / "m" / "history.json").read_text())["epochs"][0]
     print(json.dumps({"stage": "train", "backend": args.backend, "paragraphs": args.train_lines,
-                      "windows_per_s": hist["windows_per_s"], "epoch_seconds": hist["seconds"],
+                      "targets_per_s": hist["targets_per_s"], "epoch_seconds": hist["seconds"],
                       "peak_rss_mb": round(rss)}))
 
     run(w + ["continue-text", "宝玉笑道", "--model", tmp / "m", "-n", "5", "-q"])  # fills the cache

@@ -73,7 +73,7 @@ def vectors_file(workdir, segmented) -> Path:
     return save_vectors(v, workdir / "vectors.bin")
 
 
-TINY = dict(window=6, units=12)
+TINY = dict(window=6, units=12, layers=1, dropout=0.0)
 
 
 @pytest.fixture(scope="session")

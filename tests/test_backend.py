@@ -34,18 +34,19 @@ def test_data_parallel_on_two_virtual_devices(backend, segmented, vectors_file, 
     info = json.loads(cli("info", "--json", backend=backend, tmp_path=tmp_path, virtual=2).stdout)
     assert info["backend"] == backend and len(info["devices"]) >= 1
     out = cli("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "--window", 5,
-              "--units", 8, "--epochs", 2, "--batch-size", 64, "--devices", "2",
+              "--units", 8, "--layers", 1, "--epochs", 2, "--batch-size", 16, "--devices", "2",
               backend=backend, tmp_path=tmp_path, virtual=2)
     assert "data parallel over 2 devices" in out.stderr
     hist = json.loads((tmp_path / "m" / "history.json").read_text())["epochs"]
     assert len(hist) == 2 and hist[1]["loss"] < hist[0]["loss"]  # the default loss fell: it learned
+    assert hist[1]["val_bits_per_char"] < hist[0]["val_bits_per_char"]
 
 
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="needs two Keras backends installed")
 def test_model_dir_is_portable_across_backends(segmented, vectors_file, tmp_path):
     trained_on, *others = BACKENDS
     cli("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "--window", 5,
-        "--units", 8, "--epochs", 1, "-q", backend=others[0], tmp_path=tmp_path)
+        "--units", 8, "--layers", 1, "--epochs", 1, "-q", backend=others[0], tmp_path=tmp_path)
     texts = {}
     for backend in BACKENDS:  # each loads model.keras itself (a cache of its own)
         out = cli("continue-text", "老王", "--model", tmp_path / "m", "-n", 30, "--seed", 5,
@@ -72,16 +73,17 @@ def test_devices_flag_errors(segmented, vectors_file, tmp_path):
 
 def test_mixed_precision_trains_and_ships_float32(segmented, vectors_file, tmp_path):
     from wordlstm.model import ModelConfig
-    from wordlstm.modeldir import load_inference, read_config
+    from wordlstm.modeldir import load_model_dir
     from wordlstm.segment import SegmenterConfig
     from wordlstm.train import TrainConfig, train
 
     notes = []
-    train(str(segmented), str(vectors_file), tmp_path / "m", ModelConfig(window=5, units=8),
+    train(str(segmented), str(vectors_file), tmp_path / "m",
+          ModelConfig(window=5, units=8, layers=1),
           TrainConfig(epochs=1, batch_size=64, precision="mixed"), SegmenterConfig(),
           verbose=0, log=notes.append)
     assert any("bfloat16" in n for n in notes)  # on a CPU it says what it does
-    weights = load_inference(tmp_path / "m", read_config(tmp_path / "m"))
+    weights = load_model_dir(tmp_path / "m").weights
     assert weights.embedding.dtype == np.float32 and weights.lstm[0][0].dtype == np.float32
     import keras
 

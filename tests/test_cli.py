@@ -46,7 +46,7 @@ def test_train_takes_segmenter_settings_from_the_segmented_file(tmp_path, vector
     run("train-vectors", tmp_path / "c.txt", "-o", tmp_path / "v", "--size", 8, "--min-count", 1,
         "--epochs", 2, "-q")
     run("train", tmp_path / "c.txt", "--vectors", tmp_path / "v", "-o", tmp_path / "m", "--lines",
-        "--window", 4, "--units", 8, "--epochs", 1, "-q")
+        "--window", 4, "--units", 8, "--layers", 1, "--epochs", 1, "-q")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["segmenter"]["unit"] == "char"
     out = json.loads(run("continue-text", "--model", tmp_path / "m", "--lines", 3, "--seed", 1,
@@ -69,7 +69,7 @@ def test_train_vectors_writes_word2vec_and_settings(segmented, tmp_path):
 def test_train_and_continue_text(segmented, vectors_file, tmp_path):
     out = tmp_path / "m"
     run("train", segmented, "--vectors", vectors_file, "-o", out, "--window", 5, "--units", 8,
-        "--epochs", 1, "-q")
+        "--layers", 1, "--epochs", 1, "-q")
     r = run("continue-text", "老王笑道", "--model", out, "-n", 12, "--seed", 3, "--json")
     result = json.loads(r.stdout)
     assert result["words"] == [12] and result["texts"][0]
@@ -214,32 +214,31 @@ def test_help_and_segment_do_not_import_keras(novel, tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-def test_evaluate_reports_accuracy_and_baseline(model_dir, segmented):
+def test_evaluate_reports_bits_per_char_accuracy_and_baseline(model_dir, segmented):
     r = run("evaluate", segmented, "--model", model_dir, "--json")
     result = json.loads(r.stdout)
-    assert {"top1", "top5", "top10", "mean_cosine", "windows", "baseline_top1"} <= set(result)
+    assert {"bits_per_char", "bits_per_word", "perplexity", "oov_share", "top1", "top5",
+            "top10", "positions", "baseline_top1"} <= set(result)
     assert 0 <= result["top1"] <= result["top5"] <= result["top10"] <= 1
-    assert result["windows"] > 0
+    assert result["positions"] > 0 and result["bits_per_char"] > 0
+    assert result["perplexity"] == pytest.approx(2 ** result["bits_per_word"])
     whole = json.loads(run("evaluate", segmented, "--model", model_dir, "--whole-file",
                            "--json").stdout)
-    assert whole["windows"] > result["windows"] * 10
-    carried = json.loads(run("evaluate", segmented, "--model", model_dir, "--context", "carry",
-                             "--json").stdout)
-    assert 0 <= carried["top1"] <= 1
+    assert whole["positions"] > result["positions"] * 10
+    text = run("evaluate", segmented, "--model", model_dir).stdout
+    assert "bits/char" in text and "top1" in text
 
 
 def test_evaluate_can_score_with_plain_cosine(model_dir, segmented):
     own = json.loads(run("evaluate", segmented, "--model", model_dir, "--json").stdout)
-    assert own["windows"] > 0
     plain = json.loads(run("evaluate", segmented, "--model", model_dir, "--decode", "cosine",
                            "--json").stdout)
-    assert own["windows"] == plain["windows"]
-    assert own["mean_cosine"] == pytest.approx(plain["mean_cosine"])  # same predictions
-    assert (own["top1"], own["top5"]) != (plain["top1"], plain["top5"])  # scored differently
+    assert own["positions"] == plain["positions"]
+    assert (own["top1"], own["bits_per_char"]) != (plain["top1"], plain["bits_per_char"])
 
 
 def test_train_rejects_bad_loss_settings(segmented, vectors_file, tmp_path):
     r = run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m",
             "--loss-temperature", "0", ok=False)
-    assert_clear_error(r, "--loss-temperature")
+    assert_clear_error(r, "loss-temperature")
     assert not (tmp_path / "m" / "config.json").exists()

@@ -1,46 +1,64 @@
 import numpy as np
+import pytest
 
-from wordlstm.dataset import corpus_ids, make_windows, window_starts
+from wordlstm.dataset import MASKED, corpus_ids, make_sequences, sequence_starts, targets_of
+from wordlstm.errors import UserError
+from wordlstm.split import HoldOut
 from wordlstm.vectors import EOS
 
 
-def test_corpus_ids_maps_unknown_and_paragraph_ends(tmp_path):
+def test_streams_spell_unknown_words_and_end_paragraphs(tmp_path):
     p = tmp_path / "s.txt"
-    p.write_text("a b zz\nb a\n", encoding="utf-8")
+    p.write_text("a b ab\nb a z\n", encoding="utf-8")
     index = {"a": 0, "b": 1, EOS: 2}
-    ids, unknown, targets = corpus_ids(str(p), index)
-    assert ids.tolist() == [0, 1, 3, 2, 1, 0, 2] and unknown == 1 and targets is None
+    c = corpus_ids(str(p), index, HoldOut(0.0))
+    # "ab" is not a word of the vocabulary: it is spelled a, b; "z" is an unknown character.
+    assert c.train.tolist() == [2, 0, 1, 0, 1, 2, 1, 0, 3, 2]
+    assert c.train_unknown == 1 and len(c.val) == 0
+    assert c.char_counts["a"] == 3 and c.char_counts["z"] == 1
 
 
-def test_line_mode_pads_each_line_and_masks_targets(tmp_path):
+def test_the_tail_is_held_out_by_whole_paragraphs(tmp_path):
     p = tmp_path / "s.txt"
-    p.write_text("a b\nb\n", encoding="utf-8")
+    p.write_text("a a a a\nb b\na b\nb z\n", encoding="utf-8")
     index = {"a": 0, "b": 1, EOS: 2}
-    ids, _, targets = corpus_ids(str(p), index, lines_window=2)
-    assert ids.tolist() == [2, 2, 0, 1, 2, 2, 2, 1, 2]
-    assert targets.tolist() == [0, 0, 1, 1, 1, 0, 0, 1, 1]
-    split = window_starts(ids, 2, 3, 0.0, targets)
-    x, t = make_windows(ids, split.train, 2)
-    # Each line is predicted from its own start markers only, and ends with </s>.
-    assert x.tolist() == [[2, 2], [2, 0], [0, 1], [2, 2], [2, 1]]
-    assert t.tolist() == [0, 1, 2, 1, 2]
+    c = corpus_ids(str(p), index, HoldOut(0.3))
+    # 15 tokens with the paragraph ends; the cut at 70% falls in "a b": the held-out part
+    # starts with the next whole paragraph.
+    assert c.train.tolist() == [2, 0, 0, 0, 0, 2, 1, 1, 2, 0, 1, 2]
+    assert c.val.tolist() == [2, 1, 3, 2]
+    assert c.val_words == 3 and c.val_unknown_chars == ["z"] and c.held_out_lines == 1
 
 
-def test_windows_never_target_unk_and_validation_is_the_tail():
+def test_line_corpora_hold_out_random_lines_not_the_tail(tmp_path):
+    p = tmp_path / "names.txt"
+    p.write_text("".join(f"{chr(97 + i % 26)} b\n" for i in range(200)), encoding="utf-8")
+    index = {chr(97 + i): i for i in range(26)} | {EOS: 26}
+    c = corpus_ids(str(p), index, HoldOut(0.1, lines=True))
+    assert c.held_out_lines == 20
+    held = set(c.val[1::3].tolist())  # first token of each held-out line
+    assert len(held) > 5  # spread over the alphabet, not only the last letters
+    again = corpus_ids(str(p), index, HoldOut(0.1, lines=True))
+    assert np.array_equal(c.val, again.val)  # seeded: the same lines every time
+
+
+def test_sequences_predict_the_next_token_at_every_position():
     unk = 5
-    ids = np.array([0, 1, 2, unk, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3], np.int32)
-    split = window_starts(ids, 3, unk, val_fraction=0.25)
-    starts = np.concatenate([split.train, split.val])
-    assert (ids[starts + 3] != unk).all()
-    cut = int(len(ids) * 0.75)
-    # Every window but the one with an UNK target and the 3 that straddle the cut (no leakage).
-    assert len(starts) == len(ids) - 3 - 1 - 3
-    assert (split.train + 3 < cut).all() and (split.val >= cut).all()
-    x, t = make_windows(ids, split.train[:2], 3)
-    assert x.tolist() == [ids[s:s + 3].tolist() for s in split.train[:2]]
-    assert t.tolist() == [ids[s + 3] for s in split.train[:2]]
+    ids = np.array([4, 0, 1, 2, unk, 3, 4, 0, 1, 2, 3, 4], np.int32)
+    x, y = make_sequences(ids, np.array([0, 4]), 3, unk)
+    assert x.tolist() == [[4, 0, 1], [unk, 3, 4]]
+    assert y.tolist() == [[0, 1, 2], [3, 4, 0]]
+    assert targets_of(np.array([1, unk]), unk).tolist() == [1, MASKED]
 
 
-def test_too_short_corpus_has_no_windows():
-    split = window_starts(np.array([0, 1], np.int32), 5, 9, 0.1)
-    assert len(split.train) == 0 and len(split.val) == 0
+def test_sequence_starts_tile_the_stream_from_a_random_offset():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        s = sequence_starts(100, 8, rng)
+        assert (np.diff(s) == 8).all() and s[0] < 8 and s[-1] + 8 + 1 <= 100
+    assert len(sequence_starts(5, 8, rng)) == 0
+
+
+def test_holdout_fraction_is_checked():
+    with pytest.raises(UserError):
+        HoldOut(1.5)

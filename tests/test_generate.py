@@ -1,79 +1,117 @@
 import numpy as np
 import pytest
 
-from wordlstm.generate import (Decoder, Generator, SamplingConfig, StepModel, _banned_by_ngram, choose,
-                               make_decoder, prompt_ids, render)
-from wordlstm.modeldir import load_inference, load_keras_model, load_log_prior, read_config
-from wordlstm.vectors import EOS, load_vectors
+from wordlstm.errors import UserError
+from wordlstm.generate import (CosineDecoder, History, PriorDecoder, SamplingConfig, StepModel,
+                               _banned_by_ngram, choose, fit_tau, prompt_ids, render)
+from wordlstm.modeldir import core_weights, load_keras_model, load_model_dir
+from wordlstm.vectors import EOS
+
+PLAIN = dict(dry_multiplier=0.0, top_p=1.0)  # no loop control, no nucleus: the model as is
 
 
 def test_numpy_step_model_matches_keras(model_dir):
-    model = load_keras_model(model_dir)
-    config = read_config(model_dir)
-    step = StepModel(load_inference(model_dir, config))
-    window = config["model"]["window"]
-    x = np.random.default_rng(0).integers(0, config["model"]["vocab_size"] + 1, (8, window))
-    expected = np.asarray(model.predict(x.astype("int32"), verbose=0))
+    core = load_keras_model(model_dir)
+    m = load_model_dir(model_dir)
+    step = m.step_model()
+    x = np.random.default_rng(0).integers(0, m.config["model"]["vocab_size"] + 1, (8, 7))
+    expected = np.asarray(core.predict(m.weights.embedding[x], verbose=0))[:, -1]
     got, _ = step.run(x)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert len(core_weights(core)[0]) == m.config["model"]["layers"]
 
 
-def _generator(model_dir):
-    config = read_config(model_dir)
-    vectors = load_vectors(model_dir / "vectors.bin")
-    return Generator(StepModel(load_inference(model_dir, config)), vectors.words,
-                     make_decoder(config, vectors, load_log_prior(model_dir, config)),
-                     config["model"]["window"],
-                     vectors.index.get(EOS)), vectors
+def _writer(model_dir):
+    from wordlstm.writer import Writer
+
+    return Writer.load(model_dir)
 
 
 @pytest.mark.parametrize("context", ["window", "carry"])
 def test_same_seed_same_text_and_batch_of_samples(model_dir, context):
-    gen, vectors = _generator(model_dir)
-    prompt = [vectors.index["老王"]]
+    w = _writer(model_dir)
+    prompt = [w.vectors.index["老王"]]
     cfg = SamplingConfig(context=context)
-    a = gen.generate([prompt] * 3, 25, cfg, seed=7)
-    b = gen.generate([prompt] * 3, 25, cfg, seed=7)
+    a = w.gen.generate([prompt] * 3, 25, cfg, seed=7)
+    b = w.gen.generate([prompt] * 3, 25, cfg, seed=7)
     assert a == b and all(len(o) == 25 for o in a)
     assert len({tuple(o) for o in a}) > 1  # sampled streams differ from each other
-    assert gen.generate([prompt], 25, cfg, seed=8) != a[:1]
+    assert w.gen.generate([prompt], 25, cfg, seed=8) != a[:1]
 
 
-def test_greedy_is_nearest_neighbour(model_dir):
-    gen, vectors = _generator(model_dir)
-    prompt = [vectors.index[w] for w in ("老王", "在", "院子")]
-    cfg = SamplingConfig(greedy=True, no_repeat_ngram=0, repetition_penalty=0)
-    out = gen.generate([prompt], 1, cfg)[0]
-    window = gen.window
-    seq = np.array([[gen.pad] * (window - 3) + prompt])
-    y, _ = gen.model.run(seq)
-    assert out[0] == int(np.argmax(gen.decoder.scores(y)[0]))
+def test_greedy_takes_the_likeliest_word(model_dir):
+    w = _writer(model_dir)
+    prompt = [w.vectors.index[t] for t in ("老王", "在", "院子")]
+    out = w.gen.generate([prompt], 1, SamplingConfig(greedy=True, **PLAIN))[0]
+    y, _ = w.gen.model.run(np.array([[w.gen.pad] + prompt]))
+    assert out[0] == int(np.argmax(w.gen.decoder.logprobs(y)[0]))
 
 
 def test_stop_condition_ends_generation(model_dir):
-    gen, vectors = _generator(model_dir)
-    prompt = [[vectors.index["老王"]]]
-    free = gen.generate(prompt, 40, SamplingConfig(), seed=1)[0]
+    w = _writer(model_dir)
+    prompt = [[w.vectors.index["老王"]]]
+    free = w.gen.generate(prompt, 40, SamplingConfig(), seed=1)[0]
     mark = free[7]
-    stopped = gen.generate(prompt, 40, SamplingConfig(), seed=1, stop=lambda o: o[-1] == mark)[0]
+    stopped = w.gen.generate(prompt, 40, SamplingConfig(), seed=1,
+                             stop=lambda o: o[-1] == mark)[0]
     # The same text, cut right after the first occurrence of the stop word.
     assert stopped == free[: free.index(mark) + 1]
+
+
+def _draws(logp, cfg, n=4000, history=()):
+    rng = np.random.default_rng(0)
+    return np.array([choose(np.asarray(logp), History(history), cfg, rng) for _ in range(n)])
+
+
+def test_temperature_one_samples_the_models_own_distribution():
+    p = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
+    draws = _draws(np.log(p), SamplingConfig(temperature=1.0, **PLAIN), n=20000)
+    freq = np.bincount(draws, minlength=5) / len(draws)
+    np.testing.assert_allclose(freq, p, atol=0.012)
+    # Temperature 0.5 squares the probabilities (renormalised).
+    draws = _draws(np.log(p), SamplingConfig(temperature=0.5, **PLAIN), n=20000)
+    q = p ** 2 / (p ** 2).sum()
+    np.testing.assert_allclose(np.bincount(draws, minlength=5) / len(draws), q, atol=0.012)
+
+
+def test_top_k_and_top_p_limit_the_candidates():
+    logp = np.log(np.array([0.4, 0.3, 0.2, 0.07, 0.03]))
+    assert set(_draws(logp, SamplingConfig(**PLAIN), n=2000)) == {0, 1, 2, 3, 4}
+    assert set(_draws(logp, SamplingConfig(top_k=2, **PLAIN ))) == {0, 1}
+    nucleus = SamplingConfig(top_p=0.65, dry_multiplier=0.0)
+    assert set(_draws(logp, nucleus)) == {0, 1}  # 0.4 + 0.3 is the smallest set over 0.65
+
+
+def test_dry_penalises_only_words_that_extend_a_repeat():
+    # history: a b c x a b -> "c" would repeat "a b c"; "x" and every other word are free.
+    h = History([0, 1, 2, 9, 0, 1])
+    cfg = SamplingConfig(dry_multiplier=1.0, dry_base=2.0, dry_allowed=2)
+    assert h.dry(cfg) == {2: 1.0}
+    h.append(2)  # a b c repeated: now "x" would extend a 3-token repeat, penalty 1.0 * 2
+    assert h.dry(cfg) == {9: 2.0}
+    assert History([0, 1, 2, 9, 0, 1]).dry(SamplingConfig(dry_multiplier=1.0, dry_allowed=3)) == {}
+    # A paragraph end breaks a repeat.
+    assert History([0, 1, 2, 5, 0, 1], breakers={1}).dry(cfg) == {}
+    logp = np.log(np.array([0.1, 0.1, 0.5, 0.2, 0.1]))
+    greedy = SamplingConfig(greedy=True, dry_multiplier=1.0, dry_allowed=2)
+    assert choose(logp, History([0, 1, 2, 4, 0, 1]), greedy, None) == 3
 
 
 def test_no_repeat_ngram_blocks_loops():
     history = [1, 2, 3, 1, 2]
     assert _banned_by_ngram(history, 3) == {3}
     assert _banned_by_ngram(history, 2) == {3}
-    scores = np.array([0.0, 0.1, 0.2, 0.9, 0.3])
-    cfg = SamplingConfig(greedy=True, no_repeat_ngram=3, repetition_penalty=0)
-    assert choose(scores, history, cfg, np.random.default_rng(0)) == 4
+    logp = np.log(np.array([0.1, 0.1, 0.1, 0.6, 0.1]))
+    cfg = SamplingConfig(greedy=True, no_repeat_ngram=3, dry_multiplier=0)
+    assert choose(logp, History(history), cfg, np.random.default_rng(0)) == 0
 
 
-def test_repetition_penalty_prefers_fresh_words():
-    scores = np.array([0.50, 0.45, 0.0])
-    cfg = SamplingConfig(greedy=True, no_repeat_ngram=0, repetition_penalty=0.1)
-    assert choose(scores, [0], cfg, np.random.default_rng(0)) == 1
-    assert choose(scores, [2], cfg, np.random.default_rng(0)) == 0
+def test_sampling_settings_are_checked():
+    for bad in (dict(temperature=float("nan")), dict(temperature=0), dict(top_p=0),
+                dict(top_p=2), dict(top_k=-3), dict(no_repeat_ngram=-2),
+                dict(dry_multiplier=-1), dict(context="x")):
+        with pytest.raises(UserError):
+            SamplingConfig(**bad)
 
 
 def test_render_joins_like_written_chinese():
@@ -87,32 +125,7 @@ def test_prompt_unknown_words_fall_back_to_characters():
     assert ids == [0, 1, 2] and unknown == ["xyz"] and split == ["宝玉"]
 
 
-def _draws(scores, cfg, n=400):
-    rng = np.random.default_rng(0)
-    return [choose(scores, [], cfg, rng) for _ in range(n)]
-
-
-def test_top_k_and_top_p_limit_the_candidates():
-    scores = np.array([0.50, 0.49, 0.48, 0.10, 0.05])
-    free = SamplingConfig(temperature=0.05, top_k=0, no_repeat_ngram=0, repetition_penalty=0)
-    assert set(_draws(scores, free)) >= {0, 1, 2}
-    k2 = SamplingConfig(temperature=0.05, top_k=2, no_repeat_ngram=0, repetition_penalty=0)
-    assert set(_draws(scores, k2)) == {0, 1}
-    p = SamplingConfig(temperature=0.05, top_k=0, top_p=0.3, no_repeat_ngram=0, repetition_penalty=0)
-    assert set(_draws(scores, p)) == {0}  # the best word alone holds over 30% of the mass
-
-
-def test_temperature_sharpens_or_flattens():
-    scores = np.array([0.50, 0.45, 0.40])
-    cold = SamplingConfig(temperature=0.005, top_k=3, no_repeat_ngram=0, repetition_penalty=0)
-    hot = SamplingConfig(temperature=1.0, top_k=3, no_repeat_ngram=0, repetition_penalty=0)
-    assert _draws(scores, cold).count(0) > 390
-    assert 80 < _draws(scores, hot).count(2) < 200  # near uniform over three words
-
-
 def test_fit_tau_recovers_the_temperature_that_made_the_data():
-    from wordlstm.generate import fit_tau
-
     rng = np.random.default_rng(0)
     vocab, n, tau = 40, 4000, 0.1
     prior = np.log(1.0 / np.arange(1, vocab + 1))
@@ -126,25 +139,13 @@ def test_fit_tau_recovers_the_temperature_that_made_the_data():
 
 
 def test_prior_decoder_adds_log_frequency_to_cosine():
-    from wordlstm.generate import SOFTMAX_SCALE, PriorDecoder
-
     unit = np.eye(3, dtype=np.float32)
     prior = np.log(np.array([0.8, 0.1, 0.1], np.float32))
     y = np.array([[0.0, 1.0, 0.9]], np.float32)  # nearest by cosine: word 1
-    assert int(np.argmax(Decoder(unit).scores(y))) == 1
+    assert int(np.argmax(CosineDecoder(unit).logprobs(y))) == 1
     dec = PriorDecoder(unit, prior, tau=1.0)  # weak evidence: the frequent word wins
-    assert int(np.argmax(dec.scores(y))) == 0
-    cos = Decoder(unit).cosines(y)
-    np.testing.assert_allclose(dec.scores(y), SOFTMAX_SCALE * (cos + prior), rtol=1e-6)
-    assert int(np.argmax(PriorDecoder(unit, prior, tau=0.01).scores(y))) == 1  # strong evidence
-
-
-def test_no_token_follows_itself():
-    from wordlstm.generate import SamplingConfig, choose
-
-    scores = np.array([0.9, 0.5, 0.1], np.float32)  # word 0 is best, and is punctuation
-    cfg = SamplingConfig(greedy=True)
-    assert choose(scores, [2, 0], cfg, None, protect={0}) == 1
-    assert choose(scores, [0, 2], cfg, None, protect={0}) == 0
-    off = SamplingConfig(greedy=True, no_repeat_ngram=0, repetition_penalty=0)
-    assert choose(scores, [2, 0], off, None, protect={0}) == 0
+    assert int(np.argmax(dec.logprobs(y))) == 0
+    z = CosineDecoder(unit).cosines(y) + prior
+    np.testing.assert_allclose(dec.logprobs(y), z - np.log(np.exp(z).sum()), rtol=1e-5)
+    assert np.exp(dec.logprobs(y)).sum() == pytest.approx(1.0, rel=1e-5)
+    assert int(np.argmax(PriorDecoder(unit, prior, tau=0.01).logprobs(y))) == 1  # strong evidence

@@ -38,7 +38,7 @@ def test_pipeline_on_a_slice_of_hongloumeng(tmp_path):
         "--epochs", 3, "-q")
     assert "宝玉" in load_vectors(tmp_path / "m" / "vectors.bin")
     run("train", tmp_path / "a.seg.txt", "--vectors", tmp_path / "m" / "vectors", "-o",
-        tmp_path / "m", "--units", 32, "--epochs", 1, "-q")
+        tmp_path / "m", "--units", 32, "--layers", 1, "--epochs", 1, "-q")
     out = json.loads(run("continue-text", "宝玉笑道", "--model", tmp_path / "m", "-n", 30,
                          "--seed", 1, "--json").stdout)
     assert len(out["texts"][0]) >= 30  # at least one character a word

@@ -5,17 +5,18 @@ import numpy as np
 import pytest
 
 from wordlstm.errors import UserError
-from wordlstm.modeldir import (FORMAT_VERSION, load_inference, load_vectors_checked, read_config)
+from wordlstm.modeldir import (FORMAT_VERSION, load_core_weights, load_vectors_checked, read_config)
 from wordlstm.vectors import Vectors, load_vectors, save_vectors
 
 
 def test_model_dir_is_complete_and_json(model_dir):
-    for name in ("model.keras", "vectors.bin", "config.json", "history.json"):
+    for name in ("model.keras", "vectors.bin", "config.json", "history.json", "prior.npy"):
         assert (model_dir / name).is_file()
     assert not (model_dir / "checkpoint").exists()
     config = json.loads((model_dir / "config.json").read_text())
     assert config["format_version"] == FORMAT_VERSION
     assert config["model"]["window"] == 6 and config["versions"]["keras"]
+    assert config["training"]["holdout"] == {"fraction": 0.05, "lines": False, "seed": 1}
     assert len(json.loads((model_dir / "history.json").read_text())["epochs"]) == 2
 
 
@@ -60,15 +61,14 @@ def test_vectors_that_do_not_match_the_model_are_refused(model_dir, tmp_path):
 
 def test_inference_weights_cached_by_content(model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WORDLSTM_CACHE", str(tmp_path / "cache"))
-    config = read_config(model_dir)
-    first = load_inference(model_dir, config)
+    first = load_core_weights(model_dir)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     import wordlstm.modeldir as md
 
     monkeypatch.setattr(md, "load_keras_model", lambda *a, **k: pytest.fail("cache not used"))
-    second = load_inference(model_dir, config)
-    np.testing.assert_array_equal(first.embedding, second.embedding)
-    for a, b in zip(first.lstm, second.lstm):
+    second = load_core_weights(model_dir)
+    np.testing.assert_array_equal(first[1], second[1])
+    for a, b in zip(first[0], second[0]):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
 
@@ -77,10 +77,10 @@ def test_missing_or_mismatched_prior_is_refused(model_dir, tmp_path):
     from wordlstm.writer import Writer
 
     d = _copy(model_dir, tmp_path)
+    assert Writer.load(d, decode="cosine").gen.decoder.__class__.__name__ == "CosineDecoder"
     np.save(d / "prior.npy", np.zeros(3, np.float32))
     with pytest.raises(UserError, match="do not match"):
         Writer.load(d)
     (d / "prior.npy").unlink()
     with pytest.raises(UserError, match="prior.npy is missing"):
         Writer.load(d)
-    assert Writer.load(d, decode="cosine").gen.decoder.__class__.__name__ == "Decoder"

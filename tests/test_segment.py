@@ -131,3 +131,38 @@ def test_strip_boilerplate_drops_repeated_banners_only(tmp_path):
     assert out.count("重复") == 3
     n = lines.count(banner)
     assert n >= 3 and stats.boilerplate == [{"line": banner, "count": n}] and stats.dropped == n
+
+
+def test_normalize_punct_gives_jiebas_tokens_of_the_normalised_text(tmp_path):
+    from wordlstm.punct import normalize_punct
+
+    src = tmp_path / "n.txt"
+    raw = '　　宝玉笑道:"你来了."黛玉听了．便`冷笑-一声\r\n'
+    src.write_text(raw * 3, encoding="utf-8")
+    out = tmp_path / "n.seg.txt"
+    config = SegmenterConfig(normalize_punct=True)
+    with open(out, "w", encoding="utf-8") as f:
+        segment_files([str(src)], f, config)
+    expected = _jieba_tokens(normalize_punct(normalize_line(raw)))
+    assert out.read_text(encoding="utf-8").splitlines() == [" ".join(expected)] * 3
+    assert "“" in expected and "。" in expected and "．" not in expected
+    # Prompts are cut the same way.
+    assert Segmenter(config)(normalize_line(raw)) == expected
+
+
+def test_segment_cli_normalises_punctuation_for_words_only(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from wordlstm.cli import main
+
+    src = tmp_path / "n.txt"
+    src.write_text("他道:\"好.\"\n" * 5, encoding="utf-8")
+    for unit, expect in (("word", True), ("char", False)):
+        out = tmp_path / f"{unit}.txt"
+        r = CliRunner().invoke(main, ["segment", str(src), "-o", str(out), "--unit", unit, "-q"])
+        assert r.exit_code == 0, r.output
+        side = json.loads((tmp_path / f"{unit}.txt.json").read_text())
+        assert side["segmenter"]["normalize_punct"] is expect
+        assert ("“" in out.read_text(encoding="utf-8")) is expect

@@ -31,27 +31,69 @@ def poem_model(tmp_path_factory):
     (d / "poems.txt").write_text(_poems(), encoding="utf-8")
     with open(d / "poems.seg.txt", "w", encoding="utf-8") as f:
         segment_files([str(d / "poems.txt")], f, SegmenterConfig(unit="char"))
-    v = train_word2vec(str(d / "poems.seg.txt"), Word2VecSettings(size=16, epochs=3, workers=1))
+    v = train_word2vec(str(d / "poems.seg.txt"), Word2VecSettings(size=16, epochs=3, workers=1,
+                                                                          lines=True))
     save_vectors(v, d / "vectors.bin")
-    train(str(d / "poems.seg.txt"), str(d / "vectors.bin"), d / "m", ModelConfig(window=8, units=16),
+    train(str(d / "poems.seg.txt"), str(d / "vectors.bin"), d / "m", ModelConfig(window=16, units=24, layers=1,
+                                                                         dropout=0.0),
           TrainConfig(epochs=2, batch_size=128, lines=True), SegmenterConfig(unit="char"),
           verbose=0, log=lambda *a: None)
     return d
 
 
-def test_line_model_learns_clause_length_and_marks(poem_model):
+def test_line_model_learns_clause_length_marks_and_form(poem_model):
     w = Writer.load(poem_model / "m")
     assert w.config["lines"]["clause_length"] == 5
     assert set(w.config["lines"]["clause_ends"]) == {"，", "。"}
     assert w.config["lines"]["count"] == 400
+    assert w.config["lines"]["forms"] == [[5, 4, 1.0]]
+    assert w.config["training"]["holdout"]["lines"] is True
+
+
+def _clauses(poem):
+    import re
+
+    return [c for c in re.split("[，。]", poem) if c], [c for c in poem if c in "，。"]
+
+
+def test_lines_of_a_poem_model_are_regular_verse(poem_model):
+    w = Writer.load(poem_model / "m")
+    poems, _ = w.lines("", 6, SamplingConfig(), seed=2)
+    for p in poems:
+        clauses, marks = _clauses(p)
+        assert [len(c) for c in clauses] == [5] * 4 and marks == ["，", "。"] * 2, p
+    # A first line given as the prompt is continued into a whole poem of its form.
+    poems, _ = w.lines("春风花月夜，", 3, SamplingConfig(), seed=2)
+    assert all(p.startswith("春风花月夜，") and [len(c) for c in _clauses(p)[0]] == [5] * 4
+               for p in poems)
+    seven, _ = w.lines("", 2, SamplingConfig(), seed=2, form="7x8")
+    assert all([len(c) for c in _clauses(p)[0]] == [7] * 8 for p in seven)
+    with pytest.raises(UserError, match="--form"):
+        w.lines("", 1, SamplingConfig(), form="five")
+
+
+def test_rhyme_is_preferred_where_the_model_allows():
+    import numpy as np
+
+    from wordlstm.generate import _preferred, rhyme_preference
+
+    classes = {3: np.array([3, 4]), 4: np.array([3, 4])}
+    prefer = rhyme_preference(2, classes, [0, 1, 9, 2, 3, 9], offset=6)  # clause 2 ends in 3
+    out = [5, 6, 9, 7]
+    assert list(prefer(0, out)) == [3, 4]  # the 4th clause's last character
+    assert prefer(0, out[:3]) is None and prefer(0, out + [8]) is None
+    logp = np.log(np.array([0.5, 0.2, 0.1, 0.05, 0.15]))
+    assert list(_preferred(logp, None, np.array([3, 4]))) == [3, 4]  # 20% of the mass
+    assert _preferred(np.log(np.array([0.98, 0.0, 0.0, 0.01, 0.01]) + 1e-12), None,
+                      np.array([3, 4])) is None  # the model does not allow it
 
 
 def test_acrostic_lines_start_with_each_character(poem_model):
     w = Writer.load(poem_model / "m")
     lines = w.acrostic("春夏秋冬", SamplingConfig(), seed=1)
     assert len(lines) == 4
-    for head, line in zip("春夏秋冬", lines):
-        assert line[0] == head and len(line) == 6 and is_punctuation(line[-1])
+    for head, line, mark in zip("春夏秋冬", lines, "，。，。"):
+        assert line[0] == head and len(line) == 6 and line[-1] == mark
         assert not any(is_punctuation(c) for c in line[:-1])
     assert w.acrostic("春夏秋冬", SamplingConfig(), seed=1) == lines
     assert [len(l) for l in w.acrostic("春夏", SamplingConfig(), seed=1, line_length=7)] == [8, 8]

@@ -17,6 +17,10 @@ import click
 
 from . import __version__
 from .errors import UserError
+from .generate import SamplingConfig as SamplingDefaults
+from .model import HEADS, LOSSES, TARGETS, ModelConfig as ModelDefaults
+from .train import DECODINGS, TrainConfig as TrainDefaults
+from .vectors import Word2VecSettings as Word2VecDefaults
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
@@ -92,24 +96,32 @@ def main():
               help="Convert traditional to simplified characters first (OpenCC t2s).")
 @click.option("--strip-boilerplate", is_flag=True,
               help="Drop download-site banners: lines with a URL or site words repeated 3+ times.")
+@click.option("--normalize-punct/--no-normalize-punct", default=None,
+              help="Map punctuation to standard full-width forms (．->。, paired “ ” for "
+                   "straight quotes, ，？！：； between Chinese characters). Default: on for "
+                   "word units, off for characters.")
 @click.option("-j", "--jobs", type=int, default=0, help="Processes (default: all cores).")
 @quiet_option
 @json_option
 @friendly
 def segment(inputs, output, encoding, errors, user_dict, engine, unit, no_hmm, to_simplified,
-            strip_boilerplate, jobs, quiet, as_json):
+            strip_boilerplate, normalize_punct, jobs, quiet, as_json):
     """Segment text files into words with jieba (normalising encodings and indentation)."""
     from .segment import SegmenterConfig, default_jobs, segment_files, sidecar_path
-    from .textio import atomic_output, check_writable, detect_encoding, write_json
+    from .textio import atomic_output, check_not_input, check_writable, detect_encoding, write_json
 
     check_writable(output)
+    check_not_input(output, inputs)
+    check_not_input(sidecar_path(output), inputs)
     for path in inputs:  # missing, empty or binary inputs fail here, before any work
         if not os.path.isfile(path):
             raise UserError(f"{path}: no such file")
         if encoding is None:
             detect_encoding(path)
+    if normalize_punct is None:
+        normalize_punct = unit == "word"
     config = SegmenterConfig(engine=engine, user_dict=user_dict, hmm=not no_hmm, unit=unit,
-                             to_simplified=to_simplified)
+                             to_simplified=to_simplified, normalize_punct=normalize_punct)
     total = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
     bar = progress_bar(total, "B", quiet, "segment", scale=True)
     try:
@@ -156,10 +168,11 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
     """
     from .names import propose_names, repaired_tokens
     from .segment import SegmenterConfig, default_jobs, segment_lines
-    from .textio import atomic_output, check_writable, iter_lines, normalize_line
+    from .textio import atomic_output, check_not_input, check_writable, iter_lines, normalize_line
 
     if output:
         check_writable(output)
+        check_not_input(output, inputs)
 
     def raw_lines():  # streamed: read again for the repair count
         return (line for path in inputs for line in iter_lines(path, encoding=encoding))
@@ -190,13 +203,24 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
 @click.argument("segmented", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Output prefix: writes PREFIX.bin (word2vec binary) and PREFIX.json.")
-@click.option("--size", default=200, show_default=True, help="Vector dimensions.")
-@click.option("--window", default=8, show_default=True, help="Context window.")
+@click.option("--size", default=Word2VecDefaults.size, show_default=True, help="Vector dimensions.")
+@click.option("--window", default=Word2VecDefaults.window, show_default=True, help="Context window.")
 @click.option("--sg", is_flag=True, help="Skip-gram instead of CBOW.")
-@click.option("--negative", default=25, show_default=True, help="Negative samples.")
-@click.option("--sample", default=1e-4, show_default=True, help="Down-sampling of frequent words.")
-@click.option("--epochs", default=15, show_default=True)
-@click.option("--min-count", default=5, show_default=True, help="Ignore rarer words.")
+@click.option("--negative", default=Word2VecDefaults.negative, show_default=True,
+              help="Negative samples.")
+@click.option("--sample", default=Word2VecDefaults.sample, show_default=True,
+              help="Down-sampling of frequent words.")
+@click.option("--epochs", default=Word2VecDefaults.epochs, show_default=True)
+@click.option("--min-count", default=Word2VecDefaults.min_count, show_default=True,
+              help="Words seen fewer times are spelled with their characters (or dropped, "
+                   "with --no-spell-rare).")
+@click.option("--spell-rare/--no-spell-rare", default=True, show_default=True,
+              help="Keep every character: rare words become their characters, so the model "
+                   "can write any known character.")
+@click.option("--val-fraction", default=Word2VecDefaults.val_fraction, show_default=True,
+              help="Held-out part never trained on; the same as `train --val-fraction`.")
+@click.option("--lines", "lines", is_flag=True,
+              help="Line corpus: hold out random lines, as `train --lines` does.")
 @click.option("--workers", default=0, help="Threads (default: all cores).")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--text", "as_text", is_flag=True, help="Write the word2vec text format instead.")
@@ -204,23 +228,27 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
 @json_option
 @friendly
 def train_vectors(segmented, output, size, window, sg, negative, sample, epochs, min_count,
-                  workers, seed, as_text, quiet, as_json):
-    """Train word2vec vectors (gensim) on a segmented file."""
-    from .textio import check_writable
+                  spell_rare, val_fraction, lines, workers, seed, as_text, quiet, as_json):
+    """Train word2vec vectors (gensim) on a segmented file's training part."""
     from dataclasses import asdict
 
-    from .textio import write_json
+    from .textio import check_not_input, check_writable, write_json
     from .vectors import Word2VecSettings, save_vectors, train_word2vec
 
     _check_segmented(segmented)
+    if min_count < 1 or size < 1 or epochs < 1 or window < 1:
+        raise UserError("--min-count, --size, --epochs and --window must be positive")
     prefix = Path(output)
     if prefix.suffix in (".bin", ".txt"):
         prefix = prefix.with_suffix("")
     path = prefix.with_name(prefix.name + (".txt" if as_text else ".bin"))
     check_writable(path)
+    check_not_input(path, [segmented])
+    check_not_input(prefix.with_name(prefix.name + ".json"), [segmented])
     settings = Word2VecSettings(size=size, window=window, sg=int(sg), negative=negative,
                                 sample=sample, epochs=epochs, min_count=min_count,
-                                workers=workers, seed=seed)
+                                workers=workers, seed=seed, spell_rare=spell_rare,
+                                val_fraction=val_fraction, lines=lines)
     bar = progress_bar(epochs, "epoch", quiet, "word2vec")
     t0 = time.perf_counter()
     try:
@@ -233,13 +261,15 @@ def train_vectors(segmented, output, size, window, sg, negative, sample, epochs,
     words = vectors.train_stats["corpus_words"] * epochs
     summary = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
                "seconds": round(seconds, 2), "words_per_s": round(words / seconds),
-               "settings": asdict(settings), "corpus": str(segmented)}
+               "settings": asdict(settings), "corpus": str(segmented),
+               "held_out_lines": vectors.train_stats["held_out_lines"]}
     write_json(prefix.with_name(prefix.name + ".json"), summary)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     elif not quiet:
         click.echo(f"{path}: {len(vectors):,} words x {vectors.dim} dims in {seconds:.1f} s "
-                   f"({summary['words_per_s']:,} words/s)", err=True)
+                   f"({summary['words_per_s']:,} words/s; {summary['held_out_lines']:,} held-out "
+                   "lines not read)", err=True)
 
 
 def _check_segmented(path):
@@ -260,42 +290,58 @@ def _check_segmented(path):
                             "segmented files are written by `wordlstm segment`") from None
 
 
+M, T = ModelDefaults, TrainDefaults
+
+
 @main.command()
 @click.argument("segmented", type=click.Path(dir_okay=False))
 @click.option("--vectors", "vectors_path", required=True, help="word2vec .bin/.txt file or prefix.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Model directory to write.")
-@click.option("--window", default=20, show_default=True, help="Words the model reads.")
-@click.option("--units", default=256, show_default=True, help="LSTM size.")
-@click.option("--layers", default=1, show_default=True, help="Stacked LSTM layers.")
-@click.option("--dropout", default=0.0, show_default=True, help="Dropout after each LSTM.")
-@click.option("--head", type=click.Choice(["vector", "softmax"]), default="vector", show_default=True,
-              help="Predict the next word's vector (the product), or a softmax over the "
-                   "vocabulary (the slower baseline, for comparison).")
-@click.option("--loss", type=click.Choice(["contrastive", "cosine", "mse", "vmf", "margin"]),
-              default="contrastive", show_default=True,
+@click.option("--window", default=M.window, show_default=True,
+              help="Tokens per training sequence; every position is a target.")
+@click.option("--units", default=M.units, show_default=True, help="LSTM size.")
+@click.option("--layers", default=M.layers, show_default=True, help="Stacked LSTM layers.")
+@click.option("--dropout", default=M.dropout, show_default=True,
+              help="Dropout on the embedding, between layers and before the head.")
+@click.option("--head", type=click.Choice(("auto",) + HEADS), default="auto", show_default=True,
+              help="Predict the next word's vector (the product: cheap for large word "
+                   "vocabularies), or a softmax over the vocabulary. auto: vector for words, "
+                   "softmax for characters (it measured better there, bench/RESULTS.md).")
+@click.option("--loss", type=click.Choice(LOSSES), default=M.loss, show_default=True,
               help="Loss of the vector head: contrastive (cosine against the batch's other "
                    "target words), cosine, mse, vmf (von Mises-Fisher NLL) or margin (against "
                    "the most similar wrong word); see bench/RESULTS.md.")
-@click.option("--loss-temperature", default=0.05, show_default=True,
+@click.option("--loss-temperature", default=M.temperature, show_default=True,
               help="Temperature of the contrastive loss.")
-@click.option("--margin", default=0.5, show_default=True, help="Margin of the margin loss.")
-@click.option("--decode", type=click.Choice(["prior", "cosine"]), default="prior",
-              show_default=True,
+@click.option("--negatives", default=M.negatives, show_default=True,
+              help="In-batch negatives of the contrastive loss.")
+@click.option("--margin", default=M.margin, show_default=True, help="Margin of the margin loss.")
+@click.option("--decode", type=click.Choice(DECODINGS), default=T.decode, show_default=True,
               help="Vector head: nearest word by cosine plus log word frequency (tau fitted "
                    "after training), or by cosine alone (the classic recipe).")
-@click.option("--train-embedding", is_flag=True, help="Fine-tune the input embedding.")
-@click.option("--target", type=click.Choice(["raw", "centered"]), default="centered",
+@click.option("--train-embedding/--fixed-embedding", default=M.train_embedding,
               show_default=True,
-              help="Regress unit word vectors, or unit vectors after removing their mean.")
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--batch-size", default=256, show_default=True)
-@click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--val-fraction", default=0.05, show_default=True, help="Held-out tail of the corpus.")
-@click.option("--seed", default=1, show_default=True)
-@click.option("--patience", default=2, show_default=True,
-              help="Stop after this many epochs without a better validation top-1, keeping "
-                   "the best epoch (0: train every epoch, keep the last).")
+              help="Fine-tune the vocabulary's vectors with the LSTM (input and target tied; "
+                   "they ship as the model's vectors.bin), or keep word2vec's.")
+@click.option("--target", type=click.Choice(TARGETS), default=M.target, show_default=True,
+              help="Start from word2vec vectors minus their mean (centered), or as they are.")
+@click.option("--epochs", default=T.epochs, show_default=True,
+              help="At most this many; stops earlier when held-out bits/char stop improving.")
+@click.option("--batch-size", default=T.batch_size, show_default=True, help="Sequences per batch.")
+@click.option("--lr", "learning_rate", default=T.learning_rate, show_default=True,
+              help="Adam learning rate.")
+@click.option("--lr-decay", default=T.lr_decay, show_default=True,
+              help="Learning-rate factor after an epoch without better held-out bits/char.")
+@click.option("--val-fraction", default=T.val_fraction, show_default=True,
+              help="Held out, never trained on: the tail (or, with --lines, random lines).")
+@click.option("--seed", default=T.seed, show_default=True)
+@click.option("--patience", default=T.patience, show_default=True,
+              help="Stop after this many epochs without better held-out bits/char, keeping "
+                   "the best epoch (0: train every epoch, still keeping the best).")
+@click.option("--init-from", type=click.Path(file_okay=False), default=None,
+              help="Start from another model dir's weights (same vectors and size): "
+                   "pretrain on other novels, then fine-tune on this one.")
 @click.option("--user-dict", type=click.Path(dir_okay=False), default=None,
               help="Segmenter settings for prompts; by default those `segment` recorded in "
                    "SEGMENTED.json.")
@@ -303,57 +349,57 @@ def _check_segmented(path):
 @click.option("--unit", type=click.Choice(["word", "char"]), default=None)
 @click.option("--to-simplified/--no-to-simplified", default=None)
 @click.option("--lines", "lines", is_flag=True,
-              help="Each line is a document (poems, names): generation makes whole lines.")
-@click.option("--devices", default="1", show_default=True,
+              help="Each line is a document (poems, names): generation makes whole lines, "
+                   "and random lines are held out.")
+@click.option("--devices", default=T.devices, show_default=True,
               help="'all' or N: data-parallel training over that many GPUs (or CPU devices).")
-@click.option("--precision", type=click.Choice(["float32", "mixed"]), default="float32",
+@click.option("--precision", type=click.Choice(["float32", "mixed"]), default=T.precision,
               show_default=True, help="Mixed precision speeds up training on recent GPUs.")
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
 @quiet_option
 @friendly
 def train(segmented, vectors_path, output, window, units, layers, dropout, head, loss,
-          loss_temperature, margin, decode, train_embedding, target, epochs, batch_size,
-          learning_rate, val_fraction, seed, patience, user_dict, engine, unit, to_simplified,
-          lines, devices, precision, resume, quiet):
-    """Train the LSTM that predicts the next word's vector."""
+          loss_temperature, negatives, margin, decode, train_embedding, target, epochs,
+          batch_size, learning_rate, lr_decay, val_fraction, seed, patience, init_from,
+          user_dict, engine, unit, to_simplified, lines, devices, precision, resume, quiet):
+    """Train the LSTM that predicts the next word's vector at every position."""
     _check_segmented(segmented)
-    if not 0 <= val_fraction < 1:
-        raise UserError("--val-fraction must be in [0, 1)")
-    if window < 1 or units < 1 or layers < 1 or epochs < 1 or batch_size < 1:
-        raise UserError("--window, --units, --layers, --epochs and --batch-size must be positive")
-    if loss_temperature <= 0 or margin < 0 or patience < 0:
-        raise UserError("--loss-temperature must be positive, --margin and --patience not negative")
     out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
     from .backend import summary_line
     from .model import ModelConfig
     from .segment import recorded_config
     from .textio import check_writable
     from .train import TrainConfig, train as run_train
 
-    check_writable(out / "config.json")
-    say = _say(quiet)
-    say(summary_line())
-    cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
-                      train_embedding=train_embedding, target=target, head=head,
-                      temperature=loss_temperature, margin=margin)
-    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       val_fraction=val_fraction, seed=seed, lines=lines, devices=devices,
-                       precision=precision, patience=patience, decode=decode)
     seg = recorded_config(segmented, engine=engine, user_dict=user_dict, unit=unit,
                           to_simplified=to_simplified)
+    if head == "auto":
+        head = "softmax" if seg.unit == "char" else "vector"
+    cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
+                      train_embedding=train_embedding, target=target, head=head,
+                      temperature=loss_temperature, margin=margin, negatives=negatives)
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                       lr_decay=lr_decay, val_fraction=val_fraction, seed=seed, lines=lines,
+                       devices=devices, precision=precision, patience=patience, decode=decode)
+    check_writable(out / "config.json")
+    say = _say(quiet)
+    say(summary_line() + f"; {cfg.head} head")
     if seg.user_dict and not os.path.isfile(seg.user_dict):
         raise UserError(f"{seg.user_dict}: user dictionary not found (it is copied into the model)")
     try:
         result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
-                           verbose=1 if sys.stderr.isatty() and not quiet else 0, log=say)
+                           verbose=1 if sys.stderr.isatty() and not quiet else 0, log=say,
+                           init_from=init_from)
     except KeyboardInterrupt:
         ckpt = out / "checkpoint" / "state.json"
         done = json.loads(ckpt.read_text())["epoch"] if ckpt.is_file() else 0
         _fail(f"interrupted; {done} epoch(s) saved in {out / 'checkpoint'}: "
               "run the same command with --resume to continue", 130)
-    say(f"{out}: model saved ({len(result['history'])} epochs)")
+    say(f"{out}: model saved ({len(result['history'])} epochs, keeping epoch "
+        f"{result['best_epoch']})")
+
+
+S = SamplingDefaults
 
 
 @main.command("continue-text")
@@ -364,17 +410,25 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
               help="Words to generate (the most per line with --lines).")
 @click.option("--until", default=None, help="Stop once the text ends with this mark (e.g. 。”).")
 @click.option("--seed", default=None, type=int, help="Random seed: same seed, same text.")
-@click.option("--greedy", is_flag=True, help="Always take the nearest word (no sampling).")
-@click.option("--temperature", default=0.03, show_default=True,
-              help="Softmax temperature over the scores (0.03 x log-probabilities, or cosines "
-                   "for --decode cosine models).")
-@click.option("--top-k", default=10, show_default=True, help="Sample among the k best words.")
-@click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling threshold.")
-@click.option("--no-repeat-ngram", default=3, show_default=True,
+@click.option("--greedy", is_flag=True, help="Always take the likeliest word (no sampling).")
+@click.option("--temperature", default=S.temperature, show_default=True,
+              help="1.0 samples the model's own distribution; lower is safer, higher wilder.")
+@click.option("--top-k", default=S.top_k, show_default=True,
+              help="Sample among the k likeliest words (0: no limit).")
+@click.option("--top-p", default=S.top_p, show_default=True,
+              help="Nucleus: sample among the likeliest words holding this much probability.")
+@click.option("--dry", "dry_multiplier", default=S.dry_multiplier, show_default=True,
+              help="DRY loop control: nats off a word that would extend an earlier repeat of "
+                   "more than --dry-allowed tokens, growing with its length (0: off).")
+@click.option("--dry-base", default=S.dry_base, show_default=True,
+              help="DRY: the penalty's growth per further repeated token.")
+@click.option("--dry-allowed", default=S.dry_allowed, show_default=True,
+              help="DRY: repeats this long are free.")
+@click.option("--no-repeat-ngram", default=S.no_repeat_ngram, show_default=True,
               help="Never repeat an n-gram of this size (0: off).")
-@click.option("--repetition-penalty", default=0.1, show_default=True,
-              help="Subtracted from the score of recently used words.")
-@click.option("--context", type=click.Choice(["carry", "window"]), default="carry",
+@click.option("--repetition-penalty", default=S.repetition_penalty, show_default=True,
+              help="Nats off every word used in the last 20 (0: off).")
+@click.option("--context", type=click.Choice(["carry", "window"]), default=S.context,
               show_default=True, help="Carry LSTM state word to word, or re-read the last window.")
 @click.option("--samples", default=1, show_default=True, help="Continuations, made as one batch.")
 @click.option("--prefix", default="", help="Text fed to the model first to set the mood, not printed.")
@@ -384,27 +438,33 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
 @click.option("--lines", "n_lines", type=int, default=None,
               help="Make N whole lines (line models: poems, names), each from PROMPT.")
 @click.option("--novel-only", is_flag=True, help="With --lines: only lines not in the training file.")
+@click.option("--form", default=None,
+              help="With --lines on a poem model: 5x4, 7x4, 5x8, 7x8 (characters x clauses), "
+                   "or free. Default: the corpus's commonest regular form that fits the prompt.")
 @quiet_option
 @json_option
 @friendly
 def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, top_k, top_p,
-                  no_repeat_ngram, repetition_penalty, context, samples, prefix, acrostic,
-                  line_length, n_lines, novel_only, quiet, as_json):
+                  dry_multiplier, dry_base, dry_allowed, no_repeat_ngram, repetition_penalty,
+                  context, samples, prefix, acrostic, line_length, n_lines, novel_only, form,
+                  quiet, as_json):
     """Continue PROMPT in the style the model learned."""
     from .generate import SamplingConfig
     from .writer import Writer
 
     if length < 1 or samples < 1 or (n_lines is not None and n_lines < 1):
         raise UserError("--length, --samples and --lines must be positive")
-    if temperature <= 0:
-        raise UserError("--temperature must be positive (use --greedy for none)")
-    if novel_only and n_lines is None:
-        raise UserError("--novel-only goes with --lines N")
-    say = _say(quiet or as_json)
-    writer = Writer.load(model_dir, note=say)
+    if (novel_only or form) and n_lines is None:
+        raise UserError("--novel-only and --form go with --lines N")
+    if line_length is not None and line_length < 2:
+        raise UserError("--line-length must be at least 2")
     cfg = SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                         no_repeat_ngram=no_repeat_ngram, repetition_penalty=repetition_penalty,
-                         context=context)
+                         dry_multiplier=dry_multiplier, dry_base=dry_base,
+                         dry_allowed=dry_allowed, no_repeat_ngram=no_repeat_ngram,
+                         repetition_penalty=repetition_penalty, context=context)
+    say = _say(quiet or as_json)
+    prompt, prefix = _printable(prompt, "the prompt", say), _printable(prefix, "--prefix", say)
+    writer = Writer.load(model_dir, note=say)
     t0 = time.perf_counter()
     extra = {}
     if acrostic:
@@ -412,7 +472,7 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
                                             line_length=line_length))]
     elif n_lines is not None:
         texts, dropped = writer.lines(prompt, n_lines, cfg, seed, prefix=prefix,
-                                      max_words=length, novel_only=novel_only)
+                                      max_words=length, novel_only=novel_only, form=form)
         extra["dropped_as_not_novel"] = dropped
         if novel_only:
             say(f"dropped {dropped} generated line(s) that are in the training file")
@@ -444,41 +504,65 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (default: the shipped model).")
 @click.option("--whole-file", is_flag=True,
-              help="Score every window of SEGMENTED, not the model's held-out tail of it.")
-@click.option("--context", type=click.Choice(["window", "carry"]), default="window",
-              show_default=True, help="Re-read each window (as trained) or carry LSTM state.")
-@click.option("--decode", type=click.Choice(["prior", "cosine"]), default=None,
+              help="Score every line of SEGMENTED, not the model's held-out part of it.")
+@click.option("--decode", type=click.Choice(DECODINGS), default=None,
               help="Score with another decoding than the model's own (vector head), to compare.")
 @json_option
 @friendly
-def evaluate(segmented, model_dir, whole_file, context, decode, as_json):
-    """Next-word accuracy (top-1/5/10) on held-out text, beside a most-frequent-word baseline."""
-    from .evaluate import evaluate as run_eval, evaluate_carried, held_out
-    from .writer import Writer
+def evaluate(segmented, model_dir, whole_file, decode, as_json):
+    """Held-out bits per character (every character counted) and next-word top-1/5/10."""
+    from .dataset import corpus_ids
+    from .evaluate import evaluate as run_eval
+    from .modeldir import load_model_dir
+    from .split import HoldOut
 
     _check_segmented(segmented)
-    w = Writer.load(model_dir, decode=decode)
-    m, t = w.config["model"], w.config["training"]
-    ids, starts, base = held_out(segmented, w.vectors.index, m["window"], t["val_fraction"],
-                                 whole=whole_file, lines=t.get("lines", False))
-    if len(starts) == 0:
-        raise UserError(f"{segmented}: no windows to evaluate")
-    if context == "window":
-        result = run_eval(w.gen.model, w.gen.decoder, ids, starts, m["window"], base)
-    else:
-        result = evaluate_carried(w.gen.model, w.gen.decoder, ids, int(starts[0]),
-                                  int(starts[-1]) + m["window"] + 1, m["window"], base)
-    result["baseline_word"] = w.vectors.words[base]
+    m = load_model_dir(model_dir)
+    holdout = HoldOut(**m.config["training"].get("holdout", {}))
+    corpus = corpus_ids(segmented, m.vectors.index, holdout, whole=whole_file)
+    if len(corpus.val) < 2:
+        raise UserError(f"{segmented}: no held-out text to evaluate")
+    if whole_file and len(corpus.train) < 2:
+        # Scoring another file: the unknown-character rate and character frequencies come
+        # from the file itself, since the model's training text is not at hand.
+        corpus.train, corpus.char_counts = corpus.val, _char_counts(segmented)
+        corpus.train_unknown = int((corpus.val == corpus.unk).sum())
+    result = run_eval(m.step_model(), m.decoder(decode), corpus, m.vectors.words)
+    result["scope"] = "whole file" if whole_file else "held-out part"
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
-    click.echo(f"{result['windows']:,} windows ({'whole file' if whole_file else 'held-out tail'}, "
-               f"context {context})")
+    click.echo(f"{result['positions']:,} positions, {result['characters']:,} characters "
+               f"({result['scope']})")
+    click.echo(f"  bits/char: {result['bits_per_char']:.4f}  (every character counted; "
+               f"{result['bits_per_char_known']:.4f} on in-vocabulary tokens)")
+    click.echo(f"  bits/word: {result['bits_per_word']:.3f}  perplexity {result['perplexity']:,.1f} "
+               f"(per segmented word)")
+    click.echo(f"  unknown characters: {result['oov_share']:.2%} of positions; words spelled "
+               f"with their characters: {result['words_not_in_vocab']:.2%}")
     for k in ("top1", "top5", "top10"):
         click.echo(f"  {k:>6}: {result[k]:.2%}")
-    if result.get("mean_cosine") is not None:
-        click.echo(f"  mean cosine to the true word: {result['mean_cosine']:.3f}")
     click.echo(f"  baseline (always {result['baseline_word']!r}): top1 {result['baseline_top1']:.2%}")
+
+
+def _printable(text: str, what: str, say) -> str:
+    """`text` without control characters (an escape sequence must not reach the terminal)."""
+    import unicodedata
+
+    clean = "".join(c for c in text if unicodedata.category(c) != "Cc")
+    if clean != text:
+        say(f"note: removed {len(text) - len(clean)} control character(s) from {what}")
+    return clean
+
+
+def _char_counts(segmented):
+    from collections import Counter
+
+    counts = Counter()
+    with open(segmented, encoding="utf-8") as f:
+        for line in f:
+            counts.update(line.replace(" ", "").strip())
+    return counts
 
 
 @main.command()

@@ -1,91 +1,119 @@
-"""Training windows built on the fly from one int32 array of word ids.
+"""Training text as int32 id streams, and batches of sequences cut from them on the fly.
 
-The corpus becomes a flat id array (paragraphs end with `</s>`); a batch of windows is a
-fancy-index into it, so memory is 4 bytes a token, never N x window x dims floats. Words
-outside the vocabulary become UNK (id = vocab size, a zero input vector) and are never a
-target. The last `val_fraction` of the tokens is the held-out set.
+A segmented file becomes two streams of ids, training and held-out (split.held_out_lines):
+`</s> p1 </s> p2 </s> ...`, so every paragraph or line starts after a `</s>` and ends with
+one. Words outside the vocabulary are spelled with their characters (vectors.token_ids);
+a character the vocabulary lacks becomes UNK (id = vocabulary size: a zero input, never a
+target). Memory is 4 bytes a token; batches are fancy-indexes into the stream.
+
+Training predicts at every position of a sequence, the way char-rnn and every language model
+trains: a batch holds B sequences of T tokens and their T next tokens, B x T targets, each
+seen once an epoch (the sequences start at a random offset each epoch).
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .vectors import EOS, SegmentedCorpus
+from .errors import UserError
+from .split import HoldOut, held_out_lines, line_token_counts
+from .vectors import EOS, SegmentedCorpus, token_ids
 
-
-def corpus_ids(path: str, index: dict, eos: bool = True, lines_window: int = 0):
-    """Map a segmented file to ids, streaming it; returns (ids, count of UNK tokens, targets).
-
-    With `lines_window` > 0 (line-level corpora: poems, names), each line is its own document:
-    it is preceded by `lines_window` `</s>` start markers, so no window reaches into the
-    previous line, and `targets` marks which positions may be predicted (the line's tokens and
-    the `</s>` that ends it, never the padding). Otherwise `targets` is None.
-    """
-    unk = len(index)
-    ids = array("i")
-    targets = array("b") if lines_window else None
-    missing = 0
-    eos_id = index.get(EOS, unk)
-    if lines_window and eos_id == unk:
-        from .errors import UserError
-
-        raise UserError("line mode needs the </s> token in the vectors (train them with "
-                        "`wordlstm train-vectors`)")
-    for tokens in SegmentedCorpus(path, eos=False):
-        row = [index.get(t, unk) for t in tokens]
-        missing += row.count(unk)
-        if lines_window:
-            ids.extend([eos_id] * lines_window)
-            targets.extend([0] * lines_window)
-            ids.extend(row)
-            ids.append(eos_id)
-            targets.extend([1] * (len(row) + 1))
-            continue
-        ids.extend(row)
-        if eos and eos_id != unk:
-            ids.append(eos_id)
-    arr = np.frombuffer(ids, dtype=np.int32).copy()
-    mask = np.frombuffer(targets, dtype=np.int8).astype(bool) if lines_window else None
-    return arr, missing, mask
+MASKED = -1  # target id of positions that are not scored (UNK)
 
 
 @dataclass
-class Split:
-    """Window start positions for training and validation (targets are never UNK)."""
+class CorpusIds:
+    """The training and held-out id streams of a segmented file, with what scoring needs."""
 
     train: np.ndarray
     val: np.ndarray
+    vocab_size: int
+    train_unknown: int = 0  # UNK positions (unknown characters) in the training stream
+    val_words: int = 0  # segmented tokens (and </s>) in the held-out stream
+    val_spelled: int = 0  # of those, words the vocabulary lacks as a unit (spelled or UNK)
+    val_unknown_chars: list = field(default_factory=list)  # each held-out UNK's character
+    char_counts: Counter = field(default_factory=Counter)  # characters of the training text
+    held_out_lines: int = 0
+
+    @property
+    def unk(self) -> int:
+        return self.vocab_size
 
 
-def window_starts(ids: np.ndarray, window: int, unk: int, val_fraction: float,
-                  targets: np.ndarray | None = None) -> Split:
-    """Starts of all windows whose target is a known word, the last `val_fraction` held out."""
-    n = len(ids) - window
-    if n <= 0:
-        return Split(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    starts = np.arange(n, dtype=np.int64)
-    keep = ids[starts + window] != unk
-    if targets is not None:
-        keep &= targets[starts + window]
-    starts = starts[keep]
-    cut = int(len(ids) * (1.0 - val_fraction))
-    # A validation window lies wholly in the tail: its first input word is at or after `cut`.
-    return Split(train=starts[starts + window < cut], val=starts[starts >= cut])
+def corpus_ids(path: str, index: dict, holdout: HoldOut = HoldOut(),
+               whole: bool = False) -> CorpusIds:
+    """Map a segmented file to id streams, streaming it once.
+
+    `whole` puts every line in the held-out stream (to score another file entirely).
+    """
+    unk = len(index)
+    eos = index.get(EOS)
+    if eos is None:
+        raise UserError("the vectors have no </s> token (paragraph end); train them with "
+                        "`wordlstm train-vectors`")
+    counts = line_token_counts(path)
+    mask = np.ones(len(counts), bool) if whole else held_out_lines(counts, holdout)
+    streams = {False: array("i", [eos]), True: array("i", [eos])}
+    chars: Counter = Counter()
+    unknown_chars: list[str] = []
+    val_words = val_spelled = train_unknown = 0
+    for i, tokens in enumerate(SegmentedCorpus(path, eos=False)):
+        held = bool(mask[i])
+        ids = token_ids(tokens, index, unk)
+        streams[held].extend(ids)
+        streams[held].append(eos)
+        if held:
+            val_words += len(tokens) + 1
+            val_spelled += sum(1 for t in tokens if t not in index)
+            if unk in ids:
+                unknown_chars.extend(c for t in tokens for c in t
+                                     if t not in index and c not in index)
+        else:
+            train_unknown += ids.count(unk)
+            for t in tokens:
+                chars.update(t)
+    train = np.frombuffer(streams[False], dtype=np.int32).copy()
+    val = np.frombuffer(streams[True], dtype=np.int32).copy()
+    return CorpusIds(train=train if len(train) > 1 else train[:0], val=val if len(val) > 1
+                     else val[:0], vocab_size=unk, train_unknown=train_unknown,
+                     val_words=val_words, val_spelled=val_spelled, val_unknown_chars=unknown_chars, char_counts=chars,
+                     held_out_lines=int(mask.sum()))
 
 
-def make_windows(ids: np.ndarray, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs [B, window] int32, target ids [B] int32) for the given window starts."""
-    x = ids[starts[:, None] + np.arange(window)]
-    return x, ids[starts + window]
+def targets_of(next_ids: np.ndarray, unk: int) -> np.ndarray:
+    """Target ids with UNK masked out."""
+    return np.where(next_ids == unk, MASKED, next_ids).astype(np.int32)
 
 
-def windows_dataset(ids, starts, window, batch_size, targets, shuffle: bool, seed: int = 0,
-                    epoch: int = 0, drop_remainder: bool = False):
-    """A keras PyDataset yielding (ids, target) batches; `targets` maps target ids to y.
+def sequence_starts(n_tokens: int, length: int, rng) -> np.ndarray:
+    """Non-overlapping sequence starts covering the stream from a random offset."""
+    if n_tokens < length + 1:
+        return np.zeros(0, np.int64)
+    offset = int(rng.integers(0, min(length, n_tokens - length)))
+    return np.arange(offset, n_tokens - length, length, dtype=np.int64)
+
+
+def make_sequences(ids: np.ndarray, starts: np.ndarray, length: int, unk: int):
+    """(inputs [B, T], targets [B, T]) for sequences starting at `starts`."""
+    idx = starts[:, None] + np.arange(length)
+    return ids[idx], targets_of(ids[idx + 1], unk)
+
+
+def check_trainable(ids: np.ndarray, length: int, what: str) -> None:
+    if len(ids) < length + 1:
+        raise UserError(f"{what}: too little text to train on: {len(ids)} tokens for "
+                        f"sequences of {length}; use a larger corpus or a smaller --window")
+
+
+def sequences_dataset(ids: np.ndarray, length: int, batch_size: int, unk: int, seed: int = 0,
+                      epoch: int = 0, drop_remainder: bool = False):
+    """A keras PyDataset of (inputs, targets) batches of sequences, reshuffled every epoch.
 
     `drop_remainder` leaves out the last, smaller batch (data-parallel training needs every
     batch to split evenly across devices).
@@ -94,29 +122,28 @@ def windows_dataset(ids, starts, window, batch_size, targets, shuffle: bool, see
 
     keras = import_keras()
 
-    class Windows(keras.utils.PyDataset):
+    class Sequences(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.order = starts.copy()
-            self.epoch = epoch  # so a resumed run shuffles as the uninterrupted one would
-            self._shuffle()
+            self.epoch = epoch  # so a resumed run sees the data as the uninterrupted one would
+            self._arrange()
 
-        def _shuffle(self):
-            if shuffle:
-                np.random.default_rng((seed, self.epoch)).shuffle(self.order)
+        def _arrange(self):
+            rng = np.random.default_rng((seed, self.epoch))
+            self.starts = sequence_starts(len(ids), length, rng)
+            rng.shuffle(self.starts)
 
         def __len__(self):
             if drop_remainder:
-                return len(self.order) // batch_size
-            return math.ceil(len(self.order) / batch_size)
+                return max(1, len(self.starts) // batch_size)
+            return max(1, math.ceil(len(self.starts) / batch_size))
 
         def __getitem__(self, i):
-            batch = self.order[i * batch_size:(i + 1) * batch_size]
-            x, t = make_windows(ids, batch, window)
-            return x, targets(t)
+            return make_sequences(ids, self.starts[i * batch_size:(i + 1) * batch_size],
+                                  length, unk)
 
         def on_epoch_end(self):
             self.epoch += 1
-            self._shuffle()
+            self._arrange()
 
-    return Windows()
+    return Sequences()

@@ -1,80 +1,118 @@
-"""Evaluation: how often the decoded nearest word is the true next word, on held-out text.
+"""Evaluation: held-out cross-entropy in bits per character, and top-k accuracy.
 
-Runs the numpy step model over the held-out windows (the same ones training validated on,
-or every window of another segmented file), decodes by cosine against the model's target
-space, and reports top-1/5/10 accuracy, mean cosine to the true vector, and the same for
-always guessing the most frequent training word, so a number is never read without its floor.
+The model reads the held-out stream as generation does (LSTM state carried from word to word;
+the stream is cut into a few parallel pieces, each from a zero state, for speed) and every
+position is scored with the model's own decoding (generate.make_decoder).
+
+Bits per character count every held-out character, so models with different vocabularies,
+and a character n-gram, are compared on the same text:
+- a word in the vocabulary costs -log2((1 - p_oov) * p_model(word | context));
+- an unknown character (the only thing the vocabulary cannot spell) costs
+  -log2(p_oov * p_unigram(character)), p_oov being the training share of unknown positions;
+- a paragraph end (</s>) is one character, the line break.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .dataset import corpus_ids, make_windows, window_starts
+from .dataset import MASKED, CorpusIds, targets_of
+from .vectors import EOS
+
+LN2 = math.log(2.0)
 
 
-def topk_hits(scores: np.ndarray, truth: np.ndarray, ks=(1, 5, 10)) -> dict:
-    """Count, for each k, how often `truth` is among the k best-scored columns."""
-    true_scores = scores[np.arange(len(truth)), truth]
-    rank = (scores > true_scores[:, None]).sum(axis=1)  # 0 = best
-    return {k: int((rank < k).sum()) for k in ks}
+def stream_outputs(step_model, ids: np.ndarray, pieces: int = 16) -> np.ndarray:
+    """Model outputs after each of ids[:-1], carrying state along the stream, [n - 1, out].
 
-
-def evaluate(step_model, decoder, ids: np.ndarray, starts: np.ndarray, window: int,
-             baseline_word: int, batch: int = 512) -> dict:
-    """Top-k accuracy (and mean cosine, for a vector head) over the windows at `starts`.
-
-    `decoder` scores outputs against the vocabulary exactly as generation does
-    (generate.make_decoder).
+    The stream is cut into `pieces` consecutive parts run side by side as one batch; each
+    part starts from a zero state after the previous part's last token.
     """
-    hits = {1: 0, 5: 0, 10: 0}
-    cos_sum = 0.0
-    for i in range(0, len(starts), batch):
-        x, t = make_windows(ids, starts[i:i + batch], window)
-        y = step_model.run(x)[0]
-        for k, v in topk_hits(decoder.scores(y), t).items():
-            hits[k] += v
-        if decoder.cosine:
-            cos_sum += float(decoder.cosines(y)[np.arange(len(t)), t].sum())
-    n = max(len(starts), 1)
-    return {"windows": int(len(starts)), "top1": hits[1] / n, "top5": hits[5] / n,
-            "top10": hits[10] / n, "mean_cosine": cos_sum / n if decoder.cosine else None,
-            "baseline_top1": float((ids[starts + window] == baseline_word).mean())
-            if len(starts) else 0.0}
+    n = len(ids) - 1
+    if n <= 0:
+        return np.zeros((0, step_model.dense_kernel.shape[1]), np.float32)
+    pieces = max(1, min(pieces, n // 64 or 1))
+    bounds = np.linspace(0, n, pieces + 1).astype(int)
+    longest = int(np.diff(bounds).max())
+    out = np.zeros((n, step_model.dense_kernel.shape[1]), np.float32)
+    state = step_model.zero_state(pieces)
+    pad = int(ids[0])
+    for t in range(longest):
+        pos = bounds[:-1] + t
+        live = pos < bounds[1:]
+        y, state = step_model.step(np.where(live, ids[np.minimum(pos, n - 1)], pad), state)
+        out[pos[live]] = y[live]
+    return out
 
 
-def held_out(segmented: str, index: dict, window: int, val_fraction: float, whole: bool,
-             lines: bool = False):
-    """(ids, window starts, most frequent training word) for the model's split or a whole file."""
-    ids, _, targets = corpus_ids(segmented, index, lines_window=window if lines else 0)
-    split = window_starts(ids, window, len(index), 0.0 if whole else val_fraction, targets)
-    starts = split.train if whole else split.val
-    train_targets = ids[split.train + window] if len(split.train) else ids
-    counts = np.bincount(train_targets[train_targets < len(index)], minlength=len(index))
-    return ids, starts, int(np.argmax(counts))
-
-
-def evaluate_carried(step_model, decoder, ids: np.ndarray, start: int, end: int, window: int,
-                     baseline_word: int, warmup: int | None = None) -> dict:
-    """Top-k accuracy when the LSTM state is carried along the text instead of re-read per window.
-
-    This is what `--context carry` does at generation time; comparing it with `evaluate`
-    on the same positions measures what carrying state past the trained window costs.
-    """
-    warmup = window if warmup is None else warmup
-    state = step_model.zero_state(1)
-    hits = {1: 0, 5: 0, 10: 0}
-    n = base = 0
-    unk = step_model.embedding.shape[0] - 1
-    for pos in range(start, end - 1):
-        y, state = step_model.step(ids[pos:pos + 1], state)
-        target = ids[pos + 1]
-        if pos - start + 1 < warmup or target == unk:
+def target_logprobs(decoder, outputs: np.ndarray, targets: np.ndarray,
+                    ks=(1, 5, 10), rows: int = 1024) -> tuple[np.ndarray, dict]:
+    """Natural-log probability of each target (NaN where masked) and top-k hit counts."""
+    logp = np.full(len(targets), np.nan)
+    hits = {k: 0 for k in ks}
+    for i in range(0, len(targets), rows):
+        t = targets[i:i + rows]
+        lp = decoder.logprobs(outputs[i:i + rows])
+        ok = t != MASKED
+        if not ok.any():
             continue
-        for k, v in topk_hits(decoder.scores(y), np.array([target])).items():
-            hits[k] += v
-        base += int(target == baseline_word)
-        n += 1
-    n = max(n, 1)
-    return {"windows": n, "top1": hits[1] / n, "top5": hits[5] / n, "top10": hits[10] / n,
-            "baseline_top1": base / n}
+        rows_ok = np.nonzero(ok)[0]
+        true = lp[rows_ok, t[ok]]
+        logp[i + rows_ok] = true
+        rank = (lp[rows_ok] > true[:, None]).sum(axis=1)
+        for k in ks:
+            hits[k] += int((rank < k).sum())
+    return logp, hits
+
+
+def char_unigram(char_counts) -> tuple[dict, float]:
+    """Add-one smoothed character probabilities of the training text, and the probability of
+    a character it never had."""
+    total = sum(char_counts.values()) + len(char_counts) + 1
+    return {c: (n + 1) / total for c, n in char_counts.items()}, 1 / total
+
+
+def cross_entropy(logp: np.ndarray, targets: np.ndarray, corpus: CorpusIds,
+                  words: list[str]) -> dict:
+    """Open-vocabulary bits per character (and per segmented word) of the held-out stream."""
+    n_train = max(len(corpus.train) - 1, 1)
+    p_oov = min(max(corpus.train_unknown, 0.5) / n_train, 0.5)  # never 0: unseen can happen
+    unigram, unseen = char_unigram(corpus.char_counts)
+    known = targets != MASKED
+    lengths = np.array([1 if w == EOS else len(w) for w in words] + [1], np.int64)
+    unk_chars = corpus.val_unknown_chars
+    n_unknown = int((~known).sum())
+    bits_known = float(-(logp[known]).sum() / LN2 - known.sum() * math.log2(1 - p_oov))
+    bits_unknown = n_unknown * -math.log2(p_oov) + sum(
+        -math.log2(unigram.get(c, unseen)) for c in unk_chars[:n_unknown])
+    chars = int(lengths[np.where(known, targets, len(words))].sum())
+    total = bits_known + bits_unknown
+    n_words = corpus.val_words or len(targets)
+    return {"bits_per_char": total / max(chars, 1),
+            "bits_per_word": total / max(n_words, 1),
+            "perplexity": 2 ** (total / max(n_words, 1)),
+            "bits_per_char_known": bits_known / max(int(lengths[targets[known]].sum()), 1),
+            "oov_share": n_unknown / max(len(targets), 1),
+            "p_oov": p_oov, "characters": chars, "positions": int(len(targets)),
+            "words": int(n_words)}
+
+
+def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: int = 16) -> dict:
+    """Everything `wordlstm evaluate` reports for the held-out stream of `corpus`."""
+    ids = corpus.val
+    targets = targets_of(ids[1:], corpus.unk)
+    logp, hits = target_logprobs(decoder, stream_outputs(step_model, ids, pieces), targets)
+    result = cross_entropy(logp, targets, corpus, words)
+    n = max(int((targets != MASKED).sum()), 1)
+    train_t = corpus.train[1:]
+    train_t = train_t[train_t < corpus.unk]
+    base = int(np.argmax(np.bincount(train_t, minlength=corpus.unk))) if len(train_t) else 0
+    result.update({f"top{k}": v / n for k, v in hits.items()})
+    result["baseline_word"] = words[base]
+    result["baseline_top1"] = float((targets == base).sum() / n)
+    # Words outside the vocabulary are spelled with their characters: the model scores them
+    # character by character, and only unknown characters are priced as OOV above.
+    result["words_not_in_vocab"] = corpus.val_spelled / max(corpus.val_words, 1)
+    return result

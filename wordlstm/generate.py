@@ -1,15 +1,14 @@
-"""Generation: predicted vector -> cosine nearest neighbour, word by word, in numpy.
+"""Generation: the network as a numpy step function, decoded to log-probabilities, sampled.
 
 The LSTM runs as a plain numpy step function on weights taken from the Keras model, so
 generation needs no deep-learning framework at all, gives identical results whichever backend
 trained the model, and avoids `model.predict`'s per-call overhead (~63 ms a word on CPU).
 
-Two context modes: `window` re-reads the last `window` words from a zero state for every new
-word, exactly as the model was trained; `carry` keeps (h, c) from word to word, one step a
-word, and so sees more context than it was trained with. Decoding scores every vocabulary
-word by cosine with one matrix product against pre-normalised vectors, then picks greedily
-or samples (temperature over the top-k / top-p candidates), with an n-gram block and a
-repetition penalty against loops.
+`carry` (the default) keeps (h, c) from word to word, one step a word; `window` re-reads the
+last `window` words from a zero state for every word. A decoder turns each output into
+log-probabilities over the vocabulary (the vector head: cosine with every word's unit vector
+/ tau + log word frequency; the softmax head: its logits); sampling at temperature 1.0 draws
+from exactly that distribution, within the nucleus (top-p), with the DRY rule against loops.
 """
 
 from __future__ import annotations
@@ -65,59 +64,102 @@ class StepModel:
 
 @dataclass
 class SamplingConfig:
-    """How the next word is chosen from the cosine scores."""
+    """How the next word is chosen from the model's log-probabilities."""
 
-    greedy: bool = False
-    temperature: float = 0.03  # cosine scores are close together: see bench/RESULTS.md
-    top_k: int = 10
-    top_p: float = 1.0
-    no_repeat_ngram: int = 3
-    repetition_penalty: float = 0.1
+    greedy: bool = False  # always the most likely word (no sampling)
+    temperature: float = 1.0  # 1.0 samples the model's own distribution; lower is safer
+    top_k: int = 0  # sample among the k likeliest words only (0: all)
+    top_p: float = 0.95  # nucleus: the likeliest words holding this much probability
+    dry_multiplier: float = 0.8  # DRY: penalty in nats on a word that would extend a repeat
+    dry_base: float = 1.75  # ... growing by this factor for every further repeated token
+    dry_allowed: int = 2  # ... repeats up to this many tokens are free (宝玉 道 is text)
+    dry_range: int = 1024  # ... looking this many tokens back (constant work per word)
+    no_repeat_ngram: int = 0  # never repeat an n-gram of this size (0: off)
+    repetition_penalty: float = 0.0  # nats off every word used in the last `penalty_window`
     penalty_window: int = 20
-    context: str = "carry"  # measured: same top-1 as re-reading windows, ~5x faster
+    context: str = "carry"  # carry LSTM state word to word (as generation always ran), or
+    # "window": re-read the last `window` words from a zero state for every word
+
+    def __post_init__(self):
+        import math
+
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise UserError("temperature must be a positive number (use greedy for none)")
+        if not (0 < self.top_p <= 1):
+            raise UserError("top-p must be in (0, 1]")
+        if self.top_k < 0 or self.no_repeat_ngram < 0 or self.dry_allowed < 0 \
+                or self.dry_range < 1 or self.penalty_window < 1:
+            raise UserError("top-k, no-repeat-ngram and the DRY settings must not be negative")
+        for name in ("dry_multiplier", "dry_base", "repetition_penalty"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise UserError(f"{name.replace('_', '-')} must be a number >= 0")
+        if self.context not in ("carry", "window"):
+            raise UserError(f"unknown context mode {self.context!r}; choose window or carry")
 
 
-class Decoder:
-    """Cosine scores of predicted vectors against the vocabulary: plain nearest neighbour."""
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
+
+
+class CosineDecoder:
+    """The vector head's output compared with every vocabulary word: cosine / tau, one matrix
+    product against pre-normalised unit vectors. This alone is the classic nearest-neighbour
+    decoding (`--decode cosine`); `tau` turns it into a distribution (fitted, see fit_tau)."""
 
     cosine = True
 
-    def __init__(self, unit_vectors: np.ndarray):
+    def __init__(self, unit_vectors: np.ndarray, tau: float = 1.0):
         self.unit_t = np.ascontiguousarray(unit_vectors.T)  # [dim, vocab]: one GEMM per step
+        self.tau = float(tau)
 
     def cosines(self, y: np.ndarray) -> np.ndarray:
         y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
         return y.astype(np.float32) @ self.unit_t
 
-    scores = cosines
+    def logits(self, y: np.ndarray) -> np.ndarray:
+        return self.cosines(y) / np.float32(self.tau)
+
+    def logprobs(self, y: np.ndarray) -> np.ndarray:
+        """log p(word | context) for every vocabulary word, [batch, vocab]."""
+        return _log_softmax(self.logits(y))
 
 
-SOFTMAX_SCALE = 0.03  # = the default temperature: --temperature 0.03 samples the model's own p
-
-
-class PriorDecoder(Decoder):
+class PriorDecoder(CosineDecoder):
     """Cosine evidence combined with how often each word occurs (Bayes' rule):
     log p(w | context) = cos(prediction, w) / tau + log p(w) + const.
 
-    Plain nearest neighbour treats 的 and a name seen twice as equally likely a priori, so it
-    almost never predicts the frequent words that make up most of the text; adding the log
-    frequency fixes that (bench/RESULTS.md: several times the top-1 accuracy). `tau` is fitted
-    on training windows after training (`fit_tau`). Scores are log-probabilities times
-    SOFTMAX_SCALE, the scale the sampling settings are tuned for.
+    The contrastive loss learns the cosine as an evidence ratio against frequency-drawn
+    negatives, so the log frequency completes it; plain nearest neighbour treats 的 and a
+    name seen twice as equally likely a priori. `tau` is fitted on training text after
+    training (`fit_tau`).
     """
 
     def __init__(self, unit_vectors: np.ndarray, log_prior: np.ndarray, tau: float):
-        super().__init__(unit_vectors)
+        super().__init__(unit_vectors, tau)
         self.log_prior = np.asarray(log_prior, np.float32)
-        self.tau = float(tau)
 
-    def scores(self, y: np.ndarray) -> np.ndarray:
-        return SOFTMAX_SCALE * (self.cosines(y) / self.tau + self.log_prior)
+    def logits(self, y: np.ndarray) -> np.ndarray:
+        return self.cosines(y) / np.float32(self.tau) + self.log_prior
+
+
+class SoftmaxDecoder:
+    """For the softmax head: its outputs are logits already."""
+
+    cosine = False
+
+    def logits(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, np.float32)
+
+    def logprobs(self, y: np.ndarray) -> np.ndarray:
+        return _log_softmax(np.asarray(y, np.float32))
 
 
 def log_prior(target_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """log p(w) of each word among the training targets, add-one smoothed."""
-    counts = np.bincount(target_ids[target_ids < vocab_size], minlength=vocab_size)
+    target_ids = target_ids[(target_ids >= 0) & (target_ids < vocab_size)]
+    counts = np.bincount(target_ids, minlength=vocab_size)
     counts = counts.astype(np.float64) + 1.0
     return np.log(counts / counts.sum()).astype(np.float32)
 
@@ -154,72 +196,114 @@ def fit_tau(cosines: np.ndarray, truth: np.ndarray, log_prior_: np.ndarray,
     return float(np.exp(a if fa < fb else b))
 
 
-class SoftmaxDecoder:
-    """For the softmax head: log-probabilities times SOFTMAX_SCALE, on the cosine scale that
-    the sampling settings (temperature, repetition penalty) are tuned for."""
-
-    cosine = False
-
-    def scores(self, logits: np.ndarray) -> np.ndarray:
-        z = logits - logits.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return (SOFTMAX_SCALE * logp).astype(np.float32)
-
-
-def _banned_by_ngram(history: list[int], n: int) -> set[int]:
-    """Words that would complete an n-gram already present in `history`."""
+def _banned_by_ngram(history: list[int], n: int, lookback: int = 1024) -> set[int]:
+    """Words that would complete an n-gram already present in the recent history."""
     if n <= 0 or len(history) < n - 1:
         return set()
     if n == 1:
-        return set(history)
-    prefix = tuple(history[len(history) - n + 1:])
+        return set(history[-lookback:])
+    h = history[-lookback:]
+    prefix = tuple(h[len(h) - n + 1:])
     banned = set()
-    for i in range(len(history) - n + 1):
-        if tuple(history[i:i + n - 1]) == prefix:
-            banned.add(history[i + n - 1])
+    for i in range(len(h) - n + 1):
+        if tuple(h[i:i + n - 1]) == prefix:
+            banned.add(h[i + n - 1])
     return banned
 
 
-def choose(scores: np.ndarray, history: list[int], cfg: SamplingConfig, rng, protect=(),
-           allowed: np.ndarray | None = None) -> int:
-    """Pick one word id from one row of cosine scores, only among `allowed` ids if given.
+class History:
+    """One stream's tokens, with an index of where each token occurred, so the DRY rule looks
+    only at earlier occurrences of the last token within `dry_range` (constant work a word)."""
 
-    The repetition rules give way when they would rule out every allowed word. Protected
-    words (punctuation, </s>) are exempt from them, except that no token follows itself.
+    def __init__(self, tokens, breakers=frozenset()):
+        self.tokens: list[int] = []
+        self.where: dict[int, list[int]] = {}
+        self.breakers = breakers
+        for t in tokens:
+            self.append(t)
+
+    def append(self, token: int) -> None:
+        self.where.setdefault(token, []).append(len(self.tokens))
+        self.tokens.append(token)
+
+    def dry(self, cfg: SamplingConfig, max_match: int = 64) -> dict[int, float]:
+        """DRY ("don't repeat yourself"): for each word that would extend a token sequence
+        already seen, a penalty growing with the length of that repeat. Unlike a penalty on
+        recent words, it leaves a word free unless it continues a repeat, so it cannot tip
+        probability onto punctuation; punctuation is penalised by the same rule."""
+        h, n = self.tokens, len(self.tokens)
+        if not cfg.dry_multiplier or n < 2:
+            return {}
+        last = h[-1]
+        if last in self.breakers:
+            return {}
+        penalties: dict[int, float] = {}
+        positions = self.where.get(last, ())
+        lo = n - cfg.dry_range
+        for j in reversed(positions):
+            if j < lo:
+                break
+            if j >= n - 1:
+                continue
+            length = 1
+            while (length < max_match and j - length >= 0 and j - length > lo
+                   and h[j - length] == h[n - 1 - length] and h[j - length] not in self.breakers):
+                length += 1
+            if length >= cfg.dry_allowed:
+                nxt = h[j + 1]
+                p = cfg.dry_multiplier * cfg.dry_base ** (length - cfg.dry_allowed)
+                if p > penalties.get(nxt, 0.0):
+                    penalties[nxt] = p
+        return penalties
+
+
+def choose(logp: np.ndarray, history: History, cfg: SamplingConfig, rng,
+           allowed: np.ndarray | None = None) -> int:
+    """Pick one word id from one row of log-probabilities, only among `allowed` ids if given.
+
+    Loop control (DRY, and the optional n-gram block and repetition penalty) gives way when it
+    would rule out every allowed word.
     """
-    s = scores.copy()
+    s = logp.astype(np.float64)
     if allowed is not None:
-        s = np.full_like(scores, -np.inf)
-        s[allowed] = scores[allowed]
+        s = np.full_like(s, -np.inf)
+        s[allowed] = logp[allowed]
     fallback = s.copy()
-    if cfg.repetition_penalty:
-        recent = [w for w in history[-cfg.penalty_window:] if w not in protect]
-        if recent:
-            s[np.array(recent)] -= cfg.repetition_penalty
-    banned = [w for w in _banned_by_ngram(history, cfg.no_repeat_ngram) if w not in protect]
-    if cfg.no_repeat_ngram and history:
-        banned.append(history[-1])  # never the same token twice in a row, punctuation included
+    for word, penalty in history.dry(cfg).items():
+        s[word] -= penalty
+    tokens = history.tokens
+    if cfg.repetition_penalty and tokens:
+        s[np.array(tokens[-cfg.penalty_window:])] -= cfg.repetition_penalty
+    banned = _banned_by_ngram(tokens, cfg.no_repeat_ngram)
     if banned:
-        s[np.array(banned)] = -np.inf
+        s[np.array(sorted(banned))] = -np.inf
     if not np.isfinite(s).any():
         s = fallback
     if cfg.greedy:
         return int(np.argmax(s))
     finite = int(np.isfinite(s).sum())
     k = min(cfg.top_k if cfg.top_k > 0 else finite, finite)
-    top = np.argpartition(-s, k - 1)[:k]
-    top = top[np.argsort(-s[top])]
-    logits = (s[top] - s[top[0]]) / max(cfg.temperature, 1e-6)
-    p = np.exp(logits)
-    p /= p.sum()
+    # The nucleus rarely needs more than a few hundred words: sort those, fall back to all.
+    m = min(k, 512)
+    while True:
+        top = np.argpartition(-s, m - 1)[:m] if m < len(s) else np.arange(len(s))
+        top = top[np.argsort(-s[top])][:k]
+        z = (s[top] - s[top[0]]) / cfg.temperature
+        p = np.exp(z)
+        total = np.exp((s[np.isfinite(s)] - s[top[0]]) / cfg.temperature).sum()
+        covered = p.sum() / total
+        if covered >= cfg.top_p or m >= k:
+            break
+        m = min(k, m * 8)
+    p /= total
     if cfg.top_p < 1.0:
         keep = int(np.searchsorted(np.cumsum(p), cfg.top_p)) + 1
-        top, p = top[:keep], p[:keep] / p[:keep].sum()
-    return int(top[rng.choice(len(top), p=p)])
+        top, p = top[:keep], p[:keep]
+    return int(top[rng.choice(len(top), p=p / p.sum())])
 
 
 class Generator:
-    """Continue prompts word by word with a StepModel and a Decoder."""
+    """Continue prompts word by word with a StepModel and a decoder."""
 
     def __init__(self, step_model: StepModel, words: list[str], decoder, window: int,
                  eos_id: int | None = None):
@@ -230,47 +314,49 @@ class Generator:
         self.unk = len(words)
         self.decoder = decoder
         self.pad = eos_id if eos_id is not None else self.unk
-        # Exempt from the repetition rules: paragraph ends and punctuation, which text must
-        # repeat (a poem's ，and 。), unlike words.
-        self.protect = {i for i, w in enumerate(words) if is_punctuation(w)}
-        if eos_id is not None:
-            self.protect.add(eos_id)
+        # A repeat does not run on across a paragraph end (DRY's sequence breakers).
+        self.breakers = frozenset() if eos_id is None else frozenset({eos_id})
 
     def generate(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
-                 seed: int | None = None, on_step=None, stop=None, constrain=None) -> list[list[int]]:
+                 seed: int | None = None, on_step=None, stop=None, constrain=None,
+                 prefer=None) -> list[list[int]]:
         """Generate up to `length` ids after each prompt, all prompts as one batch.
 
         `on_step(i, ids)` sees each step's choices; `stop(out)` ends a stream early;
-        `constrain(b, out)` may return the ids allowed next in stream b (None: any).
+        `constrain(b, out)` may return the ids allowed next in stream b (None: any);
+        `prefer(b, out)` may return ids to choose among when the model gives them at least
+        PREFER_SHARE of the allowed probability (a rhyme, where the model allows one).
         """
-        if cfg.context not in ("window", "carry"):
-            raise UserError(f"unknown context mode {cfg.context!r}; choose window or carry")
         rng = np.random.default_rng(seed)
         batch = len(prompts)
-        # Pad short prompts on the left with paragraph ends: the model then reads the prompt
-        # as the start of a paragraph, which is what it has seen in training.
-        ctx = [[self.pad] * max(0, self.window - len(p)) + list(p) for p in prompts]
-        history = [list(p) for p in prompts]
+        # Every training paragraph starts after a </s>: so does every prompt.
+        ctx = [[self.pad] + list(p) for p in prompts]
+        history = [History(p, self.breakers) for p in prompts]
         out: list[list[int]] = [[] for _ in range(batch)]
         done = [False] * batch
-        protect = self.protect
         state = None
         if cfg.context == "carry":
-            seq = np.array([c[-self.window:] for c in ctx], dtype=np.int64)
+            longest = max(len(c) for c in ctx)
+            # Left-pad with </s> so that all streams end their prompt at the same step.
+            seq = np.array([[self.pad] * (longest - len(c)) + c for c in ctx], dtype=np.int64)
             y, state = self.model.run(seq)
         for step in range(length):
             if cfg.context == "window":
-                seq = np.array([c[-self.window:] for c in ctx], dtype=np.int64)
+                seq = np.array([([self.pad] * self.window + c)[-self.window:] for c in ctx],
+                               dtype=np.int64)
                 y, _ = self.model.run(seq)
-            scores = self.decoder.scores(y)
+            logp = self.decoder.logprobs(y)
             nxt = np.empty(batch, dtype=np.int64)
             for b in range(batch):
                 allowed = constrain(b, out[b]) if constrain is not None else None
-                nxt[b] = choose(scores[b], history[b], cfg, rng, protect, allowed)
+                if prefer is not None:
+                    allowed = _preferred(logp[b], allowed, prefer(b, out[b]))
+                nxt[b] = choose(logp[b], history[b], cfg, rng, allowed)
                 if not done[b]:
                     out[b].append(int(nxt[b]))
                     history[b].append(int(nxt[b]))
-                    ctx[b].append(int(nxt[b]))
+                    if cfg.context == "window":
+                        ctx[b].append(int(nxt[b]))
                     if stop is not None and stop(out[b]):
                         done[b] = True
             if on_step is not None:
@@ -282,20 +368,40 @@ class Generator:
         return out
 
 
+PREFER_SHARE = 0.05  # a preference applies when the model gives it this share of the mass
+
+
+def _preferred(logp: np.ndarray, allowed, preferred):
+    """`preferred` (within `allowed`) if the model finds it likely enough, else `allowed`."""
+    if preferred is None or len(preferred) == 0:
+        return allowed
+    if allowed is not None:
+        preferred = np.intersect1d(preferred, allowed)
+        if len(preferred) == 0:
+            return allowed
+    pool = logp if allowed is None else logp[allowed]
+    lse = lambda z: float(z.max() + np.log(np.exp(z - z.max()).sum()))  # noqa: E731
+    share = np.exp(lse(logp[preferred]) - lse(pool))
+    return preferred if share >= PREFER_SHARE else allowed
+
+
 def make_decoder(config: dict, vectors, log_prior_: np.ndarray | None = None,
                  kind: str | None = None):
-    """How a model's outputs become scores over its vocabulary, from its config.json.
+    """How a model's outputs become log-probabilities over its vocabulary, from config.json.
 
-    `kind` overrides the decoding the model was trained with ("cosine" or "prior"), to
-    compare them; "prior" needs the model's `log_prior_` (prior.npy).
+    The vocabulary's vectors are the model's own (vectors.bin); their unit rows are what the
+    vector head is compared with. `kind` overrides the decoding the model was trained with
+    ("cosine" or "prior"), to compare them; "prior" needs the model's `log_prior_`.
     """
+    from .model import unit_rows
+
     if config["model"].get("head", "vector") == "softmax":
         return SoftmaxDecoder()
-    unit = vectors.target_space(config["model"].get("target", "raw"))
+    unit = unit_rows(vectors.matrix)
     decoding = dict(config.get("decoder") or {"kind": "cosine"})
     kind = kind or decoding["kind"]
     if kind == "cosine":
-        return Decoder(unit)
+        return CosineDecoder(unit, decoding.get("cosine_tau", 1.0))
     if kind != "prior" or log_prior_ is None or "tau" not in decoding:
         raise UserError(f"this model has no {kind!r} decoding (it was trained with "
                         f"{decoding['kind']!r})")
@@ -347,22 +453,46 @@ def is_punctuation(token: str) -> bool:
     return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
 
 
-def acrostic_plan(heads: list[np.ndarray], line_length: int, body: np.ndarray, punct: np.ndarray):
-    """A `constrain` function for 藏头诗: each line = a head word, body words, punctuation.
+def verse_plan(clause_length: int, clauses: int, body: np.ndarray, ends: list[int],
+               eos: int | None, offset: int = 0, heads: list[np.ndarray] | None = None):
+    """A `constrain` function for regular verse: `clauses` clauses of `clause_length`
+    characters, each closed by `ends` in turn (，then 。), then the line end.
 
-    `heads[i]` holds the ids that may start line i (the character, or words beginning with it).
+    `offset` tokens of the poem are already written (a first line given as the prompt);
+    `heads[i]`, if given, holds the ids that may start clause i (an acrostic, 藏头诗).
     """
-    per_line = line_length + 1
+    per_clause = clause_length + 1
+    total = per_clause * clauses
 
     def constrain(b, out):
-        line, pos = divmod(len(out), per_line)
-        if line >= len(heads):
-            return None
-        if pos == 0:
-            return heads[line]
-        return body if pos < line_length else punct
+        pos = offset + len(out)
+        if pos >= total:
+            return np.array([eos]) if eos is not None else None
+        k, j = divmod(pos, per_clause)
+        if j == clause_length:
+            return np.array([ends[k % len(ends)]])
+        if j == 0 and heads is not None and k < len(heads):
+            return heads[k]
+        return body
 
-    return constrain, per_line * len(heads)
+    return constrain, total - offset
+
+
+def rhyme_preference(clause_length: int, classes: dict, prompt: list[int], offset: int = 0):
+    """A `prefer` function: the last character of every even clause after the second one
+    rhymes with the second clause's (ids grouped by rhyme class in `classes`: id -> ids)."""
+    per_clause = clause_length + 1
+    first = clause_length + per_clause - 1  # position of the second clause's last character
+
+    def prefer(b, out):
+        pos = offset + len(out)
+        k, j = divmod(pos, per_clause)
+        if j != clause_length - 1 or k % 2 == 0 or k < 3:
+            return None
+        poem = prompt + out
+        return classes.get(poem[first]) if first < len(poem) else None
+
+    return prefer
 
 
 def line_hash(tokens: list[str]) -> int:

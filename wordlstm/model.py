@@ -1,21 +1,31 @@
-"""The network: a window of word ids -> embedding (from word2vec) -> LSTM -> next word's vector.
+"""The network: word ids -> embedding -> stacked LSTM -> the next word's vector, at every position.
 
-Plain Keras 3 (`import keras`), so it runs on TensorFlow, JAX or PyTorch. The LSTM keeps the
-settings (tanh/sigmoid, no recurrent dropout, no mask) that let every backend use its fused
-cuDNN kernel on a GPU. The input embedding has one extra row, UNK, fixed at zero.
+Plain Keras 3 (`import keras`), so it runs on TensorFlow, JAX or PyTorch. Two parts:
+
+- the **embedding**: one row per vocabulary word (initialised from word2vec) and a last row
+  for UNK held at zero. The vocabulary's vectors are both the input and, as unit vectors,
+  what the head's output is compared with; with `train_embedding` they are fine-tuned
+  jointly with the LSTM (input and target tied) and ship as the model's `vectors.bin`.
+- the **core** (`build_core`): dropout, LSTM layers with `return_sequences`, dropout, and a
+  dense head: the next word's `dim`-d vector (vector head) or logits over the vocabulary
+  (softmax head, the baseline). The core is what `model.keras` holds; generation runs it in
+  numpy (generate.StepModel) one step at a time.
+
+The LSTM keeps the settings (tanh/sigmoid, no recurrent dropout, no mask) that let every
+backend use its fused cuDNN kernel on a GPU.
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-# Losses of the vector head. "contrastive" and "margin" compare the prediction with other
-# words' vectors, the rest only with the true word's (see bench/RESULTS.md for what each gives).
+from .errors import UserError
+
+# Losses of the vector head. "contrastive" compares the prediction with other words' vectors
+# (the batch's other targets), the rest only with the true word's (bench/RESULTS.md).
 LOSSES = ("contrastive", "cosine", "mse", "vmf", "margin")
-ID_TARGET_LOSSES = ("contrastive", "margin")  # trained on target ids, not target vectors
 TARGETS = ("raw", "centered")
 HEADS = ("vector", "softmax")
 
@@ -24,37 +34,70 @@ HEADS = ("vector", "softmax")
 class ModelConfig:
     """Architecture settings; saved in config.json and used to rebuild the same network."""
 
-    window: int = 20
-    dim: int = 200
-    vocab_size: int = 0
-    units: int = 256
-    layers: int = 1
-    dropout: float = 0.0
-    loss: str = "contrastive"
-    train_embedding: bool = False
-    target: str = "centered"  # or "raw" unit word vectors (see Vectors.target_space)
+    window: int = 32  # tokens per training sequence (every position is a target)
+    dim: int = 200  # vector size: from the word2vec vectors
+    vocab_size: int = 0  # from the vectors
+    units: int = 512  # LSTM size
+    layers: int = 2  # stacked LSTMs
+    dropout: float = 0.4  # on the embedding, between layers and before the head
+    loss: str = "contrastive"  # of the vector head, see LOSSES
+    train_embedding: bool = True  # fine-tune the vocabulary's vectors (input and target tied)
+    target: str = "centered"  # start from word2vec vectors minus their mean, or "raw"
     head: str = "vector"  # or "softmax": a distribution over the vocabulary (the baseline)
     temperature: float = 0.05  # of the contrastive loss
     margin: float = 0.5  # of the margin loss
+    negatives: int = 2048  # contrastive loss: in-batch negatives (the batch's first targets)
+
+    def __post_init__(self):
+        for f in ("window", "units", "layers", "negatives"):
+            if not isinstance(getattr(self, f), int) or not 1 <= getattr(self, f) <= 1 << 20:
+                raise UserError(f"--{f} must be a positive integer")
+        if not 0 <= self.dropout < 1:
+            raise UserError("--dropout must be in [0, 1)")
+        if self.loss not in LOSSES or self.target not in TARGETS or self.head not in HEADS:
+            raise UserError(f"unknown loss/target/head {self.loss!r}/{self.target!r}/{self.head!r}")
+        if not self.temperature > 0:
+            raise UserError("--loss-temperature must be positive")
+        if not self.margin >= 0:
+            raise UserError("--margin must not be negative")
 
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
-def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
-    """Build (uncompiled) the vector-regression model; `embedding` is [vocab+1, dim]."""
+
+def initial_embedding(vectors_matrix: np.ndarray, target: str) -> np.ndarray:
+    """The embedding table: the word2vec rows (minus their mean for "centered": word2vec
+    vectors share a large common direction that makes every prediction look close to many
+    words), then a zero row for UNK."""
+    m = np.asarray(vectors_matrix, np.float32)
+    if target == "centered":
+        m = m - m.mean(axis=0, keepdims=True)
+    return np.vstack([m, np.zeros((1, m.shape[1]), np.float32)]).astype(np.float32)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), C-contiguous float32."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.ascontiguousarray(matrix / np.maximum(norms, 1e-8), dtype=np.float32)
+
+
+def build_core(cfg: ModelConfig):
+    """Vectors [B, T, dim] -> outputs [B, T, dim or vocab]: what model.keras ships."""
     from .backend import import_keras
 
     keras = import_keras()
     from keras import layers
 
-    ids = keras.Input(shape=(cfg.window,), dtype="int32", name="word_ids")
-    emb = layers.Embedding(cfg.vocab_size + 1, cfg.dim, trainable=cfg.train_embedding,
-                           name="word_embedding")
-    x = emb(ids)
+    x = inp = keras.Input(shape=(None, cfg.dim), name="word_vectors")
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout, name="dropout_in")(x)
     for i in range(cfg.layers):
-        last = i == cfg.layers - 1
-        x = layers.LSTM(cfg.units, return_sequences=not last, name=f"lstm_{i}")(x)
+        x = layers.LSTM(cfg.units, return_sequences=True, name=f"lstm_{i}")(x)
         if cfg.dropout:
             x = layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     # float32 output even under mixed precision: the loss compares unit vectors closely.
@@ -62,7 +105,21 @@ def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
         out = layers.Dense(cfg.vocab_size, name="to_logits", dtype="float32")(x)
     else:
         out = layers.Dense(cfg.dim, name="to_vector", dtype="float32")(x)
-    model = keras.Model(ids, out, name="wordlstm")
+    return keras.Model(inp, out, name="core")
+
+
+def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
+    """ids [B, T] -> outputs [B, T, ...]: the embedding (vocab + UNK rows) and the core."""
+    from .backend import import_keras
+
+    keras = import_keras()
+    from keras import layers
+
+    ids = keras.Input(shape=(None,), dtype="int32", name="word_ids")
+    emb = layers.Embedding(cfg.vocab_size + 1, cfg.dim, trainable=cfg.train_embedding,
+                           embeddings_constraint=custom_objects()["ZeroLastRow"]()
+                           if cfg.train_embedding else None, name="word_embedding")
+    model = keras.Model(ids, build_core(cfg)(emb(ids)), name="wordlstm")
     if embedding is not None:
         if embedding.shape != (cfg.vocab_size + 1, cfg.dim):
             raise ValueError(f"embedding shape {embedding.shape} != {(cfg.vocab_size + 1, cfg.dim)}")
@@ -70,77 +127,42 @@ def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
     return model
 
 
-def compile_model(model, cfg: ModelConfig, learning_rate: float = 1e-3,
-                  targets: np.ndarray | None = None):
-    """Attach optimizer and loss; `targets` are the unit target vectors [vocab, dim]."""
+def compile_model(model, cfg: ModelConfig, learning_rate: float = 1e-3):
+    """Attach the optimizer and the loss; the vector losses read the embedding table itself,
+    so with `train_embedding` their gradients reach the target vectors too."""
     from .backend import import_keras
 
     keras = import_keras()
-
     optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0)
-    if cfg.head == "softmax":
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
-        return model
-    loss = make_loss(cfg, targets)
-    metrics = [] if cfg.loss in ID_TARGET_LOSSES else [keras.metrics.CosineSimilarity(name="cos")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    table = model.get_layer("word_embedding").embeddings
+    model.compile(optimizer=optimizer, loss=make_loss(cfg, table))
     return model
 
 
-def make_loss(cfg: ModelConfig, targets: np.ndarray | None):
-    from .backend import import_keras
-
-    keras = import_keras()
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}")
-    if cfg.loss == "cosine":
-        return keras.losses.CosineSimilarity(name="cosine")
-    if cfg.loss == "mse":
-        return keras.losses.MeanSquaredError(name="mse")
-    losses = vector_losses()
-    if cfg.loss == "vmf":
-        return losses["VonMisesFisherLoss"](dim=cfg.dim)
+def make_loss(cfg: ModelConfig, table):
+    """The loss for `cfg`; `table` is the embedding variable (or array), [vocab + 1, dim]."""
+    losses = custom_objects()
+    if cfg.head == "softmax":
+        return losses["MaskedSoftmaxLoss"]()
     if cfg.loss == "contrastive":
-        return losses["ContrastiveLoss"](targets, temperature=cfg.temperature)
-    return losses["MarginLoss"](targets, margin=cfg.margin)
+        return losses["ContrastiveLoss"](table, cfg.vocab_size, cfg.temperature, cfg.negatives)
+    if cfg.loss == "margin":
+        return losses["MarginLoss"](table, cfg.vocab_size, cfg.margin)
+    return losses["VectorLoss"](table, cfg.vocab_size, cfg.loss, cfg.dim)
 
 
-_BOUND_TARGETS: list = []
+_CUSTOM: dict = {}
 
 
-@contextlib.contextmanager
-def bound_targets(targets: np.ndarray | None):
-    """While reloading a compiled checkpoint: the target matrix for losses that need one
-    (it is not saved with the loss's config; it comes from the vectors). Also registers the
-    loss classes, which a fresh process has not defined yet."""
-    vector_losses()
-    _BOUND_TARGETS.append(targets)
-    try:
-        yield
-    finally:
-        _BOUND_TARGETS.pop()
+def custom_objects() -> dict:
+    """The model's own losses and constraint, written with `keras.ops` so every backend runs
+    them. Defined on first use, so that importing this module does not import Keras.
 
-
-def _targets_or_bound(targets):
-    if targets is None and _BOUND_TARGETS:
-        targets = _BOUND_TARGETS[-1]
-    if targets is None:
-        raise ValueError("this loss needs the target vectors (model.bound_targets)")
-    return np.asarray(targets, np.float32)
-
-
-_LOSSES = {}
-
-
-def vector_losses() -> dict:
-    """The vector head's own losses, written with `keras.ops` so every backend runs them.
-
-    Defined on first use, so that importing this module does not import Keras.
+    Every loss gets target ids [B, T] (-1 where nothing is scored) and returns a loss per
+    position; masked positions cost 0.
     """
-    if _LOSSES:
-        return _LOSSES
+    if _CUSTOM:
+        return _CUSTOM
     from .backend import import_keras
 
     keras = import_keras()
@@ -149,87 +171,126 @@ def vector_losses() -> dict:
     def unit(y):
         return y / ops.sqrt(ops.sum(y * y, axis=-1, keepdims=True) + 1e-12)
 
-    class ContrastiveLoss(keras.losses.Loss):
-        """Cross-entropy of the true word against the other targets of the batch, on cosines
-        divided by `temperature` (InfoNCE with in-batch negatives).
+    def flat(y_true, y_pred, width):
+        ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        valid = ids >= 0
+        return ops.where(valid, ids, 0), valid, ops.reshape(y_pred, (-1, width))
 
-        The negatives are the batch's other target words, so they are drawn from the word
-        frequencies: the cosine learns how much likelier a word is after this context than
-        in general, and decoding adds the log frequency back (generate.PriorDecoder). It costs
-        one [batch, batch] product, nothing per vocabulary word. `y_true` are word ids.
-        """
+    def per_position(loss, valid, y_true):
+        return ops.reshape(ops.where(valid, loss, 0.0), ops.shape(y_true))
 
-        def __init__(self, targets=None, temperature=0.05, name="contrastive", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.table = ops.convert_to_tensor(_targets_or_bound(targets))  # once, not per step
-            self.temperature = float(temperature)
+    class ZeroLastRow(keras.constraints.Constraint):
+        """Keeps the embedding's last row (UNK) at zero while the rest trains."""
 
-        def call(self, y_true, y_pred):
-            ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-            pred = unit(y_pred)
-            true = ops.take(self.table, ids, axis=0)
-            cos = ops.matmul(pred, ops.transpose(true)) / self.temperature  # [B, B]
-            # The same word elsewhere in the batch is not a negative.
-            same = ops.equal(ids[:, None], ids[None, :])
-            mine = ops.eye(ops.shape(cos)[0]) > 0
-            logits = ops.where(ops.logical_and(same, ops.logical_not(mine)), -1e4, cos)
-            positive = ops.sum(pred * true, axis=-1) / self.temperature
-            return ops.logsumexp(logits, axis=-1) - positive
+        def __call__(self, w):
+            keep = ops.concatenate([ops.ones((ops.shape(w)[0] - 1, 1), w.dtype),
+                                    ops.zeros((1, 1), w.dtype)], axis=0)
+            return w * keep
 
         def get_config(self):
-            return {"name": self.name, "temperature": self.temperature}
+            return {}
+
+    class ContrastiveLoss(keras.losses.Loss):
+        """Cross-entropy of the true word against in-batch negatives, on cosines divided by
+        `temperature` (InfoNCE; a sampled softmax).
+
+        The negatives are the batch's first `negatives` target words, so they are drawn by
+        word frequency: the cosine learns how much likelier a word is after this context than
+        in general (the log-frequency correction of sampled softmax), and decoding adds the
+        log frequency back (generate.PriorDecoder). It costs one [B*T, negatives] product,
+        nothing per vocabulary word.
+        """
+
+        def __init__(self, table=None, vocab_size=0, temperature=0.05, negatives=2048,
+                     name="contrastive", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.table = table
+            self.vocab_size = int(vocab_size)
+            self.temperature = float(temperature)
+            self.negatives = int(negatives)
+
+        def call(self, y_true, y_pred):
+            ids, valid, pred = flat(y_true, y_pred, ops.shape(y_pred)[-1])
+            pred = unit(pred)
+            true = unit(ops.take(self.table, ids, axis=0))
+            # The batch's sequences come shuffled, so its first positions are a random sample
+            # of whole sequences (a slice works for any batch shape on every backend).
+            neg_ids, neg = ids[:self.negatives], true[:self.negatives]
+            logits = ops.matmul(pred, ops.transpose(neg)) / self.temperature  # [N, K]
+            # The true word among the negatives is not a negative.
+            logits = ops.where(ops.equal(ids[:, None], neg_ids[None, :]), -1e4, logits)
+            positive = ops.sum(pred * true, axis=-1) / self.temperature
+            both = ops.concatenate([positive[:, None], logits], axis=-1)
+            return per_position(ops.logsumexp(both, axis=-1) - positive, valid, y_true)
+
+        def get_config(self):
+            return {"name": self.name, "vocab_size": self.vocab_size,
+                    "temperature": self.temperature, "negatives": self.negatives}
 
     class MarginLoss(keras.losses.Loss):
         """Max-margin against the most similar wrong word of the whole vocabulary:
-        max(0, margin + cos(pred, wrong) - cos(pred, true)). The search for the wrong word
-        is one [batch, vocab] product without gradient. `y_true` are word ids."""
+        max(0, margin + cos(pred, wrong) - cos(pred, true)); the search for the wrong word is
+        one [B*T, vocab] product without gradient."""
 
-        def __init__(self, targets=None, margin=0.5, name="margin", **kwargs):
+        def __init__(self, table=None, vocab_size=0, margin=0.5, name="margin", **kwargs):
             super().__init__(name=name, **kwargs)
-            targets = _targets_or_bound(targets)
-            self.table = ops.convert_to_tensor(targets)
-            self.vocab = int(targets.shape[0])
-            self.margin = float(margin)
+            self.table, self.vocab_size, self.margin = table, int(vocab_size), float(margin)
 
         def call(self, y_true, y_pred):
-            ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-            table = self.table
-            pred = unit(y_pred)
-            cos = ops.matmul(ops.stop_gradient(pred), ops.transpose(table))
-            cos = ops.where(ops.one_hot(ids, self.vocab) > 0, -2.0, cos)
+            ids, valid, pred = flat(y_true, y_pred, ops.shape(y_pred)[-1])
+            pred = unit(pred)
+            table = unit(self.table[:self.vocab_size])
+            cos = ops.matmul(ops.stop_gradient(pred), ops.transpose(ops.stop_gradient(table)))
+            cos = ops.where(ops.one_hot(ids, self.vocab_size) > 0, -2.0, cos)
             wrong = ops.take(table, ops.argmax(cos, axis=-1), axis=0)
             true = ops.take(table, ids, axis=0)
-            return ops.relu(self.margin + ops.sum(pred * wrong, -1) - ops.sum(pred * true, -1))
+            loss = ops.relu(self.margin + ops.sum(pred * wrong, -1) - ops.sum(pred * true, -1))
+            return per_position(loss, valid, y_true)
 
         def get_config(self):
-            return {"name": self.name, "margin": self.margin}
+            return {"name": self.name, "vocab_size": self.vocab_size, "margin": self.margin}
 
-    class VonMisesFisherLoss(keras.losses.Loss):
-        """Negative log-likelihood of the true unit vector under a von Mises-Fisher
-        distribution whose mean direction and concentration (its norm) are the prediction,
-        with both regularisers of Kumar & Tsvetkov (ICLR 2019):
-        -log C_m(k) - l2 * pred.true + l1 * k, and their approximation of log C_m."""
+    class VectorLoss(keras.losses.Loss):
+        """The losses that look only at the true word's unit vector: "cosine" (the classic
+        recipe), "mse", and "vmf", the von Mises-Fisher NLL of Kumar & Tsvetkov (ICLR 2019)
+        with both their regularisers: -log C_m(k) - l2 * pred.true + l1 * k."""
 
-        def __init__(self, dim=200, l1=0.02, l2=0.1, name="vmf", **kwargs):
+        def __init__(self, table=None, vocab_size=0, kind="cosine", dim=200, l1=0.02, l2=0.1,
+                     name="vector", **kwargs):
             super().__init__(name=name, **kwargs)
+            self.table, self.vocab_size, self.kind = table, int(vocab_size), kind
             self.dim, self.l1, self.l2 = int(dim), float(l1), float(l2)
 
         def call(self, y_true, y_pred):
-            kappa = ops.sqrt(ops.sum(y_pred * y_pred, axis=-1) + 1e-12)
-            v = self.dim / 2 - 1
-            root = ops.sqrt((v + 1) ** 2 + kappa ** 2)
-            neg_log_c = root - (v - 1) * ops.log(v - 1 + root)  # up to a constant
-            return neg_log_c - self.l2 * ops.sum(y_pred * y_true, -1) + self.l1 * kappa
+            ids, valid, pred = flat(y_true, y_pred, ops.shape(y_pred)[-1])
+            true = unit(ops.take(self.table, ids, axis=0))
+            if self.kind == "cosine":
+                loss = -ops.sum(unit(pred) * true, -1)
+            elif self.kind == "mse":
+                loss = ops.mean(ops.square(pred - true), -1)
+            else:
+                kappa = ops.sqrt(ops.sum(pred * pred, axis=-1) + 1e-12)
+                v = self.dim / 2 - 1
+                root = ops.sqrt((v + 1) ** 2 + kappa ** 2)
+                neg_log_c = root - (v - 1) * ops.log(v - 1 + root)  # up to a constant
+                loss = neg_log_c - self.l2 * ops.sum(pred * true, -1) + self.l1 * kappa
+            return per_position(loss, valid, y_true)
 
         def get_config(self):
-            return {"name": self.name, "dim": self.dim, "l1": self.l1, "l2": self.l2}
+            return {"name": self.name, "vocab_size": self.vocab_size, "kind": self.kind,
+                    "dim": self.dim, "l1": self.l1, "l2": self.l2}
 
-    for cls in (ContrastiveLoss, MarginLoss, VonMisesFisherLoss):
-        _LOSSES[cls.__name__] = keras.saving.register_keras_serializable("wordlstm")(cls)
-    return _LOSSES
+    class MaskedSoftmaxLoss(keras.losses.Loss):
+        """Cross-entropy of the softmax head's logits, per position, masked targets free."""
 
+        def __init__(self, name="softmax", **kwargs):
+            super().__init__(name=name, **kwargs)
 
-def input_embedding(vectors_matrix: np.ndarray) -> np.ndarray:
-    """The embedding table: word2vec rows, then a zero row for UNK."""
-    dim = vectors_matrix.shape[1]
-    return np.vstack([vectors_matrix, np.zeros((1, dim), np.float32)]).astype(np.float32)
+        def call(self, y_true, y_pred):
+            ids, valid, logits = flat(y_true, y_pred, ops.shape(y_pred)[-1])
+            true = ops.take_along_axis(logits, ids[:, None], axis=-1)[:, 0]
+            return per_position(ops.logsumexp(logits, axis=-1) - true, valid, y_true)
+
+    for cls in (ZeroLastRow, ContrastiveLoss, MarginLoss, VectorLoss, MaskedSoftmaxLoss):
+        _CUSTOM[cls.__name__] = keras.saving.register_keras_serializable("wordlstm")(cls)
+    return _CUSTOM

@@ -1,7 +1,10 @@
 """The model directory: everything needed to continue text, self-contained and checked.
 
-    model.keras    the Keras model (loaded with safe_mode=True; no pickles anywhere)
-    vectors.bin    word2vec C binary vectors: the vocabulary and the decoding space
+    model.keras    the network's core: LSTM layers and head (loaded with safe_mode=True; no
+                   pickles anywhere)
+    vectors.bin    word2vec C binary: the vocabulary and its vectors, as the model was trained
+                   (fine-tuned, with train_embedding): its input and its decoding space
+    prior.npy      log word frequencies of the training text (the prior decoder)
     config.json    format version, window, dims, vocab hash, segmenter and training settings
     history.json   per-epoch losses and metrics
     user_dict.txt  the jieba user dictionary used, if any (prompts are segmented the same way)
@@ -14,6 +17,7 @@ SHA-256 of model.keras and imports Keras only the first time a model is used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +35,7 @@ from .textio import atomic_output, atomic_path, write_json
 from .vectors import Vectors, load_vectors
 
 FORMAT = "wordlstm-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every-position models; the embedding lives in vectors.bin
 PACKAGE_MODEL = Path(__file__).resolve().parent / "default_model"
 
 
@@ -75,45 +79,130 @@ def versions() -> dict:
             "backend": keras.backend.backend(), "numpy": np.__version__}
 
 
-def save_model_dir(out: Path, model, cfg: ModelConfig, vectors: Vectors,
+FILES = ("model.keras", "vectors.bin", "prior.npy", "lines.npy", "user_dict.txt")
+
+
+def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
                    segmenter: SegmenterConfig, training: dict, history: dict,
                    lines: dict | None = None, decoder: dict | None = None,
                    log_prior: np.ndarray | None = None) -> None:
-    """Write a complete model dir; each file is written atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    seg = segmenter.to_json()
-    if segmenter.user_dict:
-        shutil.copyfile(segmenter.user_dict, out / "user_dict.txt.part")
-        os.replace(out / "user_dict.txt.part", out / "user_dict.txt")
-        seg["user_dict"] = "user_dict.txt"
+    """Write a complete model dir (`core`: the Keras core model) as one step.
+
+    Everything is written into a new sibling directory, with each file's SHA-256 in
+    config.json, which then replaces `out` by renames: a reader sees the old model or the new
+    one, never a mix of their files (a kill leaves the old one, or the new one complete).
+    """
     from .vectors import save_vectors
 
-    save_vectors(vectors, out / "vectors.bin")
-    with atomic_path(out / "model.keras") as tmp:
-        model.save(tmp)
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": cfg.to_json(),
-        "vocab_sha256": vocab_hash(vectors.words),
-        "segmenter": seg,
-        "training": training,
-        "versions": versions(),
-    }
-    if lines is not None:  # line-level model: hashes of its training lines, for --novel-only
-        with atomic_output(out / "lines.npy", "wb") as f:
-            np.save(f, lines["hashes"], allow_pickle=False)
-        config["lines"] = {k: v for k, v in lines.items() if k != "hashes"}
-    if log_prior is not None:  # word frequencies for the prior decoder (generate.PriorDecoder)
-        with atomic_output(out / "prior.npy", "wb") as f:
-            np.save(f, np.asarray(log_prior, np.float32), allow_pickle=False)
-    config["decoder"] = decoder or {"kind": "cosine"}
-    write_json(out / "history.json", history)
-    write_json(out / "config.json", config)  # last: a dir with config.json is complete
+    out = Path(out)
+    new = out.parent / f".{out.name}.new-{os.getpid()}"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    try:
+        seg = segmenter.to_json()
+        if segmenter.user_dict:
+            shutil.copyfile(segmenter.user_dict, new / "user_dict.txt")
+            seg["user_dict"] = "user_dict.txt"
+        save_vectors(vectors, new / "vectors.bin")
+        core.save(new / "model.keras")
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": cfg.to_json(),
+            "vocab_sha256": vocab_hash(vectors.words),
+            "segmenter": seg,
+            "training": training,
+            "versions": versions(),
+        }
+        if lines is not None:  # line-level model: hashes of its training lines (--novel-only)
+            with open(new / "lines.npy", "wb") as f:
+                np.save(f, lines["hashes"], allow_pickle=False)
+            config["lines"] = {k: v for k, v in lines.items() if k != "hashes"}
+        if log_prior is not None:  # word frequencies for the prior decoder (PriorDecoder)
+            with open(new / "prior.npy", "wb") as f:
+                np.save(f, np.asarray(log_prior, np.float32), allow_pickle=False)
+        config["decoder"] = decoder or {"kind": "cosine"}
+        config["files"] = {name: file_hash(new / name) for name in FILES if (new / name).is_file()}
+        write_json(new / "history.json", history)
+        write_json(new / "config.json", config)
+        replace_dir(new, out)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False if the
+    system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put directory `new` in the place of `out` (which may not exist): one atomic swap where
+    the system has it, else two renames (a moment without `out`, never a mix)."""
+    if out.exists() and _exchange(new, out):
+        shutil.rmtree(new, ignore_errors=True)  # now the old model
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_output_dir(out: Path) -> None:
+    """`train -o DIR` replaces DIR at the end: refuse a DIR that holds anything else than a
+    wordlstm model (or its checkpoint), so nothing of the user's is ever deleted."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    names = {p.name for p in out.iterdir()}
+    ours = set(FILES) | {"config.json", "history.json", "checkpoint"}
+    if names - ours:
+        raise UserError(f"{out}: holds other files than a wordlstm model "
+                        f"({', '.join(sorted(names - ours)[:3])}); the model directory is "
+                        "replaced when training ends, so choose a new or empty directory")
+
+
+@contextlib.contextmanager
+def output_lock(out: Path):
+    """Hold an exclusive lock on training into `out`: a second `train -o` on the same
+    directory is refused, and says which process holds it."""
+    import fcntl
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.lock"
+    f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(f"{out}: another `wordlstm train` is writing it ({holder}); wait "
+                            "for it or choose another directory") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        yield
+    finally:
+        f.close()
 
 
 def read_config(model_dir: Path) -> dict:
-    """config.json, checked for format and version, with a clear error for old or foreign dirs."""
+    """config.json, checked for format, version and every field's type and range (before
+    anything is allocated from it), with a clear error for old, foreign or damaged dirs."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: no such model directory")
@@ -121,13 +210,91 @@ def read_config(model_dir: Path) -> dict:
         raise UserError(f"{model_dir}: not a wordlstm model directory (no config.json; "
                         "`wordlstm train -o DIR` makes one)")
     config = read_json(model_dir / "config.json")
-    if config.get("format") != FORMAT:
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise UserError(f"{model_dir}: not a wordlstm model directory")
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise UserError(f"{model_dir}: model format version {version}, this wordlstm reads "
                         f"version {FORMAT_VERSION}; retrain it with `wordlstm train`")
+    try:
+        validate_config(config)
+    except (UserError, TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        raise UserError(f"{model_dir / 'config.json'}: damaged or edited by hand ({err})") from None
     return config
+
+
+def _int(value, lo: int, hi: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UserError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+    return value
+
+
+def _float(value, lo: float, hi: float, name: str) -> float:
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or not lo < value <= hi:
+        raise UserError(f"{name} must be a number in ({lo}, {hi}], not {value!r}")
+    return float(value)
+
+
+def _bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def validate_config(config: dict) -> None:
+    """Every field a reader relies on, checked against its type and limits."""
+    from .segment import ENGINES, UNITS
+    from .split import HoldOut
+
+    m = config["model"]
+    if not isinstance(m, dict):
+        raise UserError("model must be an object")
+    ModelConfig.from_json(m)  # types and ranges of the architecture
+    _int(m["dim"], 1, 4096, "model.dim")
+    _int(m["vocab_size"], 1, 5_000_000, "model.vocab_size")
+    _int(m["units"], 1, 65536, "model.units")
+    _int(m["layers"], 1, 64, "model.layers")
+    _int(m["window"], 1, 100_000, "model.window")
+    seg = config["segmenter"]
+    if not isinstance(seg, dict) or seg.get("engine") not in ENGINES \
+            or seg.get("unit") not in UNITS:
+        raise UserError("segmenter must name an engine and a unit")
+    for key in ("hmm", "to_simplified"):
+        _bool(seg[key], f"segmenter.{key}")
+    if "normalize_punct" in seg:
+        _bool(seg["normalize_punct"], "segmenter.normalize_punct")
+    if seg.get("user_dict") not in (None, "user_dict.txt"):
+        raise UserError("segmenter.user_dict must be the model's own user_dict.txt")
+    dec = config["decoder"]
+    if not isinstance(dec, dict) or dec.get("kind") not in ("prior", "cosine", "softmax"):
+        raise UserError("decoder.kind must be prior, cosine or softmax")
+    for key in ("tau", "cosine_tau"):
+        if key in dec:
+            _float(dec[key], 0.0, 100.0, f"decoder.{key}")
+    if dec["kind"] == "prior" and "tau" not in dec:
+        raise UserError("decoder.tau is missing")
+    training = config["training"]
+    if not isinstance(training, dict):
+        raise UserError("training must be an object")
+    holdout = training.get("holdout", {})
+    if not isinstance(holdout, dict):
+        raise UserError("training.holdout must be an object")
+    HoldOut(**{k: holdout[k] for k in ("fraction", "lines", "seed") if k in holdout})
+    lines = config.get("lines")
+    if lines is not None:
+        _int(lines["clause_length"], 0, 1000, "lines.clause_length")
+        if not all(isinstance(p, str) for p in lines.get("clause_ends", [])):
+            raise UserError("lines.clause_ends must be strings")
+        for form in lines.get("forms", []):
+            _int(form[0], 1, 1000, "lines.forms")
+            _int(form[1], 1, 1000, "lines.forms")
+    files = config.get("files", {})
+    if not isinstance(files, dict) or not all(
+            isinstance(v, str) and len(v) == 64 and k in FILES for k, v in files.items()):
+        raise UserError("files must map the model's files to SHA-256 digests")
 
 
 def segmenter_config(model_dir: Path, config: dict) -> SegmenterConfig:
@@ -139,7 +306,8 @@ def segmenter_config(model_dir: Path, config: dict) -> SegmenterConfig:
 
 @dataclass
 class InferenceWeights:
-    """Plain arrays for the numpy generator: embedding, LSTM layers (kernel, recurrent, bias), head."""
+    """Plain arrays for the numpy generator: embedding (vocabulary rows, then a zero UNK row),
+    LSTM layers (kernel, recurrent, bias), head (kernel, bias)."""
 
     embedding: np.ndarray
     lstm: list
@@ -153,11 +321,15 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def _weights_from_keras(model) -> InferenceWeights:
-    lstm = [tuple(layer.get_weights()) for layer in model.layers if layer.name.startswith("lstm_")]
-    emb = model.get_layer("word_embedding").get_weights()[0]
-    kernel, bias = model.layers[-1].get_weights()  # to_vector or to_logits
-    return InferenceWeights(emb, lstm, kernel, bias)
+def core_weights(core) -> tuple[list, np.ndarray, np.ndarray]:
+    """(LSTM layers as (kernel, recurrent, bias), head kernel, head bias) of a core model."""
+    lstm = [tuple(np.asarray(w, np.float32) for w in layer.get_weights())
+            for layer in core.layers if layer.name.startswith("lstm_")]
+    head = [layer for layer in core.layers if layer.name in ("to_vector", "to_logits")]
+    if not lstm or len(head) != 1:
+        raise UserError("model.keras is not a wordlstm core model (no LSTM layers or head)")
+    kernel, bias = head[0].get_weights()
+    return lstm, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
 
 
 def load_keras_model(model_dir: Path, compile: bool = False):
@@ -174,33 +346,32 @@ def load_keras_model(model_dir: Path, compile: bool = False):
         raise UserError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from None
 
 
-def load_inference(model_dir: Path, config: dict) -> InferenceWeights:
-    """Weights as numpy arrays, from the cache when model.keras is unchanged, else via Keras."""
+def load_core_weights(model_dir: Path, digest: str | None = None):
+    """The core's weights as numpy arrays, from a cache keyed by model.keras's SHA-256 when
+    it is unchanged (no Keras import), else via Keras."""
     path = Path(model_dir) / "model.keras"
     if not path.is_file():
         raise UserError(f"{model_dir}: model.keras is missing")
-    cache = _cache_dir() / f"{file_hash(path)}.npz"
+    cache = _cache_dir() / f"{digest or file_hash(path)}.v2.npz"
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
                 n = int(z["layers"])
-                return InferenceWeights(z["embedding"], [(z[f"k{i}"], z[f"r{i}"], z[f"b{i}"])
-                                                         for i in range(n)],
-                                        z["dense_kernel"], z["dense_bias"])
+                return ([(z[f"k{i}"], z[f"r{i}"], z[f"b{i}"]) for i in range(n)],
+                        z["dense_kernel"], z["dense_bias"])
         except (OSError, KeyError, ValueError):
             pass  # a broken cache entry is rebuilt below
-    weights = _weights_from_keras(load_keras_model(model_dir))
+    lstm, kernel, bias = core_weights(load_keras_model(model_dir))
     try:
-        arrays = {"embedding": weights.embedding, "dense_kernel": weights.dense_kernel,
-                  "dense_bias": weights.dense_bias, "layers": np.array(len(weights.lstm))}
-        for i, (k, r, b) in enumerate(weights.lstm):
+        arrays = {"dense_kernel": kernel, "dense_bias": bias, "layers": np.array(len(lstm))}
+        for i, (k, r, b) in enumerate(lstm):
             arrays.update({f"k{i}": k, f"r{i}": r, f"b{i}": b})
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(cache, "wb") as f:
             np.savez(f, **arrays)
     except OSError:
         pass  # no writable cache: still works, just slower next time
-    return weights
+    return lstm, kernel, bias
 
 
 def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
@@ -246,8 +417,70 @@ def training_line_hashes(model_dir: Path) -> np.ndarray:
 
 def check_weights(model_dir: Path, config: dict, weights: InferenceWeights) -> None:
     mcfg = config["model"]
-    shape = (mcfg["vocab_size"] + 1, mcfg["dim"])
     outputs = mcfg["vocab_size"] if mcfg.get("head", "vector") == "softmax" else mcfg["dim"]
-    if weights.embedding.shape != shape or weights.dense_kernel.shape[1] != outputs:
-        raise UserError(f"{model_dir}: model.keras has embedding {weights.embedding.shape}, "
-                        f"config.json says {shape}: the model and its vectors do not match")
+    first_in = weights.lstm[0][0].shape[0] if weights.lstm else -1
+    if first_in != mcfg["dim"] or weights.dense_kernel.shape[1] != outputs \
+            or len(weights.lstm) != mcfg.get("layers", len(weights.lstm)):
+        raise UserError(f"{model_dir}: model.keras reads {first_in}-d vectors and writes "
+                        f"{weights.dense_kernel.shape[1]} outputs, config.json says "
+                        f"{mcfg['dim']} and {outputs}: the model and its vectors do not match")
+
+
+@dataclass
+class LoadedModel:
+    """A model directory read once and checked: what generation, evaluation and the benches
+    use (the model as trained is apart from what it writes, as gensim keeps Word2Vec apart
+    from KeyedVectors)."""
+
+    model_dir: Path
+    config: dict
+    vectors: Vectors
+    weights: InferenceWeights
+    log_prior: np.ndarray | None
+
+    @property
+    def window(self) -> int:
+        return int(self.config["model"]["window"])
+
+    def step_model(self):
+        from .generate import StepModel
+
+        return StepModel(self.weights)
+
+    def decoder(self, kind: str | None = None):
+        """How outputs become log-probabilities (`kind` overrides: "prior" or "cosine")."""
+        from .generate import make_decoder
+
+        return make_decoder(self.config, self.vectors, self.log_prior, kind)
+
+    def segmenter_config(self) -> SegmenterConfig:
+        return segmenter_config(self.model_dir, self.config)
+
+
+def check_files(model_dir: Path, config: dict) -> dict:
+    """Each file's SHA-256 against config.json's record: the model's own files, not another
+    model's copied in, nor a half-replaced directory. Returns the digests."""
+    digests = {}
+    for name, expected in (config.get("files") or {}).items():
+        path = Path(model_dir) / name
+        if not path.is_file():
+            raise UserError(f"{model_dir}: {name} is missing; copy the whole model directory")
+        digests[name] = file_hash(path)
+        if digests[name] != expected:
+            raise UserError(f"{model_dir}: {name} is not the file this model was saved with "
+                            "(its SHA-256 differs from config.json's): the files do not "
+                            "belong together; copy the whole model directory again")
+    return digests
+
+
+def load_model_dir(model_dir=None) -> LoadedModel:
+    """Read and check a model dir (default: the shipped model)."""
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    config = read_config(model_dir)
+    digests = check_files(model_dir, config)
+    vectors = load_vectors_checked(model_dir, config)
+    lstm, kernel, bias = load_core_weights(model_dir, digests.get("model.keras"))
+    embedding = np.vstack([vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
+    weights = InferenceWeights(embedding, lstm, kernel, bias)
+    check_weights(model_dir, config, weights)
+    return LoadedModel(model_dir, config, vectors, weights, load_log_prior(model_dir, config))

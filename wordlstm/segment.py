@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Iterator
 
 from .errors import UserError
+from .punct import normalize_punct
 from .textio import ReadStats, iter_blocks, iter_lines, normalize_line
 
 ENGINES = ("auto", "jieba", "rjieba")
@@ -86,6 +87,8 @@ class SegmenterConfig:
     hmm: bool = True
     unit: str = "word"
     to_simplified: bool = False  # OpenCC t2s before segmenting: Big5 and GB novels share words
+    normalize_punct: bool = False  # standard full-width marks first (punct.normalize_punct);
+    # `segment` turns it on for word units, and old model dirs, which lack it, mean False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -113,6 +116,11 @@ class Segmenter:
     def simplify(self, text: str) -> str:
         """Traditional -> simplified if configured (line breaks are kept)."""
         return self._convert(text) if self._convert else text
+
+    def prepare(self, line: str) -> str:
+        """A normalised line as the tokens are cut from it: simplified, punctuation standard."""
+        line = self.simplify(line)
+        return normalize_punct(line) if self.config.normalize_punct else line
 
     def _build(self):
         if self.config.unit == "char":
@@ -165,7 +173,7 @@ class Segmenter:
 
     def __call__(self, line: str) -> list[str]:
         """Tokens of a normalised line, converted to simplified characters if configured."""
-        return self.cut(self.simplify(line))
+        return self.cut(self.prepare(line))
 
 
 @dataclass
@@ -244,6 +252,8 @@ def segment_block(seg: Segmenter, raw_lines: list[str], drop: frozenset = frozen
     lines = [normalize_line(raw) for raw in raw_lines]
     if seg.config.to_simplified:  # one call per block: OpenCC keeps the line breaks
         lines = seg.simplify("\n".join(lines)).split("\n")
+    if seg.config.normalize_punct:
+        lines = [normalize_punct(line) for line in lines]
     block_cut = seg.block_cutter()
     if block_cut is not None:
         return _segment_block_at_once(block_cut, lines, drop)

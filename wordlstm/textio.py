@@ -30,7 +30,10 @@ _BOMS = (
 )
 # Whitespace that a novel uses for indentation or layout: ASCII, tabs, the ideographic
 # space U+3000, no-break and other Unicode spaces, and zero-width ones.
-_SPACE_RUN = re.compile(r"[\s\u3000\u00a0\u200b\u200c\u200d\ufeff]+")
+# Control characters (a NUL deep inside a file, an escape sequence) count as spaces: they are
+# never text, and must not reach a terminal or become tokens.
+_SPACE_RUN = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u3000\u00a0\u200b\u200c\u200d\ufeff]+")
+MAX_LINE = 1 << 20  # characters: a longer "line" (a file without line breaks) is cut
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ReadStats:
     bytes: int = 0
     lines: int = 0
     replaced: int = 0
+    cut_lines: int = 0  # over-long lines cut into pieces (see MAX_LINE)
 
 
 def normalize_line(line: str) -> str:
@@ -193,6 +197,13 @@ def iter_blocks(path: str | os.PathLike, encoding: str | None = None, errors: st
             cut = len(text) if final else text.rfind("\n") + 1
             if not cut:
                 cut = text.rfind("\r", 0, len(text) - 1) + 1
+            if not cut and len(text) > MAX_LINE:
+                # No line break for a megabyte: cut after the last sentence end (or anywhere),
+                # so memory stays bounded however the file is laid out.
+                cut = max(text.rfind(m, 0, MAX_LINE) for m in "。！？.!?\u3000 ") + 1 or MAX_LINE
+                stats.cut_lines += 1
+                text = text[:cut] + "\n" + text[cut:]
+                cut += 1
             block, tail = text[:cut], text[cut:]
             if block:
                 line_no += _count_lines(block)
@@ -275,3 +286,17 @@ def check_writable(path: str | os.PathLike) -> None:
     if not probe.is_dir() or not os.access(probe, os.W_OK):
         raise UserError(f"{path}: cannot write here (directory {probe} is not writable)")
 
+
+
+def check_not_input(output: str | os.PathLike, inputs) -> None:
+    """Refuse an output that is one of the inputs (also through links): it would be replaced."""
+    out = Path(output)
+    for path in inputs:
+        same = False
+        try:
+            same = out.exists() and os.path.samefile(out, path)
+        except OSError:
+            same = out.resolve() == Path(path).resolve()
+        if same or out.resolve() == Path(path).resolve():
+            raise UserError(f"{output}: is also an input ({path}); writing it would replace "
+                            "that input. Choose another output file")

@@ -1,288 +1,424 @@
-"""Training: read the corpus as ids, fit the model on windows made on the fly, checkpoint.
+"""Training: id streams -> sequences -> the model, validated on held-out bits per character.
 
-After every epoch the model (with its optimizer state) and the history are saved to
-`OUT/checkpoint/`, atomically; `--resume` continues from there after Ctrl-C or a crash,
-with the same data order. The finished model dir is written only at the end.
+Every epoch ends with the held-out cross-entropy measured as `wordlstm evaluate` measures it
+(numpy step model, the model's own decoding, open-vocabulary bits per character). When it
+does not improve, the learning rate is halved (`lr_decay`); after `patience` such epochs
+training stops, and the best epoch's weights are the ones that ship.
+
+After every epoch the weights, the optimizer state and the history go to `OUT/checkpoint/`
+(`state.json`, written last, names the files of its epoch, so a kill at any moment leaves a
+consistent checkpoint); `--resume` continues from there with the same data order. The
+finished model dir is written only at the end.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import corpus_ids, make_windows, window_starts, windows_dataset
+from .dataset import CorpusIds, check_trainable, corpus_ids, sequences_dataset, targets_of
 from .errors import UserError
-from .evaluate import topk_hits
-from .generate import Decoder, PriorDecoder, SoftmaxDecoder, StepModel, fit_tau, log_prior
-from .model import (ID_TARGET_LOSSES, ModelConfig, build_model, compile_model, input_embedding,
-                    bound_targets)
-from .modeldir import read_json, save_model_dir, vocab_hash
+from .evaluate import cross_entropy, evaluate, stream_outputs, target_logprobs
+from .generate import CosineDecoder, PriorDecoder, SoftmaxDecoder, StepModel, fit_tau, log_prior
+from .model import ModelConfig, build_core, build_model, compile_model, initial_embedding, unit_rows
+from .modeldir import InferenceWeights, core_weights, read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
+from .split import HoldOut
 from .textio import atomic_path, write_json
-from .vectors import EOS, load_vectors
+from .vectors import Vectors, load_vectors
+
+DECODINGS = ("prior", "cosine")
 
 
 @dataclass
 class TrainConfig:
     """Optimisation settings; saved under "training" in config.json."""
 
-    epochs: int = 10
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    val_fraction: float = 0.05
+    epochs: int = 30  # at most; early stopping on held-out bits/char usually ends it sooner
+    batch_size: int = 64  # sequences per batch (x window targets each)
+    learning_rate: float = 2e-3  # Adam
+    lr_decay: float = 0.5  # learning rate factor after an epoch without improvement
+    val_fraction: float = 0.05  # held out (split.HoldOut): never trained on
     seed: int = 1
-    lines: bool = False  # each line is a document (poems, names), see dataset.corpus_ids
+    lines: bool = False  # a line corpus (poems, names): hold out random lines, not the tail
     devices: str = "1"  # "all" or a count: data-parallel training (backend.distribution_scope)
     precision: str = "float32"  # or "mixed"
-    patience: int = 2  # stop after this many epochs without a better validation top-1 (0: never)
+    patience: int = 3  # stop after this many epochs without better held-out bits/char (0: never)
     decode: str = "prior"  # vector head: "prior" (cosine + word frequency) or "cosine"
 
+    def __post_init__(self):
+        for f in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:
+                raise UserError(f"{f.replace('_', '-')} must be a positive integer")
+        if not (self.learning_rate > 0 and 0 < self.lr_decay <= 1):
+            raise UserError("the learning rate must be positive and lr-decay in (0, 1]")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise UserError("patience must be an integer >= 0")
+        if self.decode not in DECODINGS:
+            raise UserError(f"unknown decoding {self.decode!r}; choose prior or cosine")
+        HoldOut(self.val_fraction)  # checks the fraction
 
-class Scorer:
-    """Validation top-1 decoded as generation decodes: what early stopping watches.
+    @property
+    def holdout(self) -> HoldOut:
+        return HoldOut(self.val_fraction, self.lines)
 
-    Runs the numpy step model (the generator's own) on a fixed sample of validation windows;
-    for the prior decoder, tau is refitted on a sample of training windows first.
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def step_model_of(model, embedding: np.ndarray | None = None) -> StepModel:
+    """The numpy step model of a (training) Keras model's current weights."""
+    if embedding is None:
+        embedding = np.asarray(model.get_layer("word_embedding").embeddings)
+    lstm, kernel, bias = core_weights(model.get_layer("core"))
+    return StepModel(InferenceWeights(embedding, lstm, kernel, bias))
+
+
+class Validator:
+    """Held-out bits per character after each epoch, decoded as generation decodes.
+
+    For the vector head, tau is fitted first on a fixed stretch of training text.
     """
 
-    def __init__(self, ids, split, cfg: ModelConfig, tcfg: TrainConfig, unit, prior,
-                 n_val: int = 10_000, n_fit: int = 5_000):
+    def __init__(self, corpus: CorpusIds, words: list[str], cfg: ModelConfig,
+                 tcfg: TrainConfig, prior: np.ndarray, n_fit: int = 4096):
+        self.corpus, self.words, self.cfg, self.tcfg, self.prior = corpus, words, cfg, tcfg, prior
         rng = np.random.default_rng(tcfg.seed)
-        self.ids, self.window = ids, cfg.window
-        self.val = np.sort(_sample(rng, split.val, n_val))
-        self.fit = np.sort(_sample(rng, split.train, n_fit))
-        self.softmax = cfg.head == "softmax"
-        self.unit, self.prior = unit, prior
-        self.use_prior = not self.softmax and tcfg.decode == "prior"
+        n = len(corpus.train)
+        start = int(rng.integers(0, max(1, n - n_fit - 1)))
+        self.fit_ids = corpus.train[start:start + n_fit + 1]
 
     def decoding(self, step: StepModel) -> dict:
         """The decoder settings for these weights: {"kind": ..., "tau": ...}."""
-        if not self.use_prior:
-            return {"kind": "softmax" if self.softmax else "cosine"}
-        x, t = make_windows(self.ids, self.fit, self.window)
-        cos = Decoder(self.unit).cosines(_run(step, x))
-        return {"kind": "prior", "tau": fit_tau(cos, t, self.prior), "fitted_on": len(t)}
+        if self.cfg.head == "softmax":
+            return {"kind": "softmax"}
+        unit = unit_rows(step.embedding[:-1])
+        targets = targets_of(self.fit_ids[1:], self.corpus.unk)
+        ok = targets >= 0
+        cos = CosineDecoder(unit).cosines(stream_outputs(step, self.fit_ids, pieces=8)[ok])
+        zero = np.zeros(self.corpus.unk, np.float32)
+        return {"kind": self.tcfg.decode, "tau": fit_tau(cos, targets[ok], self.prior),
+                "cosine_tau": fit_tau(cos, targets[ok], zero), "fitted_on": int(ok.sum())}
 
-    def decoder(self, decoding: dict):
+    def decoder(self, step: StepModel, decoding: dict):
         if decoding["kind"] == "softmax":
             return SoftmaxDecoder()
+        unit = unit_rows(step.embedding[:-1])
         if decoding["kind"] == "prior":
-            return PriorDecoder(self.unit, self.prior, decoding["tau"])
-        return Decoder(self.unit)
+            return PriorDecoder(unit, self.prior, decoding["tau"])
+        return CosineDecoder(unit, decoding["cosine_tau"])
 
-    def top1(self, step: StepModel, decoding: dict) -> float | None:
-        if not len(self.val):
+    def bits_per_char(self, step: StepModel, decoding: dict) -> float | None:
+        if len(self.corpus.val) < 2:
             return None
-        x, t = make_windows(self.ids, self.val, self.window)
-        return topk_hits(self.decoder(decoding).scores(_run(step, x)), t, ks=(1,))[1] / len(t)
+        ids = self.corpus.val
+        targets = targets_of(ids[1:], self.corpus.unk)
+        logp, _ = target_logprobs(self.decoder(step, decoding), stream_outputs(step, ids),
+                                  targets, ks=())
+        return cross_entropy(logp, targets, self.corpus, self.words)["bits_per_char"]
 
 
-def _sample(rng, starts: np.ndarray, n: int) -> np.ndarray:
-    return rng.choice(starts, n, replace=False) if len(starts) > n else starts.copy()
+def _checkpoint_files(ckpt: Path, epoch: int) -> dict:
+    return {"weights": f"weights-{epoch}.weights.h5", "optimizer": f"optimizer-{epoch}.npz"}
 
 
-def _run(step: StepModel, x: np.ndarray, batch: int = 2048) -> np.ndarray:
-    return np.concatenate([step.run(x[i:i + batch])[0] for i in range(0, len(x), batch)])
+def _save_optimizer(model, path: Path) -> None:
+    arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
 
-def _step_model(model) -> StepModel:
-    from .modeldir import _weights_from_keras
+def _load_optimizer(model, path: Path) -> None:
+    model.optimizer.build(model.trainable_variables)
+    with np.load(path, allow_pickle=False) as z:
+        values = [z[f"v{i}"] for i in range(len(z.files))]
+    if len(values) != len(model.optimizer.variables):
+        raise UserError(f"{path}: optimizer state does not match the model; train afresh")
+    for var, value in zip(model.optimizer.variables, values):
+        var.assign(value)
 
-    return StepModel(_weights_from_keras(model))
 
-
-def _make_callbacks(out: Path, tcfg: TrainConfig, state: dict, n_train: int,
-                    log, scorer: Scorer):
+def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, log,
+                    validator: Validator):
     from .backend import import_keras
 
     keras = import_keras()
 
-    ckpt = out / "checkpoint"
-
     class EpochEnd(keras.callbacks.Callback):
-        """Record each epoch's figures and save a checkpoint to resume from."""
+        """Validate, adapt the learning rate, and checkpoint after every epoch."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
-            self.t_fit = None
 
-        def on_test_begin(self, logs=None):  # the epoch's training part ends here
-            if self.t_fit is None:
-                self.t_fit = time.perf_counter()
+        def on_train_batch_end(self, batch, logs=None):
+            # Defined (as a no-op) so Keras runs batch-end callbacks synchronously: with only
+            # epoch callbacks it dispatches them on threads, which deadlocks JAX data-parallel
+            # training on several CPU devices when stderr is not a terminal.
+            pass
 
         def on_epoch_end(self, epoch, logs=None):
-            # windows/s counts training only, not the validation pass after it
-            seconds = (self.t_fit or time.perf_counter()) - self.t0
-            row = {k: float(v) for k, v in (logs or {}).items()}
-            row.update(epoch=epoch + 1, seconds=round(seconds, 2),
-                       windows_per_s=round(n_train / max(seconds, 1e-9), 1))
-            step = _step_model(self.model)
-            decoding = scorer.decoding(step)
-            top1 = scorer.top1(step, decoding)
+            seconds = time.perf_counter() - self.t0
+            row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", float("nan"))),
+                   "seconds": round(seconds, 2),
+                   "targets_per_s": round(n_targets / max(seconds, 1e-9), 1),
+                   "learning_rate": float(np.asarray(self.model.optimizer.learning_rate))}
+            step = step_model_of(self.model)
+            decoding = validator.decoding(step)
+            bpc = validator.bits_per_char(step, decoding)
             ckpt.mkdir(parents=True, exist_ok=True)
-            if top1 is not None:
-                row["val_top1"] = round(top1, 5)
-                if top1 > state.get("best_top1", -1.0):
-                    state.update(best_top1=top1, best_epoch=epoch + 1)
-                    with atomic_path(ckpt / "best.weights.h5") as tmp:
-                        self.model.save_weights(tmp)
-                elif tcfg.patience and epoch + 1 - state["best_epoch"] >= tcfg.patience:
-                    log(f"validation top-1 has not improved for {tcfg.patience} epochs: "
-                        f"stopping, keeping epoch {state['best_epoch']}")
-                    self.model.stop_training = True
+            files = _checkpoint_files(ckpt, epoch + 1)
+            improved = False
+            if bpc is not None:
+                row["val_bits_per_char"] = round(bpc, 5)
+                if bpc < state.get("best_bpc", float("inf")):
+                    state.update(best_bpc=bpc, best_epoch=epoch + 1, best_weights=files["weights"])
+                    improved = True
+                else:
+                    since = epoch + 1 - state["best_epoch"]
+                    if tcfg.patience and since >= tcfg.patience:
+                        log(f"held-out bits/char has not improved for {since} epochs: stopping "
+                            f"after epoch {epoch + 1} of {tcfg.epochs}, keeping epoch "
+                            f"{state['best_epoch']} ({state['best_bpc']:.4f})")
+                        self.model.stop_training = True
+                    elif tcfg.lr_decay < 1:
+                        lr = row["learning_rate"] * tcfg.lr_decay
+                        self.model.optimizer.learning_rate.assign(lr)
+                        log(f"held-out bits/char did not improve: learning rate {lr:.2g}")
+            self.model.save_weights(ckpt / files["weights"])
+            _save_optimizer(self.model, ckpt / files["optimizer"])
             state["history"].append(row)
             state["epoch"] = epoch + 1
-            with atomic_path(ckpt / "model.keras") as tmp:
-                self.model.save(tmp)
-            write_json(ckpt / "state.json", state)
-            log(f"epoch {epoch + 1}/{tcfg.epochs}: {n_train:,} windows in {seconds:.0f} s "
-                f"({row['windows_per_s']:,.0f} windows/s), "
-                + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
-                            if k not in ("epoch", "seconds", "windows_per_s")))
+            state["files"] = files
+            write_json(ckpt / "state.json", state)  # last: names this epoch's files
+            keep = {files["weights"], files["optimizer"], state.get("best_weights"), "state.json"}
+            for p in ckpt.iterdir():
+                if p.name not in keep and not p.name.endswith(".part"):
+                    p.unlink(missing_ok=True)
+            log(f"epoch {epoch + 1}/{tcfg.epochs}: {n_targets:,} targets in {seconds:.0f} s "
+                f"({row['targets_per_s']:,.0f}/s), loss {row['loss']:.4f}"
+                + (f", held-out {bpc:.4f} bits/char" + (" (best)" if improved else "")
+                   if bpc is not None else ""))
 
     return [EpochEnd()]
 
 
-def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors_path: str):
+def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors_path: str,
+                  log=print):
     """Settings and history of an interrupted run; the run's length and hardware may change."""
-    if not (ckpt / "state.json").is_file() or not (ckpt / "model.keras").is_file():
+    if not (ckpt / "state.json").is_file():
         raise UserError(f"{out}: nothing to resume (no checkpoint/ from an earlier run)")
     saved = read_json(ckpt / "state.json")
     if saved.get("vocab_sha256") != state["vocab_sha256"]:
         raise UserError(f"{out}: the checkpoint was trained with other vectors than "
                         f"{vectors_path}; resume with the same --vectors")
-    cfg = ModelConfig(**saved["model"])
+    if saved.get("vectors_sha256") not in (None, state["vectors_sha256"]):
+        raise UserError(f"{out}: the checkpoint started from other vectors than "
+                        f"{vectors_path} (same words, other values); resume with the same --vectors")
+    cfg = ModelConfig.from_json(saved["model"])
+    if (cfg.dim, cfg.vocab_size) != (state["model"]["dim"], state["model"]["vocab_size"]):
+        raise UserError(f"{out}: the checkpoint has {cfg.vocab_size}x{cfg.dim} vectors, "
+                        f"{vectors_path} has {state['model']['vocab_size']}x"
+                        f"{state['model']['dim']}; resume with the same --vectors")
+    asked = state["model"]
+    changed = [f"{k} {getattr(cfg, k)!r} (not {asked[k]!r})" for k in
+               ("window", "units", "layers", "dropout", "loss", "head", "train_embedding",
+                "target", "temperature", "negatives") if asked.get(k) != getattr(cfg, k)]
+    if changed:
+        log("note: --resume continues the run with the settings it started with: "
+            + ", ".join(changed))
     saved["training"].update(epochs=tcfg.epochs, devices=tcfg.devices, precision=tcfg.precision,
                              patience=tcfg.patience)
-    tcfg = TrainConfig(**saved["training"])
-    state.update(epoch=saved["epoch"], history=saved["history"], model=cfg.to_json(),
-                 training=asdict(tcfg))
-    for key in ("best_top1", "best_epoch"):
+    tcfg = TrainConfig.from_json(saved["training"])
+    for key in ("epoch", "history", "best_bpc", "best_epoch", "best_weights", "files"):
         if key in saved:
             state[key] = saved[key]
+    state.update(model=cfg.to_json(), training=asdict(tcfg))
+    for key in ("weights", "optimizer"):
+        if not (ckpt / state["files"][key]).is_file():
+            raise UserError(f"{ckpt}: {state['files'][key]} is missing; train afresh")
     return cfg, tcfg
 
 
 def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
           tcfg: TrainConfig, segmenter: SegmenterConfig, resume: bool = False,
-          verbose: int = 1, log=print) -> dict:
-    """Train a model on a segmented file and write a complete model dir to `out`."""
+          verbose: int = 1, log=print, init_from: str | Path | None = None) -> dict:
+    """Train a model on a segmented file and write a complete model dir to `out`.
+
+    `out` is locked while training (a second run into it is refused) and replaced as one step
+    at the end. `init_from` starts from another model dir's weights (same vocabulary and
+    architecture): pretraining on other novels, then fine-tuning on this one.
+    """
+    from .modeldir import check_output_dir, output_lock
+    from .vectors import resolve_vectors_path
+
+    out = Path(out)
+    check_output_dir(out)
+    if resolve_vectors_path(vectors_path).resolve().parent == out.resolve():
+        raise UserError(f"{vectors_path}: the vectors are inside the output directory {out}, "
+                        "which is replaced when training ends; keep them elsewhere (e.g. "
+                        "corpus/novel.vectors)")
+    if Path(segmented).resolve().parent == out.resolve():
+        raise UserError(f"{segmented}: the corpus is inside the output directory {out}; "
+                        "keep it elsewhere")
+    with output_lock(out):
+        return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
+                      init_from)
+
+
+def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
+           segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from) -> dict:
     from .backend import distribution_scope, end_distribution, import_keras, set_precision
-    from .modeldir import load_keras_model
+    from .modeldir import file_hash
 
     keras = import_keras()
-    out = Path(out)
     ckpt = out / "checkpoint"
     vectors = load_vectors(vectors_path)
     cfg.dim, cfg.vocab_size = vectors.dim, len(vectors)
     state = {"epoch": 0, "history": [], "model": cfg.to_json(), "training": asdict(tcfg),
-             "vocab_sha256": vocab_hash(vectors.words), "segmenter": segmenter.to_json()}
+             "vocab_sha256": vocab_hash(vectors.words), "segmenter": segmenter.to_json(),
+             "vectors_sha256": file_hash(Path(_vectors_file(vectors_path)))}
     if resume:
-        cfg, tcfg = _resume_state(ckpt, out, state, tcfg, vectors_path)
-
-    ids, unknown, target_mask = corpus_ids(segmented, vectors.index,
-                                           lines_window=cfg.window if tcfg.lines else 0)
-    split = window_starts(ids, cfg.window, len(vectors), tcfg.val_fraction, target_mask)
-    if len(split.train) == 0:
-        raise UserError(f"{segmented}: too little text to train on: {len(ids)} tokens, "
-                        f"window {cfg.window}; use a larger corpus or a smaller --window")
-    log(f"corpus: {len(ids):,} tokens ({unknown:,} outside the {len(vectors):,}-word vocabulary), "
-        f"{len(split.train):,} training and {len(split.val):,} validation windows")
+        cfg, tcfg = _resume_state(ckpt, out, state, tcfg, vectors_path, log)
+    corpus = corpus_ids(segmented, vectors.index, tcfg.holdout)
+    check_trainable(corpus.train, cfg.window, segmented)
+    log(f"corpus: {len(corpus.train) + len(corpus.val):,} tokens, {len(corpus.val):,} held out "
+        f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
+        f"training; {len(vectors):,}-word vocabulary")
+    n_targets = len(corpus.train) - 1
+    prior = log_prior(corpus.train[1:], len(vectors))
+    validator = Validator(corpus, vectors.words, cfg, tcfg, prior)
 
     set_precision(tcfg.precision, log)
     try:
         scope, n_devices = distribution_scope(tcfg.devices, log)
         # Every batch must split evenly over the devices.
         batch = max(n_devices, tcfg.batch_size - tcfg.batch_size % n_devices)
-        unit = vectors.target_space(cfg.target) if cfg.head == "vector" else None
-        if cfg.head == "softmax" or cfg.loss in ID_TARGET_LOSSES:
-            def targets(t):  # the next word's id
-                return t
-        else:
-            def targets(t):  # the next word's unit vector
-                return unit[t]
-        train_ds = windows_dataset(ids, split.train, cfg.window, batch, targets,
-                                   shuffle=True, seed=tcfg.seed, epoch=state["epoch"],
-                                   drop_remainder=n_devices > 1)
-        val_ds = None
-        if len(split.val) >= batch or (len(split.val) and n_devices == 1):
-            val_ds = windows_dataset(ids, split.val, cfg.window, batch, targets,
-                                     shuffle=False, drop_remainder=n_devices > 1)
-        prior = log_prior(ids[split.train + cfg.window], len(vectors))
-        scorer = Scorer(ids, split, cfg, tcfg, unit, prior)
+        train_ds = sequences_dataset(corpus.train, cfg.window, batch, corpus.unk, seed=tcfg.seed,
+                                     epoch=state["epoch"], drop_remainder=n_devices > 1)
         with scope():
+            keras.utils.set_random_seed(tcfg.seed + state["epoch"])
+            model = build_model(cfg, initial_embedding(vectors.matrix, cfg.target))
+            if init_from is not None and not resume:
+                _init_weights(model, Path(init_from), cfg, vectors)
+                log(f"starting from the weights of {init_from}")
+            compile_model(model, cfg, tcfg.learning_rate)
             if resume:
-                with bound_targets(unit):
-                    model = load_keras_model(ckpt, compile=True)
+                model.load_weights(ckpt / state["files"]["weights"])
+                _load_optimizer(model, ckpt / state["files"]["optimizer"])
                 log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
-            else:
-                keras.utils.set_random_seed(tcfg.seed)
-                model = compile_model(build_model(cfg, input_embedding(vectors.matrix)), cfg,
-                                      tcfg.learning_rate, targets=unit)
             stopped = (tcfg.patience and "best_epoch" in state
                        and state["epoch"] - state["best_epoch"] >= tcfg.patience)
             if state["epoch"] < tcfg.epochs and not stopped:
-                model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
-                          initial_epoch=state["epoch"], verbose=verbose,
-                          callbacks=_make_callbacks(out, tcfg, state, len(split.train), log,
-                                                    scorer))
-            if tcfg.patience and state.get("best_epoch", state["epoch"]) != state["epoch"]:
-                log(f"keeping epoch {state['best_epoch']}: the best validation top-1 "
-                    f"({state['best_top1']:.2%})")
-                model.load_weights(ckpt / "best.weights.h5")
+                # The dataset orders its sequences itself, from (seed, epoch): Keras' own batch
+                # shuffling would make a resumed run differ from the uninterrupted one.
+                model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=state["epoch"],
+                          verbose=verbose, shuffle=False,
+                          callbacks=_make_callbacks(ckpt, tcfg, state, n_targets, log, validator))
+            if state.get("best_epoch", state["epoch"]) != state["epoch"]:
+                log(f"keeping epoch {state['best_epoch']}: the best held-out bits/char "
+                    f"({state['best_bpc']:.4f})")
+                model.load_weights(ckpt / state["best_weights"])
     finally:
         end_distribution()
         set_precision("float32")
 
-    final = build_model(cfg)  # plain float32 copy without optimizer state: what ships
-    final.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
-    # Decoding settings for the weights that ship, fitted on more training windows.
-    n_fit = int(min(20_000, 4e8 / len(vectors)))  # cosines of n_fit x vocab: at most 1.6 GB
-    decoding = Scorer(ids, split, cfg, tcfg, unit, prior, n_val=0, n_fit=n_fit).decoding(
-        _step_model(final))
-    if decoding["kind"] == "prior":
-        log(f"decoding: cosine / {decoding['tau']:.3f} + log word frequency "
-            f"(tau fitted on {decoding['fitted_on']:,} training windows)")
-    training = asdict(tcfg) | {"corpus": Path(segmented).name, "tokens": int(len(ids)),
-                               "unknown_tokens": int(unknown), "train_windows": int(len(split.train)),
-                               "val_windows": int(len(split.val)), "eos": EOS in vectors.index}
+    core = build_core(cfg)  # plain float32 copy without optimizer state: what ships
+    core.set_weights([np.asarray(w, np.float32) for w in model.get_layer("core").get_weights()])
+    embedding = np.asarray(model.get_layer("word_embedding").embeddings, np.float32)
+    shipped = Vectors(list(vectors.words), np.ascontiguousarray(embedding[:-1]))
+    step = step_model_of(model, embedding)
+    decoding = Validator(corpus, vectors.words, cfg, tcfg, prior,
+                         n_fit=int(min(20_000, 4e8 / len(vectors)))).decoding(step)
+    if decoding["kind"] != "softmax":
+        log(f"decoding: cosine / {decoding['tau']:.3f}"
+            + (" + log word frequency" if decoding["kind"] == "prior" else "")
+            + f" (tau fitted on {decoding['fitted_on']:,} training positions)")
+    training = asdict(tcfg) | {"corpus": Path(segmented).name,
+                               "tokens": int(len(corpus.train) + len(corpus.val)),
+                               "train_tokens": int(len(corpus.train)),
+                               "val_tokens": int(len(corpus.val)),
+                               "unknown_tokens": int(corpus.train_unknown),
+                               "holdout": tcfg.holdout.to_json(),
+                               "best_epoch": state.get("best_epoch", state["epoch"]),
+                               "init_from": str(init_from) if init_from else None}
     lines = line_stats(segmented) if tcfg.lines else None
-    training["best_epoch"] = state.get("best_epoch", state["epoch"]) if tcfg.patience \
-        else state["epoch"]
-    save_model_dir(out, final, cfg, vectors, segmenter, training, {"epochs": state["history"]},
+    save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state["history"]},
                    lines=lines, decoder=decoding,
                    log_prior=prior if decoding["kind"] == "prior" else None)
     shutil.rmtree(ckpt, ignore_errors=True)
-    return {"history": state["history"], "out": str(out)}
+    return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
 
 
-def line_stats(segmented: str) -> dict:
-    """For line corpora: hashes of every training line (for --novel-only) and clause lengths.
+def _vectors_file(vectors_path) -> Path:
+    from .vectors import resolve_vectors_path
+
+    return resolve_vectors_path(vectors_path)
+
+
+def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors) -> None:
+    """Copy a trained model dir's embedding and core into `model` (same vocabulary, shapes)."""
+    from .modeldir import load_model_dir
+
+    loaded = load_model_dir(init_dir)
+    if loaded.vectors.words != vectors.words:
+        raise UserError(f"{init_dir}: --init-from needs a model with the same vocabulary "
+                        "(train it with the same --vectors)")
+    mc = loaded.config["model"]
+    if (mc["units"], mc["layers"], mc.get("head")) != (cfg.units, cfg.layers, cfg.head):
+        raise UserError(f"{init_dir}: --init-from needs the same --units, --layers and --head")
+    emb = np.vstack([loaded.vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
+    model.get_layer("word_embedding").set_weights([emb])
+    w = loaded.weights
+    core = model.get_layer("core")
+    values = [a for layer in w.lstm for a in layer] + [w.dense_kernel, w.dense_bias]
+    core.set_weights(values)
+
+
+REGULAR_CLAUSES = (4, 8)  # quatrains (绝句) and regulated verse (律诗)
+
+
+def line_stats(segmented: str, min_share: float = 0.05) -> dict:
+    """For line corpora: hashes of every training line (for --novel-only), clause lengths,
+    and the regular verse forms the corpus is written in.
 
     A clause is the run of words between punctuation marks (a poem's 5 or 7 characters); its
-    most common length is the default line length of acrostic poems.
+    most common length is the default line length of acrostic poems. A line is in a regular
+    form when it has 4 or 8 clauses of one length; `forms` lists [length, clauses, share] of
+    those covering at least `min_share` of the lines, the commonest first.
     """
     from collections import Counter
 
     from .generate import CLAUSE_ENDS, is_punctuation, line_hash
     from .vectors import SegmentedCorpus
 
-    hashes, clauses, ends = [], Counter(), Counter()
+    hashes, clauses, ends, forms = [], Counter(), Counter(), Counter()
     for tokens in SegmentedCorpus(segmented, eos=False):
         hashes.append(line_hash(tokens))
-        run = 0
+        run, lengths = 0, []
         for tok in tokens:
             if is_punctuation(tok):
                 if run and tok in CLAUSE_ENDS:
                     clauses[run] += 1
                     ends[tok] += 1
+                    lengths.append(run)
                 run = 0
             else:
                 run += 1
+        if run:
+            lengths.append(run)
+        if len(lengths) in REGULAR_CLAUSES and len(set(lengths)) == 1 and lengths[0] > 1:
+            forms[(lengths[0], len(lengths))] += 1
+    n = max(len(hashes), 1)
     return {"hashes": np.unique(np.array(hashes, dtype=np.uint64)),
             "clause_length": clauses.most_common(1)[0][0] if clauses else 0,
-            "clause_ends": [p for p, _ in ends.most_common(4)], "count": len(hashes)}
+            "clause_ends": [p for p, _ in ends.most_common(4)], "count": len(hashes),
+            "forms": [[length, k, round(c / n, 4)] for (length, k), c in forms.most_common()
+                      if c / n >= min_share]}

@@ -31,26 +31,68 @@ class Word2VecSettings:
     negative: int = 25
     sample: float = 1e-4
     epochs: int = 15
-    min_count: int = 5
+    min_count: int = 3  # rarer words are spelled with their characters (spell_rare)
     workers: int = 0  # 0 = all cores
     seed: int = 1
+    spell_rare: bool = True  # rare words -> characters: every character gets a vector
+    val_fraction: float = 0.05  # held-out part never seen by word2vec (split.HoldOut)
+    lines: bool = False  # held out as a random sample of lines (line corpora)
 
 
 class SegmentedCorpus:
-    """Restartable iterable over a segmented file: one token list per paragraph, `</s>` last."""
+    """Restartable iterable over a segmented file: one token list per paragraph, `</s>` last.
 
-    def __init__(self, path: str | os.PathLike, eos: bool = True):
+    `select` (a boolean per non-empty line) keeps only those lines; with `keep`, words not in
+    it are spelled with their characters (see `spell`).
+    """
+
+    def __init__(self, path: str | os.PathLike, eos: bool = True, select=None, keep=None):
         self.path = str(path)
         self.eos = eos
+        self.select = select
+        self.keep = keep
 
     def __iter__(self):
+        i = -1
         with open(self.path, encoding="utf-8") as f:
             for line in f:
                 tokens = line.split()
-                if tokens:
-                    if self.eos:
-                        tokens.append(EOS)
-                    yield tokens
+                if not tokens:
+                    continue
+                i += 1
+                if self.select is not None and not self.select[i]:
+                    continue
+                if self.keep is not None:
+                    tokens = spell(tokens, self.keep)
+                if self.eos:
+                    tokens.append(EOS)
+                yield tokens
+
+
+def spell(tokens: list[str], keep) -> list[str]:
+    """Tokens with every word outside `keep` written as its characters."""
+    out = []
+    for t in tokens:
+        if t in keep or len(t) == 1:
+            out.append(t)
+        else:
+            out.extend(t)
+    return out
+
+
+def token_ids(tokens: list[str], index: dict, unk: int) -> list[int]:
+    """Ids of tokens; a word outside the vocabulary is spelled with its characters, and only a
+    character the vocabulary lacks becomes `unk`. So every `unk` stands for one character."""
+    out = []
+    for t in tokens:
+        i = index.get(t)
+        if i is not None:
+            out.append(i)
+        elif len(t) == 1:
+            out.append(unk)
+        else:
+            out.extend(index.get(c, unk) for c in t)
+    return out
 
 
 @dataclass
@@ -105,28 +147,48 @@ class Vectors:
 
 
 def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) -> Vectors:
-    """Train word2vec on a segmented file, streaming it once per epoch."""
+    """Train word2vec on a segmented file's training part, streaming it once per epoch.
+
+    The held-out part (split.held_out_lines, the same lines `train` holds out) is never read.
+    With `spell_rare`, words seen fewer than `min_count` times are spelled with their
+    characters, and every character keeps a vector: the vocabulary is the frequent words
+    plus all characters, so a model can write, and score, any text made of known characters.
+    """
+    from collections import Counter
+
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
 
+    from .split import HoldOut, held_out_lines, line_token_counts
+
     workers = settings.workers or (os.cpu_count() or 1)
+    holdout = HoldOut(settings.val_fraction, settings.lines)
+    select = ~held_out_lines(line_token_counts(corpus_path), holdout)
+    keep, min_count = None, settings.min_count
+    if settings.spell_rare:
+        counts = Counter()
+        for tokens in SegmentedCorpus(corpus_path, select=select):
+            counts.update(tokens)
+        keep = {w for w, c in counts.items() if c >= settings.min_count}
+        min_count = 1  # what remains is frequent words and characters
 
     class _Progress(CallbackAny2Vec):
         def on_epoch_end(self, model):
             if progress is not None:
                 progress.update(1)
 
-    corpus = SegmentedCorpus(corpus_path)
+    corpus = SegmentedCorpus(corpus_path, select=select, keep=keep)
     model = Word2Vec(vector_size=settings.size, window=settings.window, sg=settings.sg,
                      negative=settings.negative, sample=settings.sample,
-                     min_count=settings.min_count, workers=workers, seed=settings.seed)
+                     min_count=min_count, workers=workers, seed=settings.seed)
     model.build_vocab(corpus_iterable=corpus)
     if len(model.wv) == 0:
         raise UserError(f"{corpus_path}: no word occurs {settings.min_count} times; "
                         "lower --min-count or use a larger corpus")
     model.train(corpus_iterable=corpus, total_examples=model.corpus_count,
                 epochs=settings.epochs, callbacks=[_Progress()])
-    stats = {"corpus_words": int(model.corpus_total_words)}
+    stats = {"corpus_words": int(model.corpus_total_words), "holdout": holdout.to_json(),
+             "held_out_lines": int((~select).sum())}
     vec = Vectors(list(model.wv.index_to_key), np.asarray(model.wv.vectors, dtype=np.float32))
     vec.train_stats = stats
     return vec
@@ -167,6 +229,22 @@ def _read_header(path: Path) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+MAX_DIM = 10_000
+
+
+def _check_header(path: Path, count: int, dim: int, binary: bool) -> None:
+    """The header's claim against the file's size, before anything is allocated from it."""
+    size = path.stat().st_size
+    if count < 1 or not 1 <= dim <= MAX_DIM:
+        raise UserError(f"{path}: header says {count} words of {dim} dimensions; not a usable "
+                        "word2vec file")
+    least = count * (dim * 4 + 2) if binary else count * (dim * 2 + 1)  # "w " + the numbers
+    if least > size:
+        raise UserError(f"{path}: header says {count:,} words of {dim} dimensions, which needs "
+                        f"at least {least:,} bytes; the file has {size:,} (truncated or not "
+                        "word2vec)")
+
+
 def _read_binary(path: Path, count: int, dim: int) -> Vectors:
     """Read word2vec C binary with numpy: ~20x faster to start than importing gensim."""
     data = np.fromfile(path, dtype=np.uint8)
@@ -188,6 +266,11 @@ def _read_binary(path: Path, count: int, dim: int) -> Vectors:
             raise UserError(f"{path}: word {i + 1} is not UTF-8 (byte offset {pos})") from None
         matrix[i] = np.frombuffer(raw, dtype="<f4", count=dim, offset=end + 1)
         pos = end + 1 + width
+    if raw[pos:].strip():
+        raise UserError(f"{path}: holds more than the {count:,} vectors its header says "
+                        "(a damaged header); not a valid word2vec file")
+    if not np.isfinite(matrix).all():
+        raise UserError(f"{path}: holds vectors that are not finite numbers (NaN or inf)")
     if len(set(words)) != len(words):
         raise UserError(f"{path}: the same word appears twice; not a valid vectors file")
     return Vectors(words, matrix)
@@ -197,7 +280,9 @@ def load_vectors(path: str | os.PathLike) -> Vectors:
     """Read word2vec binary or text vectors, with one clear error for anything else."""
     p = resolve_vectors_path(path)
     count, dim = _read_header(p)
-    if _is_binary(p):
+    binary = _is_binary(p)
+    _check_header(p, count, dim, binary)
+    if binary:
         return _read_binary(p, count, dim)
     from gensim.models import KeyedVectors
 

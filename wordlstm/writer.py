@@ -6,48 +6,41 @@ whole lines (poems, names) with the "only new lines" filter, and acrostic poems 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .errors import UserError
-from .generate import (CLAUSE_ENDS, Generator, StepModel, acrostic_plan, is_punctuation,
-                       line_hash, make_decoder, prompt_ids, render)
-from .modeldir import (check_weights, default_model_dir, load_inference, load_log_prior,
-                       load_vectors_checked, read_config, segmenter_config, training_line_hashes)
+from .generate import (Generator, is_punctuation, line_hash, prompt_ids, render,
+                       rhyme_preference, verse_plan)
+from .modeldir import load_model_dir, training_line_hashes
 from .segment import Segmenter
 from .textio import normalize_line
 from .vectors import EOS
 
 
+MAX_BATCH = 64  # streams generated together
+
+
 class Writer:
     """A loaded model dir and everything needed to turn prompts into text."""
 
-    def __init__(self, model_dir: Path, config: dict, vectors, weights, note=lambda msg: None,
-                 log_prior=None, decode: str | None = None):
-        self.model_dir, self.config, self.vectors = model_dir, config, vectors
+    def __init__(self, loaded, note=lambda msg: None, decode: str | None = None):
+        self.loaded = loaded
+        self.model_dir, self.config, self.vectors = loaded.model_dir, loaded.config, loaded.vectors
         self.note = note
-        self.segment = Segmenter(segmenter_config(model_dir, config))
-        self.eos = vectors.index.get(EOS)
-        self.gen = Generator(StepModel(weights), vectors.words,
-                             make_decoder(config, vectors, log_prior, decode),
-                             config["model"]["window"],
-                             self.eos)
-        self.unit = config["segmenter"].get("unit", "word")
+        self.segment = Segmenter(loaded.segmenter_config())
+        self.eos = self.vectors.index.get(EOS)
+        self.gen = Generator(loaded.step_model(), self.vectors.words, loaded.decoder(decode),
+                             loaded.window, self.eos)
+        self.unit = self.config["segmenter"].get("unit", "word")
         self.unknown: list[str] = []
         self.split: list[str] = []
         self.last_words: list[int] = []
+        self._rhymes = None
 
     @classmethod
     def load(cls, model_dir=None, note=lambda msg: None, decode: str | None = None) -> "Writer":
         """`decode` overrides the model's decoding ("cosine" or "prior"), for comparisons."""
-        model_dir = Path(model_dir) if model_dir else default_model_dir()
-        config = read_config(model_dir)
-        vectors = load_vectors_checked(model_dir, config)
-        weights = load_inference(model_dir, config)
-        check_weights(model_dir, config, weights)
-        prior = None if decode == "cosine" else load_log_prior(model_dir, config)
-        return cls(model_dir, config, vectors, weights, note, prior, decode)
+        return cls(load_model_dir(model_dir), note, decode)
 
     def words(self, ids) -> list[str]:
         return [self.vectors.words[i] for i in ids]
@@ -82,7 +75,13 @@ class Writer:
         if on_word is not None:
             def on_step(step, nxt):
                 on_word(self.text(nxt[:1]))
-        outs = self.gen.generate([ids] * samples, length, cfg, seed=seed, on_step=on_step, stop=stop)
+        outs = []
+        for k, start in enumerate(range(0, samples, MAX_BATCH)):
+            # Streams go in batches of MAX_BATCH, so memory stays bounded for any --samples
+            # (the log-probabilities alone are a batch x vocabulary array).
+            n = min(MAX_BATCH, samples - start)
+            outs += self.gen.generate([ids] * n, length, cfg, on_step=on_step, stop=stop,
+                                      seed=seed if k == 0 or seed is None else (seed, k))
         self.last_words = [len(o) for o in outs]
         return [self.text(o) for o in outs]
 
@@ -90,33 +89,90 @@ class Writer:
         if self.eos is None:
             raise UserError(f"{what} needs a model whose vectors have the </s> token")
 
+    def _verse_parts(self):
+        """(body ids, clause-end ids alternating ，。, rhyme classes id -> ids) of the vocabulary."""
+        words = self.vectors.words
+        body = np.array([i for i, w in enumerate(words) if w != EOS and not is_punctuation(w)])
+        info = self.config.get("lines") or {}
+        marks = [m for m in ("，", "。") if m in self.vectors.index]
+        if len(marks) < 2:
+            marks = [p for p in info.get("clause_ends") or [] if p in self.vectors.index][:2]
+        if len(body) == 0 or not marks:
+            raise UserError("this model's vocabulary has no punctuation for line ends")
+        if self._rhymes is None:
+            from .rhyme import rhyme_classes
+
+            groups: dict[str, list[int]] = {}
+            for i, c in enumerate(rhyme_classes(words)):
+                if c is not None:
+                    groups.setdefault(c, []).append(i)
+            arrays = {c: np.array(ids) for c, ids in groups.items()}
+            self._rhymes = {i: arrays[c] for c, ids in groups.items() for i in ids}
+        return body, [self.vectors.index[m] for m in marks], self._rhymes
+
+    def verse_form(self, form: str | None, head_tokens: list[str]) -> tuple[int, int] | None:
+        """(clause length, clauses) for --lines: `form` ("5x4", "7x8", "free") or the form the
+        model learned from its corpus, matched to the prompt's first clause if it has one."""
+        if form == "free":
+            return None
+        if form:
+            try:
+                length, clauses = (int(x) for x in form.lower().split("x"))
+            except ValueError:
+                raise UserError(f"--form {form!r}: write it as CLAUSE_LENGTHxCLAUSES, e.g. 5x4, "
+                                "or free") from None
+            if not (1 <= length <= 50 and 1 <= clauses <= 50):
+                raise UserError("--form: 1-50 characters a clause, 1-50 clauses")
+            return length, clauses
+        forms = (self.config.get("lines") or {}).get("forms") or []
+        if not forms:
+            return None
+        first = next((i for i, t in enumerate(head_tokens) if is_punctuation(t)), None)
+        if first is not None:
+            matching = [f for f in forms if f[0] == first]
+            return tuple(matching[0][:2]) if matching else None
+        return tuple(forms[0][:2])
+
     def lines(self, prompt: str, n: int, cfg, seed=None, prefix: str = "", max_words: int = 100,
-              novel_only: bool = False, max_rounds: int = 20) -> tuple[list[str], int]:
+              novel_only: bool = False, max_rounds: int = 20,
+              form: str | None = None) -> tuple[list[str], int]:
         """N distinct whole lines starting with `prompt` (made as batches), optionally only
         lines that are not in the training file; returns (lines, how many were dropped as
-        training lines)."""
+        training lines). A poem model writes its corpus's regular form (or `form`), with
+        rhyming even clauses where the model allows."""
         self._require_lines("--lines")
         known = training_line_hashes(self.model_dir) if novel_only else None
         start = self.encode(prefix)
         head = self.encode(prompt)
         head_tokens = self.segment(normalize_line(prompt)) if prompt.strip() else []
+        verse = self.verse_form(form, head_tokens)
+        constrain = prefer = None
+        if verse is not None:
+            body, ends, rhymes = self._verse_parts()
+            constrain, total = verse_plan(verse[0], verse[1], body, ends, self.eos,
+                                          offset=len(head))
+            if total < 1:
+                raise UserError(f"the prompt is longer than a {verse[0]}x{verse[1]} poem")
+            prefer = rhyme_preference(verse[0], rhymes, head, offset=len(head))
+            max_words = total + 1
         rng = np.random.default_rng(seed)
         kept, dropped, self.last_words = [], 0, []
         for _ in range(max_rounds):
             outs = self.gen.generate([start + [self.eos] + head] * (n - len(kept)), max_words, cfg,
                                      seed=int(rng.integers(2**31)),
-                                     stop=lambda out: out[-1] == self.eos)
+                                     stop=lambda out: out[-1] == self.eos,
+                                     constrain=constrain, prefer=prefer)
             for out in outs:
                 self.last_words.append(len(out))
-                body = out[:-1] if out and out[-1] == self.eos else out
-                tokens = head_tokens + self.words(body)
+                body_ids = out[:-1] if out and out[-1] == self.eos else out
+                tokens = head_tokens + self.words(body_ids)
                 if known is not None:
                     h = np.uint64(line_hash(tokens))
                     i = np.searchsorted(known, h)
                     if i < len(known) and known[i] == h:
                         dropped += 1
                         continue
-                line = prompt + self.text(body)
+                line = prompt + self.text(body_ids)
                 if line not in kept and len(kept) < n:
                     kept.append(line)
             if len(kept) >= n:
@@ -127,7 +183,8 @@ class Writer:
 
     def acrostic(self, heads: str, cfg, seed=None, prefix: str = "",
                  line_length: int | None = None) -> list[str]:
-        """藏头诗: one line per character of `heads`, each starting with it."""
+        """藏头诗: one clause per character of `heads`, each starting with it, of the corpus's
+        clause length, closed by ，and 。 in turn, even clauses rhyming where the model allows."""
         head_ids = []
         for ch in heads.strip():
             # A character model has the character itself; a word model heads the line with
@@ -143,15 +200,12 @@ class Writer:
         length = line_length or info.get("clause_length") or 7
         if length < 2:
             raise UserError("--line-length must be at least 2")
-        punct_words = [p for p in info.get("clause_ends") or [] if p in CLAUSE_ENDS] or ["，", "。"]
-        punct = np.array([self.vectors.index[p] for p in punct_words if p in self.vectors.index])
-        body = np.array([i for i, w in enumerate(self.vectors.words)
-                         if w != EOS and not is_punctuation(w)])
-        if len(punct) == 0 or len(body) == 0:
-            raise UserError("this model's vocabulary has no punctuation for line ends")
-        constrain, total = acrostic_plan(head_ids, length, body, punct)
+        body, ends, rhymes = self._verse_parts()
+        constrain, total = verse_plan(length, len(head_ids), body, ends, None, heads=head_ids)
+        prefer = rhyme_preference(length, rhymes, [])
         start = self.encode(prefix) + ([self.eos] if self.eos is not None else [])
-        out = self.gen.generate([start], total, cfg, seed=seed, constrain=constrain)[0]
+        out = self.gen.generate([start], total, cfg, seed=seed, constrain=constrain,
+                                prefer=prefer)[0]
         self.last_words = [len(out)]
         per_line = length + 1
         return [self.text(out[i:i + per_line]) for i in range(0, len(out), per_line)]

@@ -1,0 +1,62 @@
+"""Which lines of a segmented file are held out: decided once, the same for every command.
+
+`train-vectors`, `train`, `evaluate` and the benches all call `held_out_lines` with the same
+settings, so no held-out text is ever trained on, not even by word2vec. A novel holds out its
+tail: the paragraphs from the one that starts at `fraction` of its tokens from the end (whole
+paragraphs, so a held-out paragraph can be continued and compared). A line corpus (names,
+poems: `lines=True`) holds out a seeded random sample of its lines, since its order may mean
+something (an alphabetical list's tail is all names beginning with Y and Z).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class HoldOut:
+    """How the held-out part is chosen; recorded with the vectors and the model."""
+
+    fraction: float = 0.05  # of the tokens (a novel) or of the lines (a line corpus)
+    lines: bool = False  # a random sample of lines instead of the tail
+    seed: int = 1  # of that sample
+
+    def __post_init__(self):
+        if not 0 <= self.fraction < 1:
+            raise UserError(f"the held-out fraction must be in [0, 1), not {self.fraction}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def line_token_counts(path: str | os.PathLike) -> np.ndarray:
+    """Tokens of each non-empty line of a segmented file (what SegmentedCorpus yields)."""
+    counts = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            n = len(line.split())
+            if n:
+                counts.append(n)
+    return np.array(counts, dtype=np.int64)
+
+
+def held_out_lines(counts: np.ndarray, holdout: HoldOut) -> np.ndarray:
+    """A boolean per non-empty line: True where the line is held out."""
+    n = len(counts)
+    mask = np.zeros(n, dtype=bool)
+    if holdout.fraction <= 0 or n < 2:
+        return mask
+    if holdout.lines:
+        k = min(n - 1, max(1, int(round(n * holdout.fraction))))
+        mask[np.random.default_rng(holdout.seed).choice(n, k, replace=False)] = True
+        return mask
+    before = np.concatenate([[0], np.cumsum(counts + 1)[:-1]])  # tokens (and </s>) before a line
+    cut = (counts.sum() + n) * (1.0 - holdout.fraction)
+    first = int(np.searchsorted(before, cut))
+    mask[min(max(first, 1), n - 1):] = True  # at least one line on each side
+    return mask
