@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from wordlstm.errors import UserError
-from wordlstm.generate import (CosineDecoder, History, PriorDecoder, SamplingConfig, StepModel,
-                               _banned_by_ngram, choose, fit_tau, prompt_ids, render)
+from wordlstm.generate import (CosineDecoder, History, PriorDecoder, SamplingConfig, _banned_by_ngram, choose, fit_tau, prompt_ids, render)
 from wordlstm.modeldir import core_weights, load_keras_model, load_model_dir
 from wordlstm.vectors import EOS
 
@@ -149,3 +148,40 @@ def test_prior_decoder_adds_log_frequency_to_cosine():
     np.testing.assert_allclose(dec.logprobs(y), z - np.log(np.exp(z).sum()), rtol=1e-5)
     assert np.exp(dec.logprobs(y)).sum() == pytest.approx(1.0, rel=1e-5)
     assert int(np.argmax(PriorDecoder(unit, prior, tau=0.01).logprobs(y))) == 1  # strong evidence
+
+
+def test_fit_decoding_recovers_tau_and_the_weight_of_the_prior():
+    from wordlstm.generate import fit_decoding
+
+    rng = np.random.default_rng(1)
+    vocab, n, tau, scale = 40, 6000, 0.1, 0.7
+    prior = np.log(1.0 / np.arange(1, vocab + 1))
+    prior -= np.log(np.exp(prior).sum())
+    cos = rng.uniform(-1, 1, (n, vocab))
+    z = cos / tau + scale * prior
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    truth = np.array([rng.choice(vocab, p=row) for row in p])
+    got_tau, got_scale = fit_decoding(cos, truth, prior)
+    assert got_tau == pytest.approx(tau, rel=0.15) and got_scale == pytest.approx(scale, abs=0.1)
+
+
+def test_paragraph_and_punctuation_biases_shift_only_their_tokens(model_dir):
+    w = _writer(model_dir)
+    prompt = [w.vectors.index["老王"]]
+    eos, comma = w.gen.eos_id, w.vectors.index["，"]
+    seen = []
+    original = w.gen.decoder.logprobs
+
+    def spy(y):
+        out = original(y)
+        seen.append(out.copy())
+        return out
+
+    w.gen.decoder.logprobs = spy
+    draws = {}
+    for bias in (0.0, -50.0):
+        cfg = SamplingConfig(paragraph_bias=bias, punct_bias=bias, **PLAIN)
+        outs = w.gen.generate([prompt] * 8, 30, cfg, seed=3)
+        draws[bias] = sum(o.count(eos) + o.count(comma) for o in outs)
+    assert draws[0.0] > 0 and draws[-50.0] == 0

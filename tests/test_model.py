@@ -97,7 +97,7 @@ def test_every_position_equals_the_per_window_oracle():
 
 
 def test_unk_row_stays_zero_while_the_embedding_trains():
-    cfg = ModelConfig(window=4, units=4, layers=1, dim=8, vocab_size=30, train_embedding=True)
+    ModelConfig(window=4, units=4, layers=1, dim=8, vocab_size=30, train_embedding=True)
     w = TABLE.copy()
     w[-1] = 1.0
     out = custom_objects()["ZeroLastRow"]()(w)

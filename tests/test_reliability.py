@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from wordlstm.cli import main
 from wordlstm.errors import UserError
 
-from conftest import TINY
 
 SMALL = ["--window", "6", "--units", "12", "--layers", "1", "--dropout", "0", "--batch-size",
          "16"]

@@ -336,6 +336,9 @@ M, T = ModelDefaults, TrainDefaults
 @click.option("--val-fraction", default=T.val_fraction, show_default=True,
               help="Held out, never trained on: the tail (or, with --lines, random lines).")
 @click.option("--seed", default=T.seed, show_default=True)
+@click.option("--ema", default=T.ema, show_default=True,
+              help="Validate and ship the moving average of the weights, with this momentum "
+                   "per batch (0: the last weights).")
 @click.option("--patience", default=T.patience, show_default=True,
               help="Stop after this many epochs without better held-out bits/char, keeping "
                    "the best epoch (0: train every epoch, still keeping the best).")
@@ -360,7 +363,7 @@ M, T = ModelDefaults, TrainDefaults
 @friendly
 def train(segmented, vectors_path, output, window, units, layers, dropout, head, loss,
           loss_temperature, negatives, margin, decode, train_embedding, target, epochs,
-          batch_size, learning_rate, lr_decay, val_fraction, seed, patience, init_from,
+          batch_size, learning_rate, lr_decay, val_fraction, seed, ema, patience, init_from,
           user_dict, engine, unit, to_simplified, lines, devices, precision, resume, quiet):
     """Train the LSTM that predicts the next word's vector at every position."""
     _check_segmented(segmented)
@@ -379,7 +382,7 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
                       train_embedding=train_embedding, target=target, head=head,
                       temperature=loss_temperature, margin=margin, negatives=negatives)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       lr_decay=lr_decay, val_fraction=val_fraction, seed=seed, lines=lines,
+                       lr_decay=lr_decay, val_fraction=val_fraction, seed=seed, ema=ema, lines=lines,
                        devices=devices, precision=precision, patience=patience, decode=decode)
     check_writable(out / "config.json")
     say = _say(quiet)
@@ -424,6 +427,11 @@ S = SamplingDefaults
               help="DRY: the penalty's growth per further repeated token.")
 @click.option("--dry-allowed", default=S.dry_allowed, show_default=True,
               help="DRY: repeats this long are free.")
+@click.option("--paragraph-bias", default=S.paragraph_bias, show_default=True,
+              help="Nats added to the log-probability of a paragraph end (negative: longer "
+                   "paragraphs).")
+@click.option("--punct-bias", default=S.punct_bias, show_default=True,
+              help="Nats added to the log-probability of every punctuation mark.")
 @click.option("--no-repeat-ngram", default=S.no_repeat_ngram, show_default=True,
               help="Never repeat an n-gram of this size (0: off).")
 @click.option("--repetition-penalty", default=S.repetition_penalty, show_default=True,
@@ -445,8 +453,8 @@ S = SamplingDefaults
 @json_option
 @friendly
 def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, top_k, top_p,
-                  dry_multiplier, dry_base, dry_allowed, no_repeat_ngram, repetition_penalty,
-                  context, samples, prefix, acrostic, line_length, n_lines, novel_only, form,
+                  dry_multiplier, dry_base, dry_allowed, paragraph_bias, punct_bias, no_repeat_ngram,
+                  repetition_penalty, context, samples, prefix, acrostic, line_length, n_lines, novel_only, form,
                   quiet, as_json):
     """Continue PROMPT in the style the model learned."""
     from .generate import SamplingConfig
@@ -460,7 +468,9 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
         raise UserError("--line-length must be at least 2")
     cfg = SamplingConfig(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
                          dry_multiplier=dry_multiplier, dry_base=dry_base,
-                         dry_allowed=dry_allowed, no_repeat_ngram=no_repeat_ngram,
+                         dry_allowed=dry_allowed, paragraph_bias=paragraph_bias,
+                         punct_bias=punct_bias,
+                         no_repeat_ngram=no_repeat_ngram,
                          repetition_penalty=repetition_penalty, context=context)
     say = _say(quiet or as_json)
     prompt, prefix = _printable(prompt, "the prompt", say), _printable(prefix, "--prefix", say)

@@ -127,13 +127,15 @@ def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
     return model
 
 
-def compile_model(model, cfg: ModelConfig, learning_rate: float = 1e-3):
+def compile_model(model, cfg: ModelConfig, learning_rate: float = 1e-3, ema: float = 0.0):
     """Attach the optimizer and the loss; the vector losses read the embedding table itself,
-    so with `train_embedding` their gradients reach the target vectors too."""
+    so with `train_embedding` their gradients reach the target vectors too. With `ema`, the
+    optimizer also keeps a moving average of the weights (train.averaged_weights)."""
     from .backend import import_keras
 
     keras = import_keras()
-    optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0)
+    optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0, use_ema=ema > 0,
+                                      ema_momentum=ema or 0.99)
     table = model.get_layer("word_embedding").embeddings
     model.compile(optimizer=optimizer, loss=make_loss(cfg, table))
     return model

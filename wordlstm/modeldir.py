@@ -31,7 +31,7 @@ from . import __version__
 from .errors import UserError
 from .model import ModelConfig
 from .segment import SegmenterConfig
-from .textio import atomic_output, atomic_path, write_json
+from .textio import atomic_output, write_json
 from .vectors import Vectors, load_vectors
 
 FORMAT = "wordlstm-model"
@@ -271,7 +271,7 @@ def validate_config(config: dict) -> None:
     dec = config["decoder"]
     if not isinstance(dec, dict) or dec.get("kind") not in ("prior", "cosine", "softmax"):
         raise UserError("decoder.kind must be prior, cosine or softmax")
-    for key in ("tau", "cosine_tau"):
+    for key in ("tau", "cosine_tau", "prior_scale"):
         if key in dec:
             _float(dec[key], 0.0, 100.0, f"decoder.{key}")
     if dec["kind"] == "prior" and "tau" not in dec:

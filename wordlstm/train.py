@@ -13,7 +13,7 @@ finished model dir is written only at the end.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -23,8 +23,9 @@ import numpy as np
 
 from .dataset import CorpusIds, check_trainable, corpus_ids, sequences_dataset, targets_of
 from .errors import UserError
-from .evaluate import cross_entropy, evaluate, stream_outputs, target_logprobs
-from .generate import CosineDecoder, PriorDecoder, SoftmaxDecoder, StepModel, fit_tau, log_prior
+from .evaluate import cross_entropy, stream_outputs, target_logprobs
+from .generate import (CosineDecoder, PriorDecoder, SoftmaxDecoder, StepModel, fit_decoding,
+                       fit_tau, log_prior)
 from .model import ModelConfig, build_core, build_model, compile_model, initial_embedding, unit_rows
 from .modeldir import InferenceWeights, core_weights, read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
@@ -50,6 +51,9 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed"
     patience: int = 3  # stop after this many epochs without better held-out bits/char (0: never)
     decode: str = "prior"  # vector head: "prior" (cosine + word frequency) or "cosine"
+    ema: float = 0.998  # validate and ship the exponential moving average of the weights:
+    # its momentum per batch, at most 1 - 1/(batches an epoch), so the average spans about an
+    # epoch at most (0: the last weights). Averaging is a cheap, standard gain for LSTM LMs.
 
     def __post_init__(self):
         for f in ("epochs", "batch_size"):
@@ -59,6 +63,8 @@ class TrainConfig:
             raise UserError("the learning rate must be positive and lr-decay in (0, 1]")
         if not isinstance(self.patience, int) or self.patience < 0:
             raise UserError("patience must be an integer >= 0")
+        if not 0 <= self.ema < 1:
+            raise UserError("ema must be in [0, 1)")
         if self.decode not in DECODINGS:
             raise UserError(f"unknown decoding {self.decode!r}; choose prior or cosine")
         HoldOut(self.val_fraction)  # checks the fraction
@@ -104,7 +110,8 @@ class Validator:
         ok = targets >= 0
         cos = CosineDecoder(unit).cosines(stream_outputs(step, self.fit_ids, pieces=8)[ok])
         zero = np.zeros(self.corpus.unk, np.float32)
-        return {"kind": self.tcfg.decode, "tau": fit_tau(cos, targets[ok], self.prior),
+        tau, scale = fit_decoding(cos, targets[ok], self.prior)
+        return {"kind": self.tcfg.decode, "tau": tau, "prior_scale": scale,
                 "cosine_tau": fit_tau(cos, targets[ok], zero), "fitted_on": int(ok.sum())}
 
     def decoder(self, step: StepModel, decoding: dict):
@@ -112,7 +119,7 @@ class Validator:
             return SoftmaxDecoder()
         unit = unit_rows(step.embedding[:-1])
         if decoding["kind"] == "prior":
-            return PriorDecoder(unit, self.prior, decoding["tau"])
+            return PriorDecoder(unit, self.prior, decoding["tau"], decoding["prior_scale"])
         return CosineDecoder(unit, decoding["cosine_tau"])
 
     def bits_per_char(self, step: StepModel, decoding: dict) -> float | None:
@@ -123,6 +130,24 @@ class Validator:
         logp, _ = target_logprobs(self.decoder(step, decoding), stream_outputs(step, ids),
                                   targets, ks=())
         return cross_entropy(logp, targets, self.corpus, self.words)["bits_per_char"]
+
+
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Inside: the model holds the optimizer's moving average of its weights (if it keeps
+    one); afterwards, the raw weights again, so training goes on from them."""
+    average = getattr(model.optimizer, "_model_variables_moving_average", None)
+    if not getattr(model.optimizer, "use_ema", False) or not average:
+        yield
+        return
+    raw = [np.asarray(v) for v in model.trainable_variables]
+    for var, avg in zip(model.trainable_variables, average):
+        var.assign(avg)
+    try:
+        yield
+    finally:
+        for var, value in zip(model.trainable_variables, raw):
+            var.assign(value)
 
 
 def _checkpoint_files(ckpt: Path, epoch: int) -> dict:
@@ -170,29 +195,10 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
                    "seconds": round(seconds, 2),
                    "targets_per_s": round(n_targets / max(seconds, 1e-9), 1),
                    "learning_rate": float(np.asarray(self.model.optimizer.learning_rate))}
-            step = step_model_of(self.model)
-            decoding = validator.decoding(step)
-            bpc = validator.bits_per_char(step, decoding)
-            ckpt.mkdir(parents=True, exist_ok=True)
+            with averaged_weights(self.model):  # what ships is validated, and kept if best
+                improved = self._validate(epoch, row)
             files = _checkpoint_files(ckpt, epoch + 1)
-            improved = False
-            if bpc is not None:
-                row["val_bits_per_char"] = round(bpc, 5)
-                if bpc < state.get("best_bpc", float("inf")):
-                    state.update(best_bpc=bpc, best_epoch=epoch + 1, best_weights=files["weights"])
-                    improved = True
-                else:
-                    since = epoch + 1 - state["best_epoch"]
-                    if tcfg.patience and since >= tcfg.patience:
-                        log(f"held-out bits/char has not improved for {since} epochs: stopping "
-                            f"after epoch {epoch + 1} of {tcfg.epochs}, keeping epoch "
-                            f"{state['best_epoch']} ({state['best_bpc']:.4f})")
-                        self.model.stop_training = True
-                    elif tcfg.lr_decay < 1:
-                        lr = row["learning_rate"] * tcfg.lr_decay
-                        self.model.optimizer.learning_rate.assign(lr)
-                        log(f"held-out bits/char did not improve: learning rate {lr:.2g}")
-            self.model.save_weights(ckpt / files["weights"])
+            self.model.save_weights(ckpt / files["weights"])  # the raw weights, to resume
             _save_optimizer(self.model, ckpt / files["optimizer"])
             state["history"].append(row)
             state["epoch"] = epoch + 1
@@ -202,10 +208,37 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             for p in ckpt.iterdir():
                 if p.name not in keep and not p.name.endswith(".part"):
                     p.unlink(missing_ok=True)
+            bpc = row.get("val_bits_per_char")
             log(f"epoch {epoch + 1}/{tcfg.epochs}: {n_targets:,} targets in {seconds:.0f} s "
                 f"({row['targets_per_s']:,.0f}/s), loss {row['loss']:.4f}"
                 + (f", held-out {bpc:.4f} bits/char" + (" (best)" if improved else "")
                    if bpc is not None else ""))
+
+        def _validate(self, epoch, row) -> bool:
+            """Held-out bits/char into `row`; keep the weights if best, else slow down or stop."""
+            step = step_model_of(self.model)
+            decoding = validator.decoding(step)
+            bpc = validator.bits_per_char(step, decoding)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            if bpc is None:
+                return False
+            row["val_bits_per_char"] = round(bpc, 5)
+            if bpc < state.get("best_bpc", float("inf")):
+                name = f"best-{epoch + 1}.weights.h5"
+                self.model.save_weights(ckpt / name)
+                state.update(best_bpc=bpc, best_epoch=epoch + 1, best_weights=name)
+                return True
+            since = epoch + 1 - state["best_epoch"]
+            if tcfg.patience and since >= tcfg.patience:
+                log(f"held-out bits/char has not improved for {since} epochs: stopping "
+                    f"after epoch {epoch + 1} of {tcfg.epochs}, keeping epoch "
+                    f"{state['best_epoch']} ({state['best_bpc']:.4f})")
+                self.model.stop_training = True
+            elif tcfg.lr_decay < 1:
+                lr = row["learning_rate"] * tcfg.lr_decay
+                self.model.optimizer.learning_rate.assign(lr)
+                log(f"held-out bits/char did not improve: learning rate {lr:.2g}")
+            return False
 
     return [EpochEnd()]
 
@@ -309,7 +342,8 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
             if init_from is not None and not resume:
                 _init_weights(model, Path(init_from), cfg, vectors)
                 log(f"starting from the weights of {init_from}")
-            compile_model(model, cfg, tcfg.learning_rate)
+            ema = min(tcfg.ema, 1.0 - 1.0 / max(len(train_ds), 2)) if tcfg.ema else 0.0
+            compile_model(model, cfg, tcfg.learning_rate, ema=ema)
             if resume:
                 model.load_weights(ckpt / state["files"]["weights"])
                 _load_optimizer(model, ckpt / state["files"]["optimizer"])
@@ -325,6 +359,7 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
             if state.get("best_epoch", state["epoch"]) != state["epoch"]:
                 log(f"keeping epoch {state['best_epoch']}: the best held-out bits/char "
                     f"({state['best_bpc']:.4f})")
+            if "best_weights" in state:  # the validated (averaged) weights of the best epoch
                 model.load_weights(ckpt / state["best_weights"])
     finally:
         end_distribution()
@@ -339,7 +374,8 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
                          n_fit=int(min(20_000, 4e8 / len(vectors)))).decoding(step)
     if decoding["kind"] != "softmax":
         log(f"decoding: cosine / {decoding['tau']:.3f}"
-            + (" + log word frequency" if decoding["kind"] == "prior" else "")
+            + (f" + {decoding['prior_scale']:.2f} x log word frequency"
+               if decoding["kind"] == "prior" else "")
             + f" (tau fitted on {decoding['fitted_on']:,} training positions)")
     training = asdict(tcfg) | {"corpus": Path(segmented).name,
                                "tokens": int(len(corpus.train) + len(corpus.val)),

@@ -6,6 +6,8 @@ whole lines (poems, names) with the "only new lines" filter, and acrostic poems 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .errors import UserError
@@ -155,6 +157,7 @@ class Writer:
                 raise UserError(f"the prompt is longer than a {verse[0]}x{verse[1]} poem")
             prefer = rhyme_preference(verse[0], rhymes, head, offset=len(head))
             max_words = total + 1
+        cfg = replace(cfg, paragraph_bias=0.0, punct_bias=0.0)  # lines end where the model says
         rng = np.random.default_rng(seed)
         kept, dropped, self.last_words = [], 0, []
         for _ in range(max_rounds):
@@ -201,6 +204,7 @@ class Writer:
         if length < 2:
             raise UserError("--line-length must be at least 2")
         body, ends, rhymes = self._verse_parts()
+        cfg = replace(cfg, paragraph_bias=0.0, punct_bias=0.0)
         constrain, total = verse_plan(length, len(head_ids), body, ends, None, heads=head_ids)
         prefer = rhyme_preference(length, rhymes, [])
         start = self.encode(prefix) + ([self.eos] if self.eos is not None else [])
