@@ -99,3 +99,27 @@ def needs_corpus(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not present (../shared/corpora is only in the dev checkout)")
     return path
+
+
+def run(*args, ok=True):
+    """A wordlstm command through click's runner; asserts success unless `ok` is False."""
+    from click.testing import CliRunner
+
+    from wordlstm.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def assert_clear_error(result, *words):
+    """One `error:` line naming `words`, a non-zero exit, no traceback (a click result or a
+    finished subprocess with its stderr)."""
+    out = result.output if hasattr(result, "output") else result.stderr
+    code = result.exit_code if hasattr(result, "exit_code") else result.returncode
+    assert code != 0 and "Traceback" not in out, out[-3000:]
+    lines = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, out[-3000:]
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -88,3 +88,31 @@ def test_mixed_precision_trains_and_ships_float32(segmented, vectors_file, tmp_p
     import keras
 
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+
+
+@pytest.mark.skipif("jax" not in BACKENDS, reason="needs JAX")
+def test_jax_data_parallel_survives_hundreds_of_batches_without_a_terminal(tmp_path):
+    """JAX `--devices 2` used to abort (XLA rendezvous timeout, exit 134) after a few hundred
+    batches whenever stderr was not a terminal: with only epoch callbacks Keras dispatched
+    them on threads that blocked reading device arrays. The training callback now defines a
+    (no-op) batch-end hook, so callbacks run in order. stderr is a pipe here, as in CI."""
+    import random
+
+    rng = random.Random(5)  # lines of random characters from a 3,000-character set
+    chars = [chr(0x4E00 + i) for i in range(3000)]
+    src = tmp_path / "t.txt"
+    src.write_text("".join("".join(rng.choice(chars) for _ in range(rng.randint(20, 60)))
+                           + "\n" for _ in range(3600)), encoding="utf-8")
+    cli("segment", src, "-o", tmp_path / "c.txt", "--unit", "char", "-q", backend="jax",
+        tmp_path=tmp_path)
+    cli("train-vectors", tmp_path / "c.txt", "-o", tmp_path / "v", "--size", 16, "--epochs", 1,
+        "--min-count", 1, "--lines", "-q", backend="jax", tmp_path=tmp_path)
+    out = cli("train", tmp_path / "c.txt", "--vectors", tmp_path / "v", "-o", tmp_path / "m",
+              "--units", 8, "--layers", 1, "--window", 5, "--batch-size", 64, "--devices", "2",
+              "--epochs", 2, "--lines", backend="jax", tmp_path=tmp_path, virtual=2)
+    hist = json.loads((tmp_path / "m" / "history.json").read_text())["epochs"]
+    assert len(hist) == 2 and hist[0]["seconds"] > 0
+    batches = json.loads((tmp_path / "m" / "config.json").read_text())["training"][
+        "train_tokens"] // (64 * 5)
+    assert batches >= 400, batches
+    assert "data parallel over 2 devices" in out.stderr

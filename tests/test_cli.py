@@ -7,26 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from wordlstm.cli import main
 from wordlstm.vectors import Vectors, load_vectors, save_vectors
 
-
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def assert_clear_error(result, *words):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [l for l in result.output.splitlines() if l.startswith("error: ")]
-    assert len(lines) == 1, result.output
-    for w in words:
-        assert w in lines[0], lines[0]
+from conftest import assert_clear_error, run
 
 
 def test_segment_writes_one_paragraph_a_line(novel, tmp_path):
@@ -49,6 +33,7 @@ def test_train_takes_segmenter_settings_from_the_segmented_file(tmp_path, vector
         "--window", 4, "--units", 8, "--layers", 1, "--epochs", 1, "-q")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["segmenter"]["unit"] == "char"
+    assert config["model"]["head"] == "softmax"  # --head auto: a character model
     out = json.loads(run("continue-text", "--model", tmp_path / "m", "--lines", 3, "--seed", 1,
                          "--json").stdout)
     assert all(" " not in name for name in out["texts"])  # characters join without spaces
@@ -160,7 +145,7 @@ def test_model_dir_with_mismatched_vectors(model_dir, tmp_path):
     shutil.copytree(model_dir, d)
     v = load_vectors(d / "vectors.bin")
     save_vectors(Vectors(v.words[:-1], v.matrix[:-1]), d / "vectors.bin")
-    assert_clear_error(run("continue-text", "老王", "--model", d, ok=False), "do not match")
+    assert_clear_error(run("continue-text", "老王", "--model", d, ok=False), "do not belong together")
 
 
 def test_model_dir_from_older_version(model_dir, tmp_path):

@@ -34,10 +34,10 @@ def test_pipeline_on_a_slice_of_hongloumeng(tmp_path):
     assert seg == (tmp_path / "b.seg.txt").read_text(encoding="utf-8")
     assert "宝玉" in seg.split()
 
-    run("train-vectors", tmp_path / "a.seg.txt", "-o", tmp_path / "m" / "vectors", "--size", 32,
+    run("train-vectors", tmp_path / "a.seg.txt", "-o", tmp_path / "vectors", "--size", 32,
         "--epochs", 3, "-q")
-    assert "宝玉" in load_vectors(tmp_path / "m" / "vectors.bin")
-    run("train", tmp_path / "a.seg.txt", "--vectors", tmp_path / "m" / "vectors", "-o",
+    assert "宝玉" in load_vectors(tmp_path / "vectors.bin")
+    run("train", tmp_path / "a.seg.txt", "--vectors", tmp_path / "vectors", "-o",
         tmp_path / "m", "--units", 32, "--layers", 1, "--epochs", 1, "-q")
     out = json.loads(run("continue-text", "宝玉笑道", "--model", tmp_path / "m", "-n", 30,
                          "--seed", 1, "--json").stdout)

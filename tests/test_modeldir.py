@@ -79,6 +79,12 @@ def test_missing_or_mismatched_prior_is_refused(model_dir, tmp_path):
     d = _copy(model_dir, tmp_path)
     assert Writer.load(d, decode="cosine").gen.decoder.__class__.__name__ == "CosineDecoder"
     np.save(d / "prior.npy", np.zeros(3, np.float32))
+    with pytest.raises(UserError, match="do not belong together"):  # not the saved file
+        Writer.load(d)
+    # A directory without the files' digests still has its shapes checked.
+    config = json.loads((d / "config.json").read_text())
+    del config["files"]
+    (d / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="do not match"):
         Writer.load(d)
     (d / "prior.npy").unlink()

@@ -12,36 +12,21 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from wordlstm.cli import main
 from wordlstm.errors import UserError
+
+from conftest import assert_clear_error, run
 
 
 SMALL = ["--window", "6", "--units", "12", "--layers", "1", "--dropout", "0", "--batch-size",
          "16"]
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def assert_clear_error(result, *words):
-    out = result.output if hasattr(result, "output") else result.stderr
-    code = result.exit_code if hasattr(result, "exit_code") else result.returncode
-    assert code != 0 and "Traceback" not in out, out[-3000:]
-    lines = [l for l in out.splitlines() if l.startswith("error: ")]
-    assert len(lines) == 1, out[-3000:]
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
 def cli_process(*args, env=None, limit_mb=None, **kw):
     """The CLI in a fresh process (optionally under an address-space limit)."""
     def limit():
+        # Ctrl-C must reach Python even when the test runner was started in the background
+        # (a shell starts background jobs with SIGINT ignored, and children inherit that).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if limit_mb:
             resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
 

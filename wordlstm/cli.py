@@ -306,8 +306,8 @@ M, T = ModelDefaults, TrainDefaults
               help="Dropout on the embedding, between layers and before the head.")
 @click.option("--head", type=click.Choice(("auto",) + HEADS), default="auto", show_default=True,
               help="Predict the next word's vector (the product: cheap for large word "
-                   "vocabularies), or a softmax over the vocabulary. auto: vector for words, "
-                   "softmax for characters (it measured better there, bench/RESULTS.md).")
+                   "vocabularies), or a softmax over the vocabulary. auto: the vector head "
+                   "for words, the softmax for characters (it measured better there).")
 @click.option("--loss", type=click.Choice(LOSSES), default=M.loss, show_default=True,
               help="Loss of the vector head: contrastive (cosine against the batch's other "
                    "target words), cosine, mse, vmf (von Mises-Fisher NLL) or margin (against "
@@ -374,9 +374,10 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
     from .textio import check_writable
     from .train import TrainConfig, train as run_train
 
+    check_writable(out / "config.json")
     seg = recorded_config(segmented, engine=engine, user_dict=user_dict, unit=unit,
                           to_simplified=to_simplified)
-    if head == "auto":
+    if head == "auto":  # measured: bench/RESULTS.md, "Names and poems"
         head = "softmax" if seg.unit == "char" else "vector"
     cfg = ModelConfig(window=window, units=units, layers=layers, dropout=dropout, loss=loss,
                       train_embedding=train_embedding, target=target, head=head,
@@ -384,7 +385,6 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        lr_decay=lr_decay, val_fraction=val_fraction, seed=seed, ema=ema, lines=lines,
                        devices=devices, precision=precision, patience=patience, decode=decode)
-    check_writable(out / "config.json")
     say = _say(quiet)
     say(summary_line() + f"; {cfg.head} head")
     if seg.user_dict and not os.path.isfile(seg.user_dict):
@@ -484,8 +484,6 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
         texts, dropped = writer.lines(prompt, n_lines, cfg, seed, prefix=prefix,
                                       max_words=length, novel_only=novel_only, form=form)
         extra["dropped_as_not_novel"] = dropped
-        if novel_only:
-            say(f"dropped {dropped} generated line(s) that are in the training file")
     else:
         stream = samples == 1 and not as_json  # one continuation: show each word as it comes
         if stream:
@@ -505,6 +503,10 @@ def continue_text(prompt, model_dir, length, until, seed, greedy, temperature, t
                                "seconds": round(seconds, 4), **extra}, ensure_ascii=False))
     elif acrostic or n_lines is not None or samples > 1:
         click.echo("\n\n".join(texts) if samples > 1 else "\n".join(texts))
+        sys.stdout.flush()  # before the summary on stderr
+    if novel_only:
+        say(f"dropped {extra['dropped_as_not_novel']} generated line(s) that are in the "
+            "training file")
     n_words = sum(writer.last_words)
     say(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
 

@@ -15,6 +15,9 @@ HALF_TO_FULL = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；", ".":
 _UNDERSCORES = re.compile(r"_{2,}")
 _DOTS = re.compile(r"(?:\.{3,}|。{3,}|(?<!…)…(?!…))")
 _OPEN_SINGLE_AFTER = set("：:，,。？！“\"")
+_FULL_STOP = re.compile(r"(?<![0-9])．|．(?![0-9])")  # "．" not between digits
+_WALK = re.compile(r"[\"'`\-,?!:;.．]")  # marks whose form depends on their neighbours
+_MARKS = re.compile(r"[\"'`\-,?!:;.．“”‘’]")  # ... and the quotes that open or close
 
 
 def _is_cjk(c: str) -> bool:
@@ -44,12 +47,22 @@ def normalize_punct(line: str) -> str:
     """
     if not line:
         return line
-    line = _UNDERSCORES.sub("……", line)
-    line = _DOTS.sub("……", line)
-    out = []
+    if "_" in line:
+        line = _UNDERSCORES.sub("……", line)
+    if "．" in line:
+        line = _FULL_STOP.sub("。", line)
+    if "." in line or "。。。" in line or "…" in line:
+        line = _DOTS.sub("……", line)
+    if not _WALK.search(line):  # most lines: nothing left that needs its context
+        return line
+    # Visit only the marks (a regex finds them), copying the text between them as slices.
+    out, last = [], 0
     double_open = single_open = False
     n = len(line)
-    for i, c in enumerate(line):
+    for m in _MARKS.finditer(line):
+        i, c = m.start(), m.group()
+        out.append(line[last:i])
+        last = i + 1
         if c == "．":
             between_digits = 0 < i < n - 1 and line[i - 1].isdigit() and line[i + 1].isdigit()
             c = "." if between_digits else "。"
@@ -77,4 +90,5 @@ def normalize_punct(line: str) -> str:
             elif i > 0 and line[i - 1] in _OPEN_SINGLE_AFTER:
                 c, single_open = "‘", True
         out.append(c)
+    out.append(line[last:])
     return "".join(out)

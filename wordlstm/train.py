@@ -293,7 +293,6 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     from .vectors import resolve_vectors_path
 
     out = Path(out)
-    check_output_dir(out)
     if resolve_vectors_path(vectors_path).resolve().parent == out.resolve():
         raise UserError(f"{vectors_path}: the vectors are inside the output directory {out}, "
                         "which is replaced when training ends; keep them elsewhere (e.g. "
@@ -301,6 +300,7 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     if Path(segmented).resolve().parent == out.resolve():
         raise UserError(f"{segmented}: the corpus is inside the output directory {out}; "
                         "keep it elsewhere")
+    check_output_dir(out)  # after the two above: they name the cause more exactly
     with output_lock(out):
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
                       init_from)

@@ -150,6 +150,8 @@ class Writer:
         verse = self.verse_form(form, head_tokens)
         constrain = prefer = None
         if verse is not None:
+            if self.unit == "char":  # keep the prompt's positions: an unknown character
+                head = [self.vectors.index.get(t, self.gen.unk) for t in head_tokens]  # is UNK
             body, ends, rhymes = self._verse_parts()
             constrain, total = verse_plan(verse[0], verse[1], body, ends, self.eos,
                                           offset=len(head))
