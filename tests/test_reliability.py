@@ -158,6 +158,35 @@ def test_sigkill_at_any_moment_leaves_the_old_model_or_the_new(segmented, vector
     assert seen <= {1, 2}, seen
 
 
+def test_ctrl_c_at_any_moment_is_one_line_and_resumable(segmented, vectors_file, tmp_path):
+    """SIGINT early, mid-training and during the final save: one `error:` line naming
+    --resume (or a finished run), the old model or the new one, and --resume then finishes."""
+    out = _model(tmp_path, segmented, vectors_file, "m", seed=1)
+    args = ("train", segmented, "--vectors", vectors_file, "-o", out, *SMALL, "--epochs", "2",
+            "--seed", "2", "--patience", "0", "-q")
+    t0 = time.time()
+    finish(cli_process(*args))
+    full = time.time() - t0
+    for frac in (0.2, 0.7, 0.95):
+        if _consistent(out) != 1:
+            shutil.rmtree(out)
+            out = _model(tmp_path, segmented, vectors_file, "m", seed=1)
+        p = cli_process(*args)
+        time.sleep(full * frac)
+        p.send_signal(signal.SIGINT)
+        finish(p)
+        assert _consistent(out) in (1, 2)
+        if p.returncode == 0 or (p.returncode == -signal.SIGINT and _consistent(out) == 2):
+            continue  # it had finished (Python's shutdown restores the default SIGINT action)
+        assert_clear_error(p, "interrupted")
+        assert p.returncode in (130, -signal.SIGINT)  # what a shell shows as 130 either way
+        if (out / "checkpoint" / "state.json").is_file():
+            assert "--resume" in p.stderr
+            r = run(*args, "--resume")
+            assert "model saved" in r.output or r.output == ""
+            assert _consistent(out) == 2
+
+
 def test_two_trainings_into_one_directory(segmented, vectors_file, tmp_path):
     out = tmp_path / "m"
     first = cli_process("train", segmented, "--vectors", vectors_file, "-o", out, *SMALL,

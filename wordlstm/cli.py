@@ -39,6 +39,8 @@ def friendly(fn):
             return fn(*args, **kwargs)
         except UserError as err:
             _fail(str(err))
+        except KeyboardInterrupt:  # outputs are written atomically: nothing half-written
+            _fail("interrupted", 130)
         except MemoryError:
             _fail("out of memory; try a smaller --batch-size or corpus")
         except OSError as err:
@@ -73,8 +75,8 @@ def main():
 
     \b
     wordlstm segment novel.txt -o novel.seg.txt
-    wordlstm train-vectors novel.seg.txt -o models/novel/vectors
-    wordlstm train novel.seg.txt --vectors models/novel/vectors -o models/novel
+    wordlstm train-vectors novel.seg.txt -o novel.vectors
+    wordlstm train novel.seg.txt --vectors novel.vectors -o models/novel
     wordlstm continue-text "宝玉笑道" --model models/novel -n 200
     """
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -345,7 +346,9 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
             ema = min(tcfg.ema, 1.0 - 1.0 / max(len(train_ds), 2)) if tcfg.ema else 0.0
             compile_model(model, cfg, tcfg.learning_rate, ema=ema)
             if resume:
-                model.load_weights(ckpt / state["files"]["weights"])
+                with warnings.catch_warnings():  # its optimizer is restored just below
+                    warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                    model.load_weights(ckpt / state["files"]["weights"])
                 _load_optimizer(model, ckpt / state["files"]["optimizer"])
                 log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
             stopped = (tcfg.patience and "best_epoch" in state
