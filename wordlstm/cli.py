@@ -374,7 +374,7 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
     from .model import ModelConfig
     from .segment import recorded_config
     from .textio import check_writable
-    from .train import TrainConfig, train as run_train
+    from .train import CtrlC, TrainConfig, train as run_train
 
     check_writable(out / "config.json")
     seg = recorded_config(segmented, engine=engine, user_dict=user_dict, unit=unit,
@@ -388,13 +388,14 @@ def train(segmented, vectors_path, output, window, units, layers, dropout, head,
                        lr_decay=lr_decay, val_fraction=val_fraction, seed=seed, ema=ema, lines=lines,
                        devices=devices, precision=precision, patience=patience, decode=decode)
     say = _say(quiet)
-    say(summary_line() + f"; {cfg.head} head")
     if seg.user_dict and not os.path.isfile(seg.user_dict):
         raise UserError(f"{seg.user_dict}: user dictionary not found (it is copied into the model)")
     try:
-        result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
-                           verbose=1 if sys.stderr.isatty() and not quiet else 0, log=say,
-                           init_from=init_from)
+        with CtrlC() as ctrl_c:
+            say(summary_line() + f"; {cfg.head} head")
+            result = run_train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
+                               verbose=1 if sys.stderr.isatty() and not quiet else 0, log=say,
+                               init_from=init_from, ctrl_c=ctrl_c)
     except KeyboardInterrupt:
         ckpt = out / "checkpoint" / "state.json"
         done = json.loads(ckpt.read_text())["epoch"] if ckpt.is_file() else 0

@@ -172,8 +172,43 @@ def _load_optimizer(model, path: Path) -> None:
         var.assign(value)
 
 
+class CtrlC:
+    """Ctrl-C that cannot be lost: it raises KeyboardInterrupt as usual and is also noted.
+
+    Python drops an exception raised while a garbage-collector callback or `__del__` runs (JAX
+    registers one), so a Ctrl-C during start-up could vanish and the run train to the end;
+    training checks the note after every batch. Installed only in the main thread.
+    """
+
+    def __init__(self):
+        self.pressed = False
+        self._old = None
+
+    def _handler(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "CtrlC":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
 def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, log,
-                    validator: Validator):
+                    validator: Validator, ctrl_c: CtrlC | None = None):
     from .backend import import_keras
 
     keras = import_keras()
@@ -188,7 +223,8 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             # Defined (as a no-op) so Keras runs batch-end callbacks synchronously: with only
             # epoch callbacks it dispatches them on threads, which deadlocks JAX data-parallel
             # training on several CPU devices when stderr is not a terminal.
-            pass
+            if ctrl_c is not None:
+                ctrl_c.check()
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.t0
@@ -283,7 +319,8 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
 
 def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
           tcfg: TrainConfig, segmenter: SegmenterConfig, resume: bool = False,
-          verbose: int = 1, log=print, init_from: str | Path | None = None) -> dict:
+          verbose: int = 1, log=print, init_from: str | Path | None = None,
+          ctrl_c: CtrlC | None = None) -> dict:
     """Train a model on a segmented file and write a complete model dir to `out`.
 
     `out` is locked while training (a second run into it is refused) and replaced as one step
@@ -304,11 +341,12 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     check_output_dir(out)  # after the two above: they name the cause more exactly
     with output_lock(out):
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
-                      init_from)
+                      init_from, ctrl_c)
 
 
 def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
-           segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from) -> dict:
+           segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
+           ctrl_c: CtrlC | None) -> dict:
     from .backend import distribution_scope, end_distribution, import_keras, set_precision
     from .modeldir import file_hash
 
@@ -358,7 +396,8 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
                 # shuffling would make a resumed run differ from the uninterrupted one.
                 model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=state["epoch"],
                           verbose=verbose, shuffle=False,
-                          callbacks=_make_callbacks(ckpt, tcfg, state, n_targets, log, validator))
+                          callbacks=_make_callbacks(ckpt, tcfg, state, n_targets, log, validator,
+                                                     ctrl_c))
             if state.get("best_epoch", state["epoch"]) != state["epoch"]:
                 log(f"keeping epoch {state['best_epoch']}: the best held-out bits/char "
                     f"({state['best_bpc']:.4f})")
