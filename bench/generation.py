@@ -1,7 +1,7 @@
 """Generation speed: the naive loop (model.predict on the whole window per word) against the
 numpy step generator, window and carried-state modes, 1 stream and a batch of 32.
 
-    python bench/generation.py [MODEL_DIR] [--words N]
+    python bench/generation.py [MODEL_DIR] [--words N] [--long 100000]
 
 Prints one JSON line per configuration, each with its words/s and its ratio to the naive
 loop measured in the same run.
@@ -42,22 +42,26 @@ def fast_words_per_s(writer, ids, words, batch, context, greedy):
     return batch * words / (time.perf_counter() - t0)
 
 
-def long_run(writer, ids, words, every):
-    """Words/s over successive stretches of one long stream (default settings): constant
-    when the per-word work does not grow with the history."""
+def long_run(writer, ids, words, every=1000):
+    """Words/s over successive stretches of `every` words of one long stream (default
+    settings): constant when the per-word work does not grow with the history. Returns
+    (words so far, words/s over the last stretch) for the first stretch, every tenth of the
+    run, and the last."""
     marks = []
-    t0 = time.perf_counter()
 
     def on_step(step, nxt):
         if (step + 1) % every == 0:
             marks.append((step + 1, time.perf_counter()))
 
+    t0 = time.perf_counter()
     writer.gen.generate([ids], words, SamplingConfig(), seed=0, on_step=on_step)
     rates, last = [], t0
     for n, t in marks:
         rates.append((n, round(every / (t - last), 1)))
         last = t
-    return rates
+    tenth = max(len(rates) // 10, 1)
+    keep = {0, len(rates) - 1} | set(range(tenth - 1, len(rates), tenth))
+    return [r for i, r in enumerate(rates) if i in keep]
 
 
 def main():
@@ -87,9 +91,10 @@ def main():
                                   f"{'greedy' if greedy else 'sampled'}", "streams": batch,
                                   "words_per_s": round(wps, 1), "ratio": round(wps / naive, 1)}))
     if args.long:
-        every = max(args.long // 10, 1)
-        print(json.dumps({**common, "config": "one long stream, default sampling",
-                          "words_per_s_by_stretch": long_run(writer, ids, args.long, every)}))
+        rates = long_run(writer, ids, args.long, every=min(1000, args.long))
+        print(json.dumps({**common, "config": "one long stream, default sampling, words/s "
+                          "over each 1,000 words", "words_per_s_by_stretch": rates,
+                          "last_vs_first": round(rates[-1][1] / rates[0][1], 2)}))
 
 
 if __name__ == "__main__":

@@ -75,9 +75,9 @@ class SamplingConfig:
     dry_allowed: int = 2  # ... repeats up to this many tokens are free (宝玉 道 is text)
     dry_range: int = 1024  # ... looking this many tokens back (constant work per word)
     paragraph_bias: float = -1.5  # nats added to a paragraph end's log-probability, and
-    punct_bias: float = -0.5  # ... to each punctuation mark's. Left to itself the model
+    punct_bias: float = -1.0  # ... to each punctuation mark's. Left to itself the model
     # drifts towards both in its own text (bench/writing.py: 5 breaks per 1,000 characters
-    # and 17-18% punctuation, against the novel's 1.6-3 and 15%). Prose only: lines and poems
+    # and 17-18% punctuation, against the novel's 1.6 and 14.5%). Prose only: lines and poems
     # end, and place their marks, where the model or the verse form says.
     no_repeat_ngram: int = 0  # never repeat an n-gram of this size (0: off)
     repetition_penalty: float = 0.0  # nats off every word used in the last `penalty_window`
