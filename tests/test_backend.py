@@ -73,7 +73,7 @@ def test_devices_flag_errors(segmented, vectors_file, tmp_path):
 
 def test_mixed_precision_trains_and_ships_float32(segmented, vectors_file, tmp_path):
     from wordlstm.model import ModelConfig
-    from wordlstm.modeldir import load_model_dir
+    from wordlstm.modeldir import load
     from wordlstm.segment import SegmenterConfig
     from wordlstm.train import TrainConfig, train
 
@@ -83,7 +83,7 @@ def test_mixed_precision_trains_and_ships_float32(segmented, vectors_file, tmp_p
           TrainConfig(epochs=1, batch_size=64, precision="mixed"), SegmenterConfig(),
           verbose=0, log=notes.append)
     assert any("bfloat16" in n for n in notes)  # on a CPU it says what it does
-    weights = load_model_dir(tmp_path / "m").weights
+    weights = load(tmp_path / "m").weights
     assert weights.embedding.dtype == np.float32 and weights.lstm[0][0].dtype == np.float32
     import keras
 

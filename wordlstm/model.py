@@ -9,7 +9,7 @@ Plain Keras 3 (`import keras`), so it runs on TensorFlow, JAX or PyTorch. Two pa
 - the **core** (`build_core`): dropout, LSTM layers with `return_sequences`, dropout, and a
   dense head: the next word's `dim`-d vector (vector head) or logits over the vocabulary
   (softmax head, the baseline). The core is what `model.keras` holds; generation runs it in
-  numpy (generate.StepModel) one step at a time.
+  numpy (stepmodel.StepModel) one step at a time.
 
 The LSTM keeps the settings (tanh/sigmoid, no recurrent dropout, no mask) that let every
 backend use its fused cuDNN kernel on a GPU.
@@ -199,7 +199,7 @@ def custom_objects() -> dict:
         The negatives are the batch's first `negatives` target words, so they are drawn by
         word frequency: the cosine learns how much likelier a word is after this context than
         in general (the log-frequency correction of sampled softmax), and decoding adds the
-        log frequency back (generate.PriorDecoder). It costs one [B*T, negatives] product,
+        log frequency back (decoding.PriorDecoder). It costs one [B*T, negatives] product,
         nothing per vocabulary word.
         """
 

@@ -18,6 +18,7 @@ SHA-256 of model.keras and imports Keras only the first time a model is used.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -374,6 +375,13 @@ def load_core_weights(model_dir: Path, digest: str | None = None):
     return lstm, kernel, bias
 
 
+def load_vectors_of(model_dir=None) -> Vectors:
+    """Only the vectors of a model dir (default: the shipped model), checked against its
+    config.json (for `neighbors`: no network, no Keras)."""
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    return load_vectors_checked(model_dir, read_config(model_dir))
+
+
 def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
     """The model dir's vectors, verified to be the ones the model was trained with."""
     path = Path(model_dir) / "vectors.bin"
@@ -428,30 +436,34 @@ def check_weights(model_dir: Path, config: dict, weights: InferenceWeights) -> N
 
 @dataclass
 class LoadedModel:
-    """A model directory read once and checked: what generation, evaluation and the benches
-    use (the model as trained is apart from what it writes, as gensim keeps Word2Vec apart
-    from KeyedVectors)."""
+    """A model directory read once and checked (`load`): what generation, evaluation and the
+    benches use. The model as trained is apart from what it writes, as gensim keeps Word2Vec
+    apart from KeyedVectors: `step` is the network as numpy, `decoder` turns its outputs into
+    log-probabilities (the model's own decoding, or `decode`: "prior" or "cosine")."""
 
     model_dir: Path
     config: dict
     vectors: Vectors
     weights: InferenceWeights
     log_prior: np.ndarray | None
+    decode: str | None = None
 
     @property
     def window(self) -> int:
         return int(self.config["model"]["window"])
 
-    def step_model(self):
-        from .generate import StepModel
+    @functools.cached_property
+    def step(self):
+        from .stepmodel import StepModel
 
         return StepModel(self.weights)
 
-    def decoder(self, kind: str | None = None):
-        """How outputs become log-probabilities (`kind` overrides: "prior" or "cosine")."""
-        from .generate import make_decoder
+    @functools.cached_property
+    def decoder(self):
+        from .decoding import make_decoder
 
-        return make_decoder(self.config, self.vectors, self.log_prior, kind)
+        return make_decoder(self.config["decoder"], self.vectors.matrix, self.log_prior,
+                            head=self.config["model"].get("head", "vector"), kind=self.decode)
 
     def segmenter_config(self) -> SegmenterConfig:
         return segmenter_config(self.model_dir, self.config)
@@ -473,8 +485,9 @@ def check_files(model_dir: Path, config: dict) -> dict:
     return digests
 
 
-def load_model_dir(model_dir=None) -> LoadedModel:
-    """Read and check a model dir (default: the shipped model)."""
+def load(model_dir=None, decode: str | None = None) -> LoadedModel:
+    """Read and check a model dir (default: the shipped model); `decode` overrides its
+    decoding ("prior" or "cosine"), to compare them."""
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     config = read_config(model_dir)
     digests = check_files(model_dir, config)
@@ -483,4 +496,5 @@ def load_model_dir(model_dir=None) -> LoadedModel:
     embedding = np.vstack([vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
     weights = InferenceWeights(embedding, lstm, kernel, bias)
     check_weights(model_dir, config, weights)
-    return LoadedModel(model_dir, config, vectors, weights, load_log_prior(model_dir, config))
+    return LoadedModel(model_dir, config, vectors, weights, load_log_prior(model_dir, config),
+                       decode)

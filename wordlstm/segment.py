@@ -457,3 +457,34 @@ def recorded_config(segmented: str, **overrides) -> SegmenterConfig:
         except (ValueError, KeyError, TypeError):
             pass  # not ours or damaged: defaults and the command line apply
     return replace(recorded, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def segment_to_file(inputs: list[str], output: str, config: SegmenterConfig, *,
+                    encoding: str | None = None, errors: str = "strict", jobs: int = 0,
+                    strip_boilerplate: bool = False, progress=None) -> tuple[SegmentStats, dict]:
+    """`wordlstm segment`: check the inputs and the output (before any work), segment into
+    `output` atomically and record the settings next to it (`sidecar_path`, which `train`
+    reads). `progress(total_bytes)` may return a progress bar. Returns (stats, summary)."""
+    from .textio import atomic_output, check_not_input, check_writable, detect_encoding, write_json
+
+    check_writable(output)
+    check_not_input(output, inputs)
+    check_not_input(sidecar_path(output), inputs)
+    for path in inputs:  # missing, empty or binary inputs fail here, before any work
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such file")
+        if encoding is None:
+            detect_encoding(path)
+    total = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
+    bar = progress(total) if progress is not None else None
+    try:
+        with atomic_output(output) as out:
+            stats = segment_files(list(inputs), out, config, encoding=encoding, errors=errors,
+                                  jobs=jobs or default_jobs(), progress=bar,
+                                  strip_boilerplate=strip_boilerplate)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = stats.to_json() | {"output": output, "segmenter": config.to_json()}
+    write_json(sidecar_path(output), summary, indent=1)
+    return stats, summary

@@ -288,6 +288,25 @@ def check_writable(path: str | os.PathLike) -> None:
 
 
 
+def check_segmented(path: str | os.PathLike) -> None:
+    """Fail early on a segmented-text argument that is missing, empty, binary or not UTF-8."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such file")
+    if p.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty")
+    with open(p, "rb") as f:
+        head = f.read(65536)
+    if b"\x00" in head:
+        raise UserError(f"{path}: looks like a binary file, not segmented text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:
+            raise UserError(f"{path}: not UTF-8 at byte offset {err.start}; "
+                            "segmented files are written by `wordlstm segment`") from None
+
+
 def check_not_input(output: str | os.PathLike, inputs) -> None:
     """Refuse an output that is one of the inputs (also through links): it would be replaced."""
     out = Path(output)

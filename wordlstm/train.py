@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import CorpusIds, check_trainable, corpus_ids, sequences_dataset, targets_of
+from .decoding import CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
 from .errors import UserError
 from .evaluate import cross_entropy, stream_outputs, target_logprobs
-from .generate import (CosineDecoder, PriorDecoder, SoftmaxDecoder, StepModel, fit_decoding,
-                       fit_tau, log_prior)
 from .model import ModelConfig, build_core, build_model, compile_model, initial_embedding, unit_rows
 from .modeldir import InferenceWeights, core_weights, read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
 from .split import HoldOut
+from .stepmodel import StepModel
 from .textio import atomic_path, write_json
 from .vectors import Vectors, load_vectors
 
@@ -115,20 +115,13 @@ class Validator:
         return {"kind": self.tcfg.decode, "tau": tau, "prior_scale": scale,
                 "cosine_tau": fit_tau(cos, targets[ok], zero), "fitted_on": int(ok.sum())}
 
-    def decoder(self, step: StepModel, decoding: dict):
-        if decoding["kind"] == "softmax":
-            return SoftmaxDecoder()
-        unit = unit_rows(step.embedding[:-1])
-        if decoding["kind"] == "prior":
-            return PriorDecoder(unit, self.prior, decoding["tau"], decoding["prior_scale"])
-        return CosineDecoder(unit, decoding["cosine_tau"])
-
     def bits_per_char(self, step: StepModel, decoding: dict) -> float | None:
         if len(self.corpus.val) < 2:
             return None
         ids = self.corpus.val
         targets = targets_of(ids[1:], self.corpus.unk)
-        logp, _ = target_logprobs(self.decoder(step, decoding), stream_outputs(step, ids),
+        decoder = make_decoder(decoding, step.embedding[:-1], self.prior, head=self.cfg.head)
+        logp, _ = target_logprobs(decoder, stream_outputs(step, ids),
                                   targets, ks=())
         return cross_entropy(logp, targets, self.corpus, self.words)["bits_per_char"]
 
@@ -205,6 +198,18 @@ class CtrlC:
     def check(self) -> None:
         if self.pressed:
             raise KeyboardInterrupt
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `wordlstm train`: `epochs_saved` finished epochs are in `checkpoint`,
+    from which the same command with --resume continues."""
+
+    def __init__(self, out: str | Path):
+        self.checkpoint = Path(out) / "checkpoint"
+        state = self.checkpoint / "state.json"
+        self.epochs_saved = read_json(state)["epoch"] if state.is_file() else 0
+        super().__init__(f"interrupted; {self.epochs_saved} epoch(s) saved in {self.checkpoint}: "
+                         "run the same command with --resume to continue")
 
 
 def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, log,
@@ -344,6 +349,35 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
                       init_from, ctrl_c)
 
 
+def run(segmented: str, vectors_path: str, out: str | Path, model: dict, training: dict,
+        segmenter: dict, resume: bool = False, init_from: str | Path | None = None,
+        verbose: int = 0, log=print) -> dict:
+    """`wordlstm train`: settings checked (`model`: ModelConfig fields, head "auto" for the
+    measured best head of the corpus's unit; `training`: TrainConfig fields; `segmenter`:
+    overrides of what `segment` recorded, None for "as recorded"), then `train`. Ctrl-C
+    raises TrainingInterrupted, which says how much the checkpoint holds."""
+    from .backend import summary_line
+    from .segment import recorded_config
+    from .textio import check_segmented, check_writable
+
+    check_segmented(segmented)
+    out = Path(out)
+    check_writable(out / "config.json")
+    seg = recorded_config(segmented, **segmenter)
+    if model.get("head") == "auto":  # measured: bench/RESULTS.md, "Names and poems"
+        model = model | {"head": "softmax" if seg.unit == "char" else "vector"}
+    cfg, tcfg = ModelConfig(**model), TrainConfig(**training)
+    if seg.user_dict and not Path(seg.user_dict).is_file():
+        raise UserError(f"{seg.user_dict}: user dictionary not found (it is copied into the model)")
+    try:
+        with CtrlC() as ctrl_c:
+            log(summary_line() + f"; {cfg.head} head")
+            return train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
+                         verbose=verbose, log=log, init_from=init_from, ctrl_c=ctrl_c)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(out) from None
+
+
 def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
            segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
            ctrl_c: CtrlC | None) -> dict:
@@ -443,9 +477,9 @@ def _vectors_file(vectors_path) -> Path:
 
 def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors) -> None:
     """Copy a trained model dir's embedding and core into `model` (same vocabulary, shapes)."""
-    from .modeldir import load_model_dir
+    from .modeldir import load
 
-    loaded = load_model_dir(init_dir)
+    loaded = load(init_dir)
     if loaded.vectors.words != vectors.words:
         raise UserError(f"{init_dir}: --init-from needs a model with the same vocabulary "
                         "(train it with the same --vectors)")
@@ -474,7 +508,7 @@ def line_stats(segmented: str, min_share: float = 0.05) -> dict:
     """
     from collections import Counter
 
-    from .generate import CLAUSE_ENDS, is_punctuation, line_hash
+    from .tokens import CLAUSE_ENDS, is_punctuation, line_hash
     from .vectors import SegmentedCorpus
 
     hashes, clauses, ends, forms = [], Counter(), Counter(), Counter()
