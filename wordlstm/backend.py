@@ -205,3 +205,16 @@ def end_distribution() -> None:
     keras = import_keras()
     if keras.backend.backend() == "jax":
         keras.distribution.set_distribution(None)
+
+
+@contextlib.contextmanager
+def training_scope(precision: str = "float32", devices: str = "1", log=lambda msg: None):
+    """Keras set up to train with `precision` on `devices`, and put back afterwards (float32,
+    no distribution), whatever happens inside. Yields (a factory of contexts to build,
+    compile and fit the model in, number of devices): see `distribution_scope`."""
+    set_precision(precision, log)
+    try:
+        yield distribution_scope(devices, log)
+    finally:
+        end_distribution()
+        set_precision("float32")
