@@ -15,13 +15,15 @@ import time
 import click
 
 from . import __version__
+from .decoding import DECODINGS
 from .errors import UserError
 from .generate import SamplingConfig as SamplingDefaults
 from .model import HEADS, LOSSES, TARGETS, ModelConfig as ModelDefaults
 from .names import MIN_COUNT
 from .segment import ENGINES, UNITS
-from .train import DECODINGS, TrainConfig as TrainDefaults
-from .vectors import Word2VecSettings as Word2VecDefaults
+from .textio import DECODE_ERRORS
+from .train import TrainConfig as TrainDefaults
+from .vectors import NEIGHBORS, Word2VecSettings as Word2VecDefaults
 from .writer import Request as RequestDefaults
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
@@ -62,7 +64,8 @@ def progress_bar(total, unit, quiet, desc, scale=False):
                 dynamic_ncols=True, mininterval=0.5)
 
 
-def _say(quiet: bool):
+def _stderr_log(quiet: bool):
+    """The `log` the library gets: a line on stderr, or nothing when quiet."""
     return (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
 
 
@@ -88,7 +91,7 @@ def main():
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Segmented text: one paragraph a line, words split by spaces.")
 @click.option("--encoding", default=None, help="Input encoding (default: detect per file).")
-@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
+@click.option("--errors", type=click.Choice(DECODE_ERRORS), default=DECODE_ERRORS[0],
               show_default=True, help="On undecodable bytes: stop, or replace and count them.")
 @click.option("--user-dict", type=click.Path(dir_okay=False), default=None,
               help="jieba user dictionary (e.g. character names), one word a line.")
@@ -104,7 +107,7 @@ def main():
               help="Map punctuation to standard full-width forms (．->。, paired “ ” for "
                    "straight quotes, ，？！：； between Chinese characters). Default: on for "
                    "word units, off for characters.")
-@click.option("-j", "--jobs", type=int, default=0, help="Processes (default: all cores).")
+@click.option("-j", "--jobs", type=int, default=None, help="Processes (default: all cores).")
 @quiet_option
 @json_option
 @friendly
@@ -236,14 +239,15 @@ M, T = ModelDefaults, TrainDefaults
               help="Loss of the vector head: contrastive (cosine against the batch's other "
                    "target words), cosine, mse, vmf (von Mises-Fisher NLL) or margin (against "
                    "the most similar wrong word); see bench/RESULTS.md.")
-@click.option("--loss-temperature", default=M.temperature, show_default=True,
+@click.option("--loss-temperature", default=M.loss_temperature, show_default=True,
               help="Temperature of the contrastive loss.")
 @click.option("--negatives", default=M.negatives, show_default=True,
               help="In-batch negatives of the contrastive loss.")
 @click.option("--margin", default=M.margin, show_default=True, help="Margin of the margin loss.")
 @click.option("--decode", type=click.Choice(DECODINGS), default=T.decode, show_default=True,
-              help="Vector head: nearest word by cosine plus log word frequency (tau fitted "
-                   "after training), or by cosine alone (the classic recipe).")
+              help="Vector head: log-probabilities from cosine / tau plus the weighted log word "
+                   "frequency (both fitted after training), or from cosine alone (the classic "
+                   "nearest-word recipe).")
 @click.option("--train-embedding/--fixed-embedding", default=M.train_embedding,
               show_default=True,
               help="Fine-tune the vocabulary's vectors with the LSTM (input and target tied; "
@@ -289,14 +293,13 @@ def train(segmented, vectors_path, output, init_from, resume, quiet, **options):
     """Train the LSTM that predicts the next word's vector at every position."""
     from .train import run
 
-    options["temperature"] = options.pop("loss_temperature")
     model = _take(options, ModelDefaults)
     segmenter = {k: options.pop(k) for k in ("user_dict", "engine", "unit", "to_simplified")}
-    say = _say(quiet)
+    log = _stderr_log(quiet)
     result = run(segmented, vectors_path, output, model, options, segmenter, resume=resume,
                  init_from=init_from, verbose=1 if sys.stderr.isatty() and not quiet else 0,
-                 log=say)
-    say(f"{result['out']}: model saved ({len(result['history'])} epochs, keeping epoch "
+                 log=log)
+    log(f"{result['out']}: model saved ({len(result['history'])} epochs, keeping epoch "
         f"{result['best_epoch']})")
 
 
@@ -311,7 +314,7 @@ S, R = SamplingDefaults, RequestDefaults
 
 
 @main.command("continue-text")
-@click.argument("prompt", default="")
+@click.argument("prompt", default=R.prompt)
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (default: the shipped 红楼梦 model).")
 @click.option("-n", "--length", default=R.length, show_default=True,
@@ -364,9 +367,9 @@ def continue_text(model_dir, quiet, as_json, **options):
 
     request = Request(**_take(options, Request))
     cfg = SamplingConfig(**options)
-    say = _say(quiet or as_json)
-    request = request.printable(say)
-    writer = Writer.load(model_dir, log=say)
+    log = _stderr_log(quiet or as_json)
+    request = request.printable(log)
+    writer = Writer.load(model_dir, log=log)
     stream = request.streams and not as_json  # one continuation: show each word as it comes
     if stream:
         click.echo(request.prompt, nl=False)
@@ -386,9 +389,9 @@ def continue_text(model_dir, quiet, as_json, **options):
         click.echo("\n\n".join(result.texts) if request.samples > 1 else "\n".join(result.texts))
         sys.stdout.flush()  # before the summary on stderr
     if request.novel_only:
-        say(f"dropped {result.dropped} generated line(s) that are in the training file")
+        log(f"dropped {result.dropped} generated line(s) that are in the training file")
     n_words = sum(result.words)
-    say(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
+    log(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
 
 
 def _echo_word(word: str) -> None:
@@ -448,7 +451,7 @@ def info(as_json):
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (default: the shipped model).")
 @click.option("--vectors", "vectors_path", default=None, help="A word2vec file instead of a model.")
-@click.option("-k", "--top", "k", default=10, show_default=True, help="How many neighbours.")
+@click.option("-k", "--top", "k", default=NEIGHBORS, show_default=True, help="How many neighbours.")
 @json_option
 @friendly
 def neighbors(word, model_dir, vectors_path, k, as_json):

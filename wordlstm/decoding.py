@@ -13,6 +13,8 @@ import numpy as np
 
 from .errors import UserError
 
+DECODINGS = ("prior", "cosine")  # of the vector head (`train --decode`, `evaluate --decode`)
+
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)

@@ -44,7 +44,7 @@ class ModelConfig:
     train_embedding: bool = True  # fine-tune the vocabulary's vectors (input and target tied)
     target: str = "centered"  # start from word2vec vectors minus their mean, or "raw"
     head: str = "vector"  # or "softmax": a distribution over the vocabulary (the baseline)
-    temperature: float = 0.05  # of the contrastive loss
+    loss_temperature: float = 0.05  # of the contrastive loss ("temperature" in config.json)
     margin: float = 0.5  # of the margin loss
     negatives: int = 2048  # contrastive loss: in-batch negatives (the batch's first targets)
 
@@ -56,18 +56,24 @@ class ModelConfig:
             raise UserError("--dropout must be in [0, 1)")
         if self.loss not in LOSSES or self.target not in TARGETS or self.head not in HEADS:
             raise UserError(f"unknown loss/target/head {self.loss!r}/{self.target!r}/{self.head!r}")
-        if not self.temperature > 0:
+        if not self.loss_temperature > 0:
             raise UserError("--loss-temperature must be positive")
         if not self.margin >= 0:
             raise UserError("--margin must not be negative")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """config.json's "model" record (its key for the loss temperature: "temperature")."""
+        return {_JSON_NAMES.get(k, k): v for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelConfig":
         names = {f.name for f in fields(cls)}
+        data = {_FIELD_NAMES.get(k, k): v for k, v in data.items()}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_JSON_NAMES = {"loss_temperature": "temperature"}  # field -> config.json key (format 2)
+_FIELD_NAMES = {v: k for k, v in _JSON_NAMES.items()}
 
 
 def initial_embedding(vectors_matrix: np.ndarray, target: str) -> np.ndarray:
@@ -147,7 +153,8 @@ def make_loss(cfg: ModelConfig, table):
     if cfg.head == "softmax":
         return losses["MaskedSoftmaxLoss"]()
     if cfg.loss == "contrastive":
-        return losses["ContrastiveLoss"](table, cfg.vocab_size, cfg.temperature, cfg.negatives)
+        return losses["ContrastiveLoss"](table, cfg.vocab_size, cfg.loss_temperature,
+                                           cfg.negatives)
     if cfg.loss == "margin":
         return losses["MarginLoss"](table, cfg.vocab_size, cfg.margin)
     return losses["VectorLoss"](table, cfg.vocab_size, cfg.loss, cfg.dim)

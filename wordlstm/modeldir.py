@@ -85,7 +85,7 @@ FILES = ("model.keras", "vectors.bin", "prior.npy", "lines.npy", "user_dict.txt"
 
 def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
                    segmenter: SegmenterConfig, training: dict, history: dict,
-                   lines: dict | None = None, decoder: dict | None = None,
+                   line_info: dict | None = None, decoder: dict | None = None,
                    log_prior: np.ndarray | None = None) -> None:
     """Write a complete model dir (`core`: the Keras core model) as one step.
 
@@ -115,10 +115,10 @@ def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
             "training": training,
             "versions": versions(),
         }
-        if lines is not None:  # line-level model: hashes of its training lines (--novel-only)
+        if line_info is not None:  # a line model: hashes of its training lines (--novel-only)
             with open(new / "lines.npy", "wb") as f:
-                np.save(f, lines["hashes"], allow_pickle=False)
-            config["lines"] = {k: v for k, v in lines.items() if k != "hashes"}
+                np.save(f, line_info["hashes"], allow_pickle=False)
+            config["lines"] = {k: v for k, v in line_info.items() if k != "hashes"}
         if log_prior is not None:  # word frequencies for the prior decoder (PriorDecoder)
             with open(new / "prior.npy", "wb") as f:
                 np.save(f, np.asarray(log_prior, np.float32), allow_pickle=False)
@@ -284,12 +284,12 @@ def validate_config(config: dict) -> None:
     if not isinstance(holdout, dict):
         raise UserError("training.holdout must be an object")
     HoldOut(**{k: holdout[k] for k in ("fraction", "lines", "seed") if k in holdout})
-    lines = config.get("lines")
-    if lines is not None:
-        _int(lines["clause_length"], 0, 1000, "lines.clause_length")
-        if not all(isinstance(p, str) for p in lines.get("clause_ends", [])):
+    line_info = config.get("lines")
+    if line_info is not None:
+        _int(line_info["clause_length"], 0, 1000, "lines.clause_length")
+        if not all(isinstance(p, str) for p in line_info.get("clause_ends", [])):
             raise UserError("lines.clause_ends must be strings")
-        for form in lines.get("forms", []):
+        for form in line_info.get("forms", []):
             _int(form[0], 1, 1000, "lines.forms")
             _int(form[1], 1, 1000, "lines.forms")
     files = config.get("files", {})

@@ -316,7 +316,7 @@ def _init_worker(config: SegmenterConfig, drop: frozenset = frozenset()) -> None
 _reported: set = set()
 
 
-def _segment_block(text: str) -> BlockResult:
+def _segment_block_in_worker(text: str) -> BlockResult:
     """Worker side: split a block of text into lines and segment them; send back UTF-8 bytes
     and only words not sent before (so the main process does no per-line work, encodes no
     text and merges no large sets)."""
@@ -360,13 +360,13 @@ def segment_blocks(blocks: Iterable[str], config: SegmenterConfig, jobs: int = 1
     batches = _split_blocks(blocks, BLOCK_CHARS)
     if jobs <= 1:
         for batch in batches:
-            yield _segment_block(batch)
+            yield _segment_block_in_worker(batch)
         return
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(config, drop)) as pool:
-        yield from pool.imap(_segment_block, batches, chunksize=1)
+        yield from pool.imap(_segment_block_in_worker, batches, chunksize=1)
 
 
 def segment_lines(lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[list[str]]:
@@ -460,7 +460,7 @@ def recorded_config(segmented: str, **overrides) -> SegmenterConfig:
 
 
 def segment_to_file(inputs: list[str], output: str, config: SegmenterConfig, *,
-                    encoding: str | None = None, errors: str = "strict", jobs: int = 0,
+                    encoding: str | None = None, errors: str = "strict", jobs: int | None = None,
                     strip_boilerplate: bool = False, progress=None) -> tuple[SegmentStats, dict]:
     """`wordlstm segment`: check the inputs and the output (before any work), segment into
     `output` atomically and record the settings next to it (`sidecar_path`, which `train`

@@ -48,6 +48,9 @@ class ReadStats:
     cut_lines: int = 0  # over-long lines cut into pieces (see MAX_LINE)
 
 
+DECODE_ERRORS = ("strict", "replace")  # on undecodable bytes: stop, or U+FFFD and count
+
+
 def normalize_line(line: str) -> str:
     """Strip CR/LF and indentation, and collapse inner whitespace runs to one space."""
     return _SPACE_RUN.sub(" ", line).strip()
@@ -163,7 +166,7 @@ def iter_blocks(path: str | os.PathLike, encoding: str | None = None, errors: st
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, not a text file")
-    if errors not in ("strict", "replace"):
+    if errors not in DECODE_ERRORS:
         raise UserError(f"--errors must be strict or replace, not {errors!r}")
     try:
         enc = encoding or detect_encoding(path)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import CorpusIds, check_trainable, corpus_ids, sequences_dataset, targets_of
-from .decoding import CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
+from .decoding import DECODINGS, CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
 from .errors import UserError
 from .evaluate import cross_entropy, stream_outputs, target_logprobs
 from .model import ModelConfig, build_core, build_model, compile_model, initial_embedding, unit_rows
@@ -33,9 +33,6 @@ from .split import HoldOut
 from .stepmodel import StepModel
 from .textio import atomic_path, write_json
 from .vectors import Vectors, load_vectors
-
-DECODINGS = ("prior", "cosine")
-
 
 @dataclass
 class TrainConfig:
@@ -302,10 +299,10 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
         raise UserError(f"{out}: the checkpoint has {cfg.vocab_size}x{cfg.dim} vectors, "
                         f"{vectors_path} has {state['model']['vocab_size']}x"
                         f"{state['model']['dim']}; resume with the same --vectors")
-    asked = state["model"]
-    changed = [f"{k} {getattr(cfg, k)!r} (not {asked[k]!r})" for k in
+    asked, kept = state["model"], cfg.to_json()
+    changed = [f"{k} {kept[k]!r} (not {asked[k]!r})" for k in
                ("window", "units", "layers", "dropout", "loss", "head", "train_embedding",
-                "target", "temperature", "negatives") if asked.get(k) != getattr(cfg, k)]
+                "target", "temperature", "negatives") if asked.get(k) != kept[k]]
     if changed:
         log("note: --resume continues the run with the settings it started with: "
             + ", ".join(changed))
@@ -501,7 +498,7 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                "init_from": str(init_from) if init_from else None}
     line_info = line_stats(segmented) if tcfg.lines else None
     save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state["history"]},
-                   lines=line_info, decoder=decoding,
+                   line_info=line_info, decoder=decoding,
                    log_prior=run.prior if decoding["kind"] == "prior" else None)
     shutil.rmtree(run.ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}

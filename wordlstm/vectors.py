@@ -19,6 +19,7 @@ from .errors import UserError
 from .textio import atomic_path
 
 EOS = "</s>"
+NEIGHBORS = 10  # how many `neighbors` lists
 
 
 @dataclass
@@ -139,7 +140,7 @@ class Vectors:
             return np.ascontiguousarray(centered / np.maximum(norms, 1e-8), dtype=np.float32)
         raise UserError(f"unknown target space {mode!r}; choose raw or centered")
 
-    def neighbors(self, word: str, k: int = 10) -> list[tuple[str, float]]:
+    def neighbors(self, word: str, k: int = NEIGHBORS) -> list[tuple[str, float]]:
         if word not in self.index:
             raise UserError(f"{word!r} is not in the vocabulary ({len(self)} words)")
         unit = self.normalized()
