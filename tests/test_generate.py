@@ -5,7 +5,8 @@ from wordlstm.errors import UserError
 from wordlstm.decoding import CosineDecoder, PriorDecoder, fit_tau
 from wordlstm.generate import History, SamplingConfig, _banned_by_ngram, choose
 from wordlstm.tokens import prompt_ids, render
-from wordlstm.modeldir import core_weights, load, load_keras_model
+from wordlstm.model import core_weights
+from wordlstm.modeldir import load, load_keras_model
 from wordlstm.vectors import EOS
 
 PLAIN = dict(dry_multiplier=0.0, top_p=1.0)  # no loop control, no nucleus: the model as is

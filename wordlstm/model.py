@@ -114,6 +114,18 @@ def build_core(cfg: ModelConfig):
     return keras.Model(inp, out, name="core")
 
 
+def core_weights(core) -> tuple[list, np.ndarray, np.ndarray]:
+    """(LSTM layers as (kernel, recurrent, bias), head kernel, head bias) of a core model,
+    found by the layer names `build_core` gives them."""
+    lstm = [tuple(np.asarray(w, np.float32) for w in layer.get_weights())
+            for layer in core.layers if layer.name.startswith("lstm_")]
+    head = [layer for layer in core.layers if layer.name in ("to_vector", "to_logits")]
+    if not lstm or len(head) != 1:
+        raise UserError("model.keras is not a wordlstm core model (no LSTM layers or head)")
+    kernel, bias = head[0].get_weights()
+    return lstm, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
+
+
 def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
     """ids [B, T] -> outputs [B, T, ...]: the embedding (vocab + UNK rows) and the core."""
     from .backend import import_keras
@@ -300,6 +312,8 @@ def custom_objects() -> dict:
             true = ops.take_along_axis(logits, ids[:, None], axis=-1)[:, 0]
             return per_position(ops.logsumexp(logits, axis=-1) - true, valid, y_true)
 
+    # Not registered with Keras: only the core (no loss, no constraint) is ever saved whole;
+    # checkpoints hold weights, and a resumed run builds its losses with the table (make_loss).
     for cls in (ZeroLastRow, ContrastiveLoss, MarginLoss, VectorLoss, MaskedSoftmaxLoss):
-        _CUSTOM[cls.__name__] = keras.saving.register_keras_serializable("wordlstm")(cls)
+        _CUSTOM[cls.__name__] = cls
     return _CUSTOM

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
-from .model import ModelConfig
+from .model import ModelConfig, core_weights
 from .segment import SegmenterConfig
 from .textio import atomic_output, write_json
 from .vectors import Vectors, load_vectors
@@ -320,17 +320,6 @@ def _cache_dir() -> Path:
     base = os.environ.get("WORDLSTM_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wordlstm")
     return Path(base)
-
-
-def core_weights(core) -> tuple[list, np.ndarray, np.ndarray]:
-    """(LSTM layers as (kernel, recurrent, bias), head kernel, head bias) of a core model."""
-    lstm = [tuple(np.asarray(w, np.float32) for w in layer.get_weights())
-            for layer in core.layers if layer.name.startswith("lstm_")]
-    head = [layer for layer in core.layers if layer.name in ("to_vector", "to_logits")]
-    if not lstm or len(head) != 1:
-        raise UserError("model.keras is not a wordlstm core model (no LSTM layers or head)")
-    kernel, bias = head[0].get_weights()
-    return lstm, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
 
 
 def load_keras_model(model_dir: Path, compile: bool = False):

@@ -1,6 +1,6 @@
 """The trained network as a plain numpy step function.
 
-The LSTM runs on weights taken from the Keras model (modeldir.core_weights), so generation
+The LSTM runs on weights taken from the Keras model (model.core_weights), so generation
 and evaluation need no deep-learning framework at all, give identical results whichever
 backend trained the model, and avoid `model.predict`'s per-call overhead (~63 ms a word on
 CPU). Tests check it against Keras.

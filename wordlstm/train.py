@@ -26,8 +26,9 @@ from .dataset import CorpusIds, check_trainable, corpus_ids, sequences_dataset, 
 from .decoding import DECODINGS, CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
 from .errors import UserError
 from .evaluate import cross_entropy, stream_outputs, target_logprobs
-from .model import ModelConfig, build_core, build_model, compile_model, initial_embedding, unit_rows
-from .modeldir import InferenceWeights, core_weights, read_json, save_model_dir, vocab_hash
+from .model import (ModelConfig, build_core, build_model, compile_model, core_weights,
+                    initial_embedding, unit_rows)
+from .modeldir import InferenceWeights, read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
 from .split import HoldOut
 from .stepmodel import StepModel
