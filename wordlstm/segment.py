@@ -60,8 +60,9 @@ def read_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
     return entries
 
 
-def resolve_engine(engine: str, user_dict: str | None) -> str:
-    """Pick the concrete engine: rjieba when installed and exact for these options.
+def resolve_engine(engine: str, user_dict: str | None, unit: str = "word") -> str:
+    """Pick the concrete engine (the one place it is decided): "char" for character units,
+    else rjieba when installed and exact for these options, else jieba.
 
     Without a user dictionary rjieba matched jieba on every line of 红楼梦, 三国演义 and 水浒传.
     With one (even fed jieba's own frequencies) it breaks exact score ties differently
@@ -69,12 +70,12 @@ def resolve_engine(engine: str, user_dict: str | None) -> str:
     """
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if engine == "jieba":
-        return "jieba"
-    if engine == "rjieba":
-        if not _has_rjieba():
-            raise UserError("engine rjieba is not installed: pip install rjieba")
-        return "rjieba"
+    if engine == "rjieba" and not _has_rjieba():
+        raise UserError("engine rjieba is not installed: pip install rjieba")
+    if unit == "char":
+        return "char"
+    if engine in ("jieba", "rjieba"):
+        return engine
     return "rjieba" if _has_rjieba() and not user_dict else "jieba"
 
 
@@ -103,7 +104,9 @@ class Segmenter:
         if config.user_dict and not os.path.isfile(config.user_dict):
             raise UserError(f"{config.user_dict}: user dictionary not found")
         self.config = config
-        self.engine = resolve_engine(config.engine, config.user_dict)
+        self.engine = resolve_engine(config.engine, config.user_dict, config.unit)
+        # rjieba's own cut (no user dictionary): it also cuts whole blocks of lines at once
+        self._plain_rjieba = self.engine == "rjieba" and not config.user_dict
         self._cut = None
         self._convert = None
         if config.to_simplified:
@@ -123,10 +126,10 @@ class Segmenter:
         return normalize_punct(line) if self.config.normalize_punct else line
 
     def _build(self):
-        if self.config.unit == "char":
+        if self.engine == "char":
             return lambda line: [c for c in line if c != " "]
         hmm = self.config.hmm
-        if self.engine == "rjieba" and not self.config.user_dict:
+        if self._plain_rjieba:
             import rjieba
 
             def cut(line, _cut=rjieba.cut):
@@ -158,7 +161,7 @@ class Segmenter:
         jieba (and jieba-rs) treat a newline as a separator, so cutting "line1\nline2" gives
         line1's tokens, "\n", line2's tokens: one call per block instead of per line.
         """
-        if self.engine != "rjieba" or self.config.user_dict or self.config.unit != "word":
+        if not self._plain_rjieba:
             return None
         import rjieba
 
@@ -388,8 +391,7 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     With `strip_boilerplate`, a first pass finds repeated site banners (find_boilerplate) and
     the second drops them; they are listed in `stats.boilerplate`.
     """
-    stats = SegmentStats(engine=resolve_engine(config.engine, config.user_dict)
-                         if config.unit == "word" else "char")
+    stats = SegmentStats(engine=resolve_engine(config.engine, config.user_dict, config.unit))
     reads: list[ReadStats] = []
     distinct: set = set()
     started = time.perf_counter()
