@@ -139,6 +139,27 @@ def test_novel_only_needs_a_line_model(model_dir):
         w.lines("", 2, SamplingConfig(), novel_only=True)
 
 
+def test_generation_results_belong_to_their_call(model_dir):
+    w = Writer.load(model_dir)
+    first = w.continue_text("老王和火星人", 3, SamplingConfig(), seed=1, samples=2)
+    second = w.continue_text("老王和火星人", 3, SamplingConfig(), seed=1, samples=2)
+    assert (first.unknown or first.split) and (first.unknown, first.split) == (second.unknown, second.split)
+    assert first.texts == second.texts and first.words == [3, 3] and first.dropped == 0
+    assert w.continue_text("老王", 3, SamplingConfig(), seed=1).unknown == []
+
+
+def test_requests_are_checked_when_made():
+    from wordlstm.writer import Request
+
+    for bad, words in (({"length": 0}, "--length"), ({"samples": 0}, "--samples"),
+                       ({"form": "5x4"}, "--form"), ({"novel_only": True}, "--novel-only"),
+                       ({"line_length": 1}, "--line-length")):
+        with pytest.raises(UserError, match=words):
+            Request(**bad)
+    assert Request().streams and not Request(n_lines=2).streams
+    assert Request(prompt="a\x1bb").printable().prompt == "ab"
+
+
 def test_prefix_changes_text_but_is_not_printed(model_dir):
     # Cosine decoding: the tiny test model's greedy choice under the word-frequency prior is
     # the same punctuation whatever the context.

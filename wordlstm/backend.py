@@ -31,6 +31,7 @@ def _native_stderr_hidden():
         os.close(devnull)
 
 
+PRECISIONS = ("float32", "mixed")  # `train --precision`
 VIRTUAL_CPUS = "WORDLSTM_VIRTUAL_CPUS"  # split the CPU into N devices (tests of --devices)
 
 
@@ -192,7 +193,7 @@ def set_precision(precision: str, log=lambda msg: None) -> None:
     if precision == "float32":
         keras.mixed_precision.set_global_policy("float32")
         return
-    if precision != "mixed":
+    if precision not in PRECISIONS:
         raise UserError(f"--precision must be float32 or mixed, not {precision!r}")
     if describe()["gpus"]:
         keras.mixed_precision.set_global_policy("mixed_float16")

@@ -15,6 +15,7 @@ import time
 import click
 
 from . import __version__
+from .backend import PRECISIONS
 from .decoding import DECODINGS
 from .errors import UserError
 from .generate import SamplingConfig as SamplingDefaults
@@ -284,7 +285,7 @@ M, T = ModelDefaults, TrainDefaults
                    "and random lines are held out.")
 @click.option("--devices", default=T.devices, show_default=True,
               help="'all' or N: data-parallel training over that many GPUs (or CPU devices).")
-@click.option("--precision", type=click.Choice(["float32", "mixed"]), default=T.precision,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=T.precision,
               show_default=True, help="Mixed precision speeds up training on recent GPUs.")
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
 @quiet_option
