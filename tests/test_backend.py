@@ -20,10 +20,9 @@ def test_training_scope_puts_keras_back():
     from wordlstm.backend import import_keras, training_scope
 
     keras = import_keras()
-    with pytest.raises(RuntimeError):
-        with training_scope("mixed") as (scope, n_devices):
-            assert n_devices == 1 and keras.mixed_precision.global_policy().name.startswith("mixed")
-            raise RuntimeError
+    with pytest.raises(RuntimeError), training_scope("mixed") as (_, n_devices):
+        assert n_devices == 1 and keras.mixed_precision.global_policy().name.startswith("mixed")
+        raise RuntimeError
     assert keras.mixed_precision.global_policy().name == "float32"
 
 BACKENDS = [b for b in ("tensorflow", "jax", "torch") if importlib.util.find_spec(b)]
