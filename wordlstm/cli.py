@@ -21,7 +21,7 @@ from .errors import UserError
 from .generate import SamplingConfig as SamplingDefaults
 from .model import HEADS, LOSSES, TARGETS, ModelConfig as ModelDefaults
 from .names import MIN_COUNT
-from .segment import ENGINES, UNITS
+from .segment import ENGINES, UNITS, SegmenterConfig as SegmenterDefaults
 from .textio import DECODE_ERRORS
 from .train import TrainConfig as TrainDefaults
 from .vectors import NEIGHBORS, Word2VecSettings as Word2VecDefaults
@@ -96,9 +96,9 @@ def main():
               show_default=True, help="On undecodable bytes: stop, or replace and count them.")
 @click.option("--user-dict", type=click.Path(dir_okay=False), default=None,
               help="jieba user dictionary (e.g. character names), one word a line.")
-@click.option("--engine", type=click.Choice(ENGINES), default=ENGINES[0],
+@click.option("--engine", type=click.Choice(ENGINES), default=SegmenterDefaults.engine,
               show_default=True, help="rjieba gives jieba's exact tokens ~20x faster.")
-@click.option("--unit", type=click.Choice(UNITS), default=UNITS[0], show_default=True)
+@click.option("--unit", type=click.Choice(UNITS), default=SegmenterDefaults.unit, show_default=True)
 @click.option("--no-hmm", is_flag=True, help="Turn off jieba's HMM for unknown words.")
 @click.option("--to-simplified", is_flag=True,
               help="Convert traditional to simplified characters first (OpenCC t2s).")
