@@ -30,7 +30,7 @@ def naive_words_per_s(writer, core, window, words, prompt_ids):
     predict()  # warm-up / compile
     t0 = time.perf_counter()
     for _ in range(words):
-        ctx.append(int(np.argmax(writer.gen.decoder.logprobs(predict()[None])[0])))
+        ctx.append(int(np.argmax(writer.loaded.decoder.logprobs(predict()[None])[0])))
     return words / (time.perf_counter() - t0)
 
 

@@ -55,7 +55,7 @@ def model_bpc(w: Writer, segmented: str) -> float:
     m = w.loaded
     holdout = HoldOut(**m.config["training"]["holdout"])
     corpus = corpus_ids(segmented, m.vectors.index, holdout)
-    return evaluate(m.step_model(), m.decoder(), corpus, m.vectors.words)["bits_per_char"]
+    return evaluate(m.step, m.decoder, corpus, m.vectors.words)["bits_per_char"]
 
 
 def name_stats(names: list[str], known: set[str], real_suffixes: Counter) -> dict:
@@ -132,7 +132,7 @@ def run_names(args, writers, train, held):
             ("char 3-gram", {"bits_per_char": ngram_bpc(train, held, 3)})]
     samples = {}
     for name, w in writers:
-        names, _ = w.lines("", args.n, SamplingConfig(), seed=args.seed, max_words=40)
+        names = w.lines("", args.n, SamplingConfig(), seed=args.seed, max_words=40).texts
         rows.append((name, name_stats(names, known, real_suffixes)
                      | {"bits_per_char": model_bpc(w, args.segmented)}))
         samples[name] = names[:12]
@@ -149,12 +149,12 @@ def run_poems(args, writers, train, held):
     samples = {}
     for name, w in writers:
         bpc = model_bpc(w, args.segmented)
-        poems, _ = w.lines("", args.n, SamplingConfig(), seed=args.seed)
-        free, _ = w.lines("", args.n, SamplingConfig(), seed=args.seed, form="free")
-        cont = [w.lines(f, 1, SamplingConfig(), seed=args.seed + i)[0][0]
+        poems = w.lines("", args.n, SamplingConfig(), seed=args.seed).texts
+        free = w.lines("", args.n, SamplingConfig(), seed=args.seed, form="free").texts
+        cont = [w.lines(f, 1, SamplingConfig(), seed=args.seed + i).texts[0]
                 for i, f in enumerate(firsts)]
         heads = ["春夏秋冬", "明月清风", "山高水长", "江南好景", "白云千里"] * 2
-        acro = ["".join(w.acrostic(h, SamplingConfig(), seed=args.seed + i))
+        acro = ["".join(w.acrostic(h, SamplingConfig(), seed=args.seed + i).texts)
                 for i, h in enumerate(heads)]
         acro_ok = sum(acrostic_ok(a, h) for a, h in zip(acro, heads)) / len(acro)
         rows.append((name, poem_stats(poems) | {"bits_per_char": bpc}))

@@ -18,7 +18,7 @@ from pathlib import Path
 from wordlstm.dataset import corpus_ids
 from wordlstm.evaluate import evaluate
 from wordlstm.model import ModelConfig
-from wordlstm.modeldir import load_model_dir
+from wordlstm.modeldir import load
 from wordlstm.segment import SegmenterConfig
 from wordlstm.split import HoldOut
 from wordlstm.train import TrainConfig, train
@@ -57,10 +57,10 @@ def main(argv=None):
             tcfg = TrainConfig(epochs=args.epochs, patience=0, **train_kw)
             train(args.segmented, args.vectors, out, cfg, tcfg, SegmenterConfig(),
                   verbose=0, log=lambda msg: print(f"[{name}] {msg}", file=sys.stderr))
-        m = load_model_dir(out)
+        m = load(out)
         corpus = corpus_ids(args.segmented, m.vectors.index,
                             HoldOut(**m.config["training"]["holdout"]))
-        result = evaluate(m.step_model(), m.decoder(), corpus, m.vectors.words)
+        result = evaluate(m.step, m.decoder, corpus, m.vectors.words)
         hist = json.loads((out / "history.json").read_text())["epochs"]
         result["targets_per_s"] = sum(h["targets_per_s"] for h in hist) / len(hist)
         result["vocab"] = len(m.vectors)

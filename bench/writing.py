@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from textstats import CharNgram, ngram_set, text_stats  # noqa: E402
 
-from wordlstm.generate import SamplingConfig, render  # noqa: E402
+from wordlstm.generate import SamplingConfig  # noqa: E402
 from wordlstm.split import HoldOut, held_out_lines, line_token_counts  # noqa: E402
+from wordlstm.tokens import render  # noqa: E402
 from wordlstm.vectors import SegmentedCorpus  # noqa: E402
 from wordlstm.writer import Writer  # noqa: E402
 

@@ -15,6 +15,16 @@ import pytest
 
 from wordlstm.backend import fused_lstm_reason
 
+
+def test_training_scope_puts_keras_back():
+    from wordlstm.backend import import_keras, training_scope
+
+    keras = import_keras()
+    with pytest.raises(RuntimeError), training_scope("mixed") as (_, n_devices):
+        assert n_devices == 1 and keras.mixed_precision.global_policy().name.startswith("mixed")
+        raise RuntimeError
+    assert keras.mixed_precision.global_policy().name == "float32"
+
 BACKENDS = [b for b in ("tensorflow", "jax", "torch") if importlib.util.find_spec(b)]
 
 
@@ -73,7 +83,7 @@ def test_devices_flag_errors(segmented, vectors_file, tmp_path):
 
 def test_mixed_precision_trains_and_ships_float32(segmented, vectors_file, tmp_path):
     from wordlstm.model import ModelConfig
-    from wordlstm.modeldir import load_model_dir
+    from wordlstm.modeldir import load
     from wordlstm.segment import SegmenterConfig
     from wordlstm.train import TrainConfig, train
 
@@ -83,7 +93,7 @@ def test_mixed_precision_trains_and_ships_float32(segmented, vectors_file, tmp_p
           TrainConfig(epochs=1, batch_size=64, precision="mixed"), SegmenterConfig(),
           verbose=0, log=notes.append)
     assert any("bfloat16" in n for n in notes)  # on a CPU it says what it does
-    weights = load_model_dir(tmp_path / "m").weights
+    weights = load(tmp_path / "m").weights
     assert weights.embedding.dtype == np.float32 and weights.lstm[0][0].dtype == np.float32
     import keras
 

@@ -146,6 +146,8 @@ def test_model_dir_with_mismatched_vectors(model_dir, tmp_path):
     v = load_vectors(d / "vectors.bin")
     save_vectors(Vectors(v.words[:-1], v.matrix[:-1]), d / "vectors.bin")
     assert_clear_error(run("continue-text", "老王", "--model", d, ok=False), "do not belong together")
+    # neighbors reads only the vectors, but checks them against config.json too
+    assert_clear_error(run("neighbors", "老王", "--model", d, ok=False), "do not match")
 
 
 def test_model_dir_from_older_version(model_dir, tmp_path):
@@ -187,6 +189,17 @@ def test_ctrl_c_during_training_says_how_to_resume(segmented, vectors_file, tmp_
     r = run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "-q", ok=False)
     assert r.exit_code == 130
     assert_clear_error(r, "interrupted", "--resume")
+
+
+def test_training_interrupted_counts_the_saved_epochs(tmp_path):
+    from wordlstm.train import TrainingInterrupted
+
+    assert TrainingInterrupted(tmp_path / "m").epochs_saved == 0
+    (tmp_path / "m" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "m" / "checkpoint" / "state.json").write_text('{"epoch": 2}')
+    err = TrainingInterrupted(tmp_path / "m")
+    assert isinstance(err, KeyboardInterrupt) and err.epochs_saved == 2
+    assert str(err).startswith("interrupted; 2 epoch(s) saved in ") and "--resume" in str(err)
 
 
 def test_help_and_segment_do_not_import_keras(novel, tmp_path):

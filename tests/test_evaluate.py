@@ -44,9 +44,9 @@ def test_target_logprobs_and_topk():
 
 
 def test_stream_outputs_carry_state_like_one_long_run(model_dir):
-    from wordlstm.modeldir import load_model_dir
+    from wordlstm.modeldir import load
 
-    step = load_model_dir(model_dir).step_model()
+    step = load(model_dir).step
     ids = np.random.default_rng(0).integers(0, 30, 300)
     one = stream_outputs(step, ids, pieces=1)
     ref, state = [], step.zero_state(1)
@@ -58,11 +58,11 @@ def test_stream_outputs_carry_state_like_one_long_run(model_dir):
 
 
 def test_evaluate_a_trained_model(model_dir, segmented):
-    from wordlstm.modeldir import load_model_dir
+    from wordlstm.modeldir import load
 
-    m = load_model_dir(model_dir)
+    m = load(model_dir)
     corpus = corpus_ids(str(segmented), m.vectors.index, HoldOut())
-    r = evaluate(m.step_model(), m.decoder(), corpus, m.vectors.words)
+    r = evaluate(m.step, m.decoder, corpus, m.vectors.words)
     assert 0 < r["bits_per_char"] < 12 and r["top1"] >= r["baseline_top1"] * 0.9
     assert r["top1"] <= r["top5"] <= r["top10"] <= 1
     # The synthetic text is very regular: far better than a uniform guess over the vocabulary.

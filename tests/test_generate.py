@@ -2,8 +2,11 @@ import numpy as np
 import pytest
 
 from wordlstm.errors import UserError
-from wordlstm.generate import (CosineDecoder, History, PriorDecoder, SamplingConfig, _banned_by_ngram, choose, fit_tau, prompt_ids, render)
-from wordlstm.modeldir import core_weights, load_keras_model, load_model_dir
+from wordlstm.decoding import CosineDecoder, PriorDecoder, fit_tau
+from wordlstm.generate import History, SamplingConfig, _banned_by_ngram, choose
+from wordlstm.tokens import prompt_ids, render
+from wordlstm.model import core_weights
+from wordlstm.modeldir import load, load_keras_model
 from wordlstm.vectors import EOS
 
 PLAIN = dict(dry_multiplier=0.0, top_p=1.0)  # no loop control, no nucleus: the model as is
@@ -11,8 +14,8 @@ PLAIN = dict(dry_multiplier=0.0, top_p=1.0)  # no loop control, no nucleus: the 
 
 def test_numpy_step_model_matches_keras(model_dir):
     core = load_keras_model(model_dir)
-    m = load_model_dir(model_dir)
-    step = m.step_model()
+    m = load(model_dir)
+    step = m.step
     x = np.random.default_rng(0).integers(0, m.config["model"]["vocab_size"] + 1, (8, 7))
     expected = np.asarray(core.predict(m.weights.embedding[x], verbose=0))[:, -1]
     got, _ = step.run(x)
@@ -151,7 +154,7 @@ def test_prior_decoder_adds_log_frequency_to_cosine():
 
 
 def test_fit_decoding_recovers_tau_and_the_weight_of_the_prior():
-    from wordlstm.generate import fit_decoding
+    from wordlstm.decoding import fit_decoding
 
     rng = np.random.default_rng(1)
     vocab, n, tau, scale = 40, 6000, 0.1, 0.7

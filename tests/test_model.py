@@ -7,6 +7,14 @@ import pytest
 from wordlstm.model import ModelConfig, build_model, custom_objects, make_loss
 
 
+def test_model_config_keeps_its_config_json_keys():
+    cfg = ModelConfig(loss_temperature=0.1)
+    saved = cfg.to_json()
+    assert saved["temperature"] == 0.1 and "loss_temperature" not in saved
+    assert list(saved)[10] == "temperature"  # same key order as config.json always had
+    assert ModelConfig.from_json(saved) == cfg
+
+
 def _unit(x):
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype("float32")
 

@@ -124,11 +124,11 @@ def test_resume_with_other_vectors_is_refused(segmented, vectors_file, tmp_path)
 
 def _consistent(out):
     """What a reader of `out` sees: nothing, or one whole model (all files its own)."""
-    from wordlstm.modeldir import load_model_dir
+    from wordlstm.modeldir import load
 
     if not (out / "config.json").exists():
         return "none"
-    load_model_dir(out)  # raises on any mix
+    load(out)  # raises on any mix
     return json.loads((out / "config.json").read_text())["training"]["seed"]
 
 
@@ -277,7 +277,7 @@ def test_many_samples_are_made_in_bounded_batches(model_dir):
         return original(prompts, *a, **k)
 
     w.gen.generate = spy
-    texts = w.continue_text("老王", 2, SamplingConfig(), seed=1, samples=200)
+    texts = w.continue_text("老王", 2, SamplingConfig(), seed=1, samples=200).texts
     assert len(texts) == 200 and max(seen) <= 64
 
 

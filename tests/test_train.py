@@ -6,7 +6,7 @@ import pytest
 import wordlstm.train as train_mod
 from wordlstm.errors import UserError
 from wordlstm.model import ModelConfig
-from wordlstm.modeldir import load_core_weights, load_model_dir
+from wordlstm.modeldir import load, load_core_weights
 from wordlstm.segment import SegmenterConfig
 from wordlstm.train import TrainConfig, train
 
@@ -36,8 +36,8 @@ def _same_weights(a_dir, b_dir, atol):
     for x, y in zip([w for layer in a[0] for w in layer] + [a[1]],
                     [w for layer in b[0] for w in layer] + [b[1]]):
         np.testing.assert_allclose(x, y, atol=atol)
-    np.testing.assert_allclose(load_model_dir(a_dir).vectors.matrix,
-                               load_model_dir(b_dir).vectors.matrix, atol=atol)
+    np.testing.assert_allclose(load(a_dir).vectors.matrix,
+                               load(b_dir).vectors.matrix, atol=atol)
 
 
 def test_interrupted_training_resumes_from_checkpoint(segmented, vectors_file, tmp_path, monkeypatch):
@@ -102,26 +102,26 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
     out = tmp_path / "softmax"
     train(str(segmented), str(vectors_file), out, ModelConfig(**TINY, head="softmax"),
           TrainConfig(epochs=3, batch_size=16), SegmenterConfig(), **QUIET)
-    m = load_model_dir(out)
+    m = load(out)
     assert m.config["model"]["head"] == "softmax" and m.config["decoder"]["kind"] == "softmax"
     hist = json.loads((out / "history.json").read_text())["epochs"]
     assert hist[-1]["val_bits_per_char"] < hist[0]["val_bits_per_char"]
     # The numpy step model reproduces Keras' logits.
     core = load_keras_model(out)
     x = np.random.default_rng(1).integers(0, m.config["model"]["vocab_size"], (4, TINY["window"]))
-    np.testing.assert_allclose(m.step_model().run(x)[0],
+    np.testing.assert_allclose(m.step.run(x)[0],
                                np.asarray(core.predict(m.weights.embedding[x], verbose=0))[:, -1],
                                rtol=1e-4, atol=1e-4)
     corpus = corpus_ids(str(segmented), m.vectors.index, HoldOut())
-    result = evaluate(m.step_model(), m.decoder(), corpus, m.vectors.words)
+    result = evaluate(m.step, m.decoder, corpus, m.vectors.words)
     assert result["top5"] > result["baseline_top1"]
     w = Writer.load(out)
-    text = w.continue_text("老王", 20, SamplingConfig(), seed=1)
-    assert text == w.continue_text("老王", 20, SamplingConfig(), seed=1) and len(text[0]) >= 20
+    text = w.continue_text("老王", 20, SamplingConfig(), seed=1).texts
+    assert text == w.continue_text("老王", 20, SamplingConfig(), seed=1).texts and len(text[0]) >= 20
 
 
 def test_default_model_decodes_with_word_frequencies(model_dir):
-    m = load_model_dir(model_dir)
+    m = load(model_dir)
     assert m.config["model"]["loss"] == "contrastive" and m.config["model"]["train_embedding"]
     decoder = m.config["decoder"]
     assert decoder["kind"] == "prior" and 0 < decoder["tau"] <= 1 and decoder["fitted_on"] > 0
@@ -133,7 +133,7 @@ def test_fine_tuned_vectors_ship_with_the_model(model_dir, vectors_file):
     from wordlstm.vectors import load_vectors
 
     start = load_vectors(vectors_file)
-    shipped = load_model_dir(model_dir).vectors
+    shipped = load(model_dir).vectors
     assert shipped.words == start.words
     centered = start.matrix - start.matrix.mean(0)
     assert not np.allclose(shipped.matrix, centered, atol=1e-4)  # trained jointly
@@ -167,4 +167,4 @@ def test_every_vector_loss_trains_and_generates(loss, segmented, vectors_file, t
                 TrainConfig(epochs=2, batch_size=16, patience=0), SegmenterConfig(), **QUIET)
     assert res["history"][1]["loss"] < res["history"][0]["loss"]
     w = Writer.load(out)
-    assert len(w.continue_text("老王", 10, SamplingConfig(), seed=1)[0]) >= 10
+    assert len(w.continue_text("老王", 10, SamplingConfig(), seed=1).texts[0]) >= 10

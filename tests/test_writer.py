@@ -5,9 +5,10 @@ import random
 import pytest
 
 from wordlstm.errors import UserError
-from wordlstm.generate import SamplingConfig, is_punctuation
+from wordlstm.generate import SamplingConfig
 from wordlstm.model import ModelConfig
 from wordlstm.segment import SegmenterConfig, segment_files
+from wordlstm.tokens import is_punctuation
 from wordlstm.train import TrainConfig, train
 from wordlstm.vectors import Word2VecSettings, save_vectors, train_word2vec
 from wordlstm.writer import Writer
@@ -58,15 +59,15 @@ def _clauses(poem):
 
 def test_lines_of_a_poem_model_are_regular_verse(poem_model):
     w = Writer.load(poem_model / "m")
-    poems, _ = w.lines("", 6, SamplingConfig(), seed=2)
+    poems = w.lines("", 6, SamplingConfig(), seed=2).texts
     for p in poems:
         clauses, marks = _clauses(p)
         assert [len(c) for c in clauses] == [5] * 4 and marks == ["，", "。"] * 2, p
     # A first line given as the prompt is continued into a whole poem of its form.
-    poems, _ = w.lines("春风花月夜，", 3, SamplingConfig(), seed=2)
+    poems = w.lines("春风花月夜，", 3, SamplingConfig(), seed=2).texts
     assert all(p.startswith("春风花月夜，") and [len(c) for c in _clauses(p)[0]] == [5] * 4
                for p in poems)
-    seven, _ = w.lines("", 2, SamplingConfig(), seed=2, form="7x8")
+    seven = w.lines("", 2, SamplingConfig(), seed=2, form="7x8").texts
     assert all([len(c) for c in _clauses(p)[0]] == [7] * 8 for p in seven)
     with pytest.raises(UserError, match="--form"):
         w.lines("", 1, SamplingConfig(), form="five")
@@ -90,20 +91,24 @@ def test_rhyme_is_preferred_where_the_model_allows():
 
 def test_acrostic_lines_start_with_each_character(poem_model):
     w = Writer.load(poem_model / "m")
-    lines = w.acrostic("春夏秋冬", SamplingConfig(), seed=1)
+    made = w.acrostic("春夏秋冬", SamplingConfig(), seed=1)
+    lines = made.texts
+    assert made.words == [len("".join(lines))]
     assert len(lines) == 4
     for head, line, mark in zip("春夏秋冬", lines, "，。，。"):
         assert line[0] == head and len(line) == 6 and line[-1] == mark
         assert not any(is_punctuation(c) for c in line[:-1])
-    assert w.acrostic("春夏秋冬", SamplingConfig(), seed=1) == lines
-    assert [len(l) for l in w.acrostic("春夏", SamplingConfig(), seed=1, line_length=7)] == [8, 8]
+    assert w.acrostic("春夏秋冬", SamplingConfig(), seed=1).texts == lines
+    assert [len(l) for l in w.acrostic("春夏", SamplingConfig(), seed=1, line_length=7).texts] == [8, 8]
     with pytest.raises(UserError, match="vocabulary"):
         w.acrostic("春X", SamplingConfig())
 
 
 def test_lines_make_whole_lines_with_prompt(poem_model):
     w = Writer.load(poem_model / "m")
-    lines, dropped = w.lines("春", 5, SamplingConfig(), seed=3, max_words=40)
+    made = w.lines("春", 5, SamplingConfig(), seed=3, max_words=40)
+    lines, dropped = made.texts, made.dropped
+    assert len(made.words) >= 5 and made.unknown == made.split == []
     assert len(lines) == 5 and dropped == 0 and all(l.startswith("春") for l in lines)
     assert len(set(lines)) == 5  # distinct lines
     assert all("\n" not in l for l in lines)
@@ -120,10 +125,11 @@ def test_novel_only_drops_training_lines(poem_model, monkeypatch):
         return [[w.vectors.index[c] for c in next(recited)] + [w.eos] for _ in prompts]
 
     w.gen.generate = fake_generate
-    lines, dropped = w.lines("", 1, SamplingConfig(), seed=0, novel_only=True)
+    made = w.lines("", 1, SamplingConfig(), seed=0, novel_only=True)
+    lines, dropped = made.texts, made.dropped
     assert lines == ["春春春春春，春春春春春。"] and dropped == 1
     w.gen.generate = original
-    kept, dropped = w.lines("", 4, SamplingConfig(), seed=0, novel_only=True)
+    kept = w.lines("", 4, SamplingConfig(), seed=0, novel_only=True).texts
     assert len(kept) == 4 and not set(kept) & set(training)
 
 
@@ -133,12 +139,33 @@ def test_novel_only_needs_a_line_model(model_dir):
         w.lines("", 2, SamplingConfig(), novel_only=True)
 
 
+def test_generation_results_belong_to_their_call(model_dir):
+    w = Writer.load(model_dir)
+    first = w.continue_text("老王和火星人", 3, SamplingConfig(), seed=1, samples=2)
+    second = w.continue_text("老王和火星人", 3, SamplingConfig(), seed=1, samples=2)
+    assert (first.unknown or first.split) and (first.unknown, first.split) == (second.unknown, second.split)
+    assert first.texts == second.texts and first.words == [3, 3] and first.dropped == 0
+    assert w.continue_text("老王", 3, SamplingConfig(), seed=1).unknown == []
+
+
+def test_requests_are_checked_when_made():
+    from wordlstm.writer import Request
+
+    for bad, words in (({"length": 0}, "--length"), ({"samples": 0}, "--samples"),
+                       ({"form": "5x4"}, "--form"), ({"novel_only": True}, "--novel-only"),
+                       ({"line_length": 1}, "--line-length")):
+        with pytest.raises(UserError, match=words):
+            Request(**bad)
+    assert Request().streams and not Request(n_lines=2).streams
+    assert Request(prompt="a\x1bb").printable().prompt == "ab"
+
+
 def test_prefix_changes_text_but_is_not_printed(model_dir):
     # Cosine decoding: the tiny test model's greedy choice under the word-frequency prior is
     # the same punctuation whatever the context.
     w = Writer.load(model_dir, decode="cosine")
     cfg = SamplingConfig(greedy=True)
-    plain = w.continue_text("老王", 15, cfg)
-    primed = w.continue_text("老王", 15, cfg, prefix="小红听了，心里很伤心")
+    plain = w.continue_text("老王", 15, cfg).texts
+    primed = w.continue_text("老王", 15, cfg, prefix="小红听了，心里很伤心").texts
     assert plain != primed
     assert not primed[0].startswith("小红听了")

@@ -31,6 +31,7 @@ def _native_stderr_hidden():
         os.close(devnull)
 
 
+PRECISIONS = ("float32", "mixed")  # `train --precision`
 VIRTUAL_CPUS = "WORDLSTM_VIRTUAL_CPUS"  # split the CPU into N devices (tests of --devices)
 
 
@@ -192,7 +193,7 @@ def set_precision(precision: str, log=lambda msg: None) -> None:
     if precision == "float32":
         keras.mixed_precision.set_global_policy("float32")
         return
-    if precision != "mixed":
+    if precision not in PRECISIONS:
         raise UserError(f"--precision must be float32 or mixed, not {precision!r}")
     if describe()["gpus"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -205,3 +206,16 @@ def end_distribution() -> None:
     keras = import_keras()
     if keras.backend.backend() == "jax":
         keras.distribution.set_distribution(None)
+
+
+@contextlib.contextmanager
+def training_scope(precision: str = "float32", devices: str = "1", log=lambda msg: None):
+    """Keras set up to train with `precision` on `devices`, and put back afterwards (float32,
+    no distribution), whatever happens inside. Yields (a factory of contexts to build,
+    compile and fit the model in, number of devices): see `distribution_scope`."""
+    set_precision(precision, log)
+    try:
+        yield distribution_scope(devices, log)
+    finally:
+        end_distribution()
+        set_precision("float32")

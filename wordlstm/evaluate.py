@@ -2,7 +2,7 @@
 
 The model reads the held-out stream as generation does (LSTM state carried from word to word;
 the stream is cut into a few parallel pieces, each from a zero state, for speed) and every
-position is scored with the model's own decoding (generate.make_decoder).
+position is scored with the model's own decoding (decoding.make_decoder).
 
 Bits per character count every held-out character, so models with different vocabularies,
 and a character n-gram, are compared on the same text:
@@ -116,3 +116,39 @@ def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: i
     # character by character, and only unknown characters are priced as OOV above.
     result["words_not_in_vocab"] = corpus.val_spelled / max(corpus.val_words, 1)
     return result
+
+
+def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
+                  decode: str | None = None) -> dict:
+    """`wordlstm evaluate`: score a segmented file's held-out part (or, `whole_file`, all of
+    it) with a model dir (default: the shipped model), decoded its own way or `decode`'s."""
+    from .dataset import corpus_ids
+    from .errors import UserError
+    from .modeldir import load
+    from .split import HoldOut
+    from .textio import check_segmented
+
+    check_segmented(segmented)
+    loaded = load(model_dir, decode)
+    holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
+    corpus = corpus_ids(segmented, loaded.vectors.index, holdout, whole=whole_file)
+    if len(corpus.val) < 2:
+        raise UserError(f"{segmented}: no held-out text to evaluate")
+    if whole_file and len(corpus.train) < 2:
+        # Scoring another file: the unknown-character rate and character frequencies come
+        # from the file itself, since the model's training text is not at hand.
+        corpus.train, corpus.char_counts = corpus.val, _char_counts(segmented)
+        corpus.train_unknown = int((corpus.val == corpus.unk).sum())
+    result = evaluate(loaded.step, loaded.decoder, corpus, loaded.vectors.words)
+    result["scope"] = "whole file" if whole_file else "held-out part"
+    return result
+
+
+def _char_counts(segmented: str):
+    from collections import Counter
+
+    counts = Counter()
+    with open(segmented, encoding="utf-8") as f:
+        for line in f:
+            counts.update(line.replace(" ", "").strip())
+    return counts

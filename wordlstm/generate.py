@@ -1,14 +1,11 @@
-"""Generation: the network as a numpy step function, decoded to log-probabilities, sampled.
+"""Sampling: choosing each next word from the decoder's log-probabilities, word by word.
 
-The LSTM runs as a plain numpy step function on weights taken from the Keras model, so
-generation needs no deep-learning framework at all, gives identical results whichever backend
-trained the model, and avoids `model.predict`'s per-call overhead (~63 ms a word on CPU).
-
-`carry` (the default) keeps (h, c) from word to word, one step a word; `window` re-reads the
-last `window` words from a zero state for every word. A decoder turns each output into
-log-probabilities over the vocabulary (the vector head: cosine with every word's unit vector
-/ tau + log word frequency; the softmax head: its logits); sampling at temperature 1.0 draws
-from exactly that distribution, within the nucleus (top-p), with the DRY rule against loops.
+`Generator` runs the numpy step model (stepmodel.StepModel) over a batch of prompts and
+asks its decoder (decoding.make_decoder) for log-probabilities at every step. `carry` (the
+default) keeps (h, c) from word to word, one step a word; `window` re-reads the last `window`
+words from a zero state for every word. `choose` samples at temperature 1.0 from exactly the
+decoder's distribution, within the nucleus (top-p), with the DRY rule against loops; verse
+plans constrain which words may come where (regular poems, acrostics) and prefer rhymes.
 """
 
 from __future__ import annotations
@@ -18,48 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-from .vectors import EOS
-
-
-def _sigmoid(x):
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free, same values as keras' sigmoid
-
-
-class StepModel:
-    """The trained network as numpy: `step(ids, state) -> (vectors, state)` for a batch."""
-
-    def __init__(self, weights):
-        self.embedding = np.ascontiguousarray(weights.embedding, dtype=np.float32)
-        self.layers = [(np.asarray(k, np.float32), np.asarray(r, np.float32),
-                        np.asarray(b, np.float32)) for k, r, b in weights.lstm]
-        self.dense_kernel = np.asarray(weights.dense_kernel, np.float32)
-        self.dense_bias = np.asarray(weights.dense_bias, np.float32)
-        self.units = [r.shape[0] for _, r, _ in self.layers]
-
-    def zero_state(self, batch: int):
-        return [(np.zeros((batch, u), np.float32), np.zeros((batch, u), np.float32))
-                for u in self.units]
-
-    def step(self, ids: np.ndarray, state):
-        """One time step for a batch of word ids (keras gate order: i, f, c, o)."""
-        x = self.embedding[ids]
-        new_state = []
-        for (kernel, recurrent, bias), (h, c) in zip(self.layers, state):
-            z = x @ kernel + h @ recurrent + bias
-            i, f, g, o = np.split(z, 4, axis=1)
-            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-            h = _sigmoid(o) * np.tanh(c)
-            new_state.append((h, c))
-            x = h
-        return x @ self.dense_kernel + self.dense_bias, new_state
-
-    def run(self, windows: np.ndarray):
-        """Predict from whole windows [B, T] starting at a zero state (what training saw)."""
-        state = self.zero_state(len(windows))
-        y = None
-        for t in range(windows.shape[1]):
-            y, state = self.step(windows[:, t], state)
-        return y, state
+from .stepmodel import StepModel
+from .tokens import is_punctuation
 
 
 @dataclass
@@ -103,123 +60,6 @@ class SamplingConfig:
                 raise UserError(f"{name.replace('_', '-')} must be a number >= 0")
         if self.context not in ("carry", "window"):
             raise UserError(f"unknown context mode {self.context!r}; choose window or carry")
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
-
-
-class CosineDecoder:
-    """The vector head's output compared with every vocabulary word: cosine / tau, one matrix
-    product against pre-normalised unit vectors. This alone is the classic nearest-neighbour
-    decoding (`--decode cosine`); `tau` turns it into a distribution (fitted, see fit_tau)."""
-
-    cosine = True
-
-    def __init__(self, unit_vectors: np.ndarray, tau: float = 1.0):
-        self.unit_t = np.ascontiguousarray(unit_vectors.T)  # [dim, vocab]: one GEMM per step
-        self.tau = float(tau)
-
-    def cosines(self, y: np.ndarray) -> np.ndarray:
-        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
-        return y.astype(np.float32) @ self.unit_t
-
-    def logits(self, y: np.ndarray) -> np.ndarray:
-        return self.cosines(y) / np.float32(self.tau)
-
-    def logprobs(self, y: np.ndarray) -> np.ndarray:
-        """log p(word | context) for every vocabulary word, [batch, vocab]."""
-        return _log_softmax(self.logits(y))
-
-
-class PriorDecoder(CosineDecoder):
-    """Cosine evidence combined with how often each word occurs (Bayes' rule):
-    log p(w | context) = cos(prediction, w) / tau + prior_scale * log p(w) + const.
-
-    The contrastive loss learns the cosine as an evidence ratio against frequency-drawn
-    negatives, so the log frequency completes it; plain nearest neighbour treats 的 and a
-    name seen twice as equally likely a priori. `tau` and `prior_scale` (1 in theory, a
-    little less in practice: it measured better on held-out text) are fitted by maximum
-    likelihood on training text after training (`fit_decoding`).
-    """
-
-    def __init__(self, unit_vectors: np.ndarray, log_prior: np.ndarray, tau: float,
-                 prior_scale: float = 1.0):
-        super().__init__(unit_vectors, tau)
-        self.log_prior = np.asarray(prior_scale * np.asarray(log_prior), np.float32)
-
-    def logits(self, y: np.ndarray) -> np.ndarray:
-        return self.cosines(y) / np.float32(self.tau) + self.log_prior
-
-
-class SoftmaxDecoder:
-    """For the softmax head: its outputs are logits already."""
-
-    cosine = False
-
-    def logits(self, y: np.ndarray) -> np.ndarray:
-        return np.asarray(y, np.float32)
-
-    def logprobs(self, y: np.ndarray) -> np.ndarray:
-        return _log_softmax(np.asarray(y, np.float32))
-
-
-def log_prior(target_ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """log p(w) of each word among the training targets, add-one smoothed."""
-    target_ids = target_ids[(target_ids >= 0) & (target_ids < vocab_size)]
-    counts = np.bincount(target_ids, minlength=vocab_size)
-    counts = counts.astype(np.float64) + 1.0
-    return np.log(counts / counts.sum()).astype(np.float32)
-
-
-def _nll(cosines, truth, log_prior_, tau: float, scale: float, rows: int = 2048) -> float:
-    """Mean negative log-likelihood of the true words under softmax(cos / tau + scale log p)."""
-    idx = np.arange(len(truth))
-    prior = np.float32(scale) * np.asarray(log_prior_, np.float32)
-    total = 0.0
-    for i in range(0, len(truth), rows):
-        z = cosines[i:i + rows] * np.float32(1.0 / tau) + prior
-        zmax = z.max(axis=1)
-        lse = np.log(np.exp(z - zmax[:, None]).sum(axis=1)) + zmax
-        total += float((lse - z[idx[i:i + rows] - i, truth[i:i + rows]]).sum())
-    return total / max(len(truth), 1)
-
-
-def fit_tau(cosines: np.ndarray, truth: np.ndarray, log_prior_: np.ndarray,
-            bounds=(0.005, 1.0), steps: int = 14, scale: float = 1.0) -> float:
-    """The tau that maximises the likelihood of the true words under
-    softmax(cos / tau + scale log p(w)): golden-section search on log tau (the likelihood is
-    unimodal in it), in row chunks so memory stays at 2,048 x vocabulary."""
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    return float(np.exp(_golden(lambda x: _nll(cosines, truth, log_prior_, np.exp(x), scale),
-                                lo, hi, steps)))
-
-
-def fit_decoding(cosines: np.ndarray, truth: np.ndarray, log_prior_: np.ndarray,
-                 steps: int = 12) -> tuple[float, float]:
-    """(tau, prior_scale) by maximum likelihood: tau, then the prior's weight, then tau
-    again (coordinate search; each is unimodal)."""
-    tau = fit_tau(cosines, truth, log_prior_, steps=steps)
-    scale = _golden(lambda b: _nll(cosines, truth, log_prior_, tau, b), 0.3, 1.5, steps)
-    return fit_tau(cosines, truth, log_prior_, steps=steps, scale=scale), float(scale)
-
-
-def _golden(f, lo: float, hi: float, steps: int) -> float:
-    """The minimum of a unimodal function on [lo, hi] by golden-section search."""
-    g = (np.sqrt(5) - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = f(a), f(b)
-    for _ in range(steps):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - g * (hi - lo)
-            fa = f(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + g * (hi - lo)
-            fb = f(b)
-    return float(a if fa < fb else b)
 
 
 def _banned_by_ngram(history: list[int], n: int, lookback: int = 1024) -> set[int]:
@@ -416,74 +256,6 @@ def _preferred(logp: np.ndarray, allowed, preferred):
     return preferred if share >= PREFER_SHARE else allowed
 
 
-def make_decoder(config: dict, vectors, log_prior_: np.ndarray | None = None,
-                 kind: str | None = None):
-    """How a model's outputs become log-probabilities over its vocabulary, from config.json.
-
-    The vocabulary's vectors are the model's own (vectors.bin); their unit rows are what the
-    vector head is compared with. `kind` overrides the decoding the model was trained with
-    ("cosine" or "prior"), to compare them; "prior" needs the model's `log_prior_`.
-    """
-    from .model import unit_rows
-
-    if config["model"].get("head", "vector") == "softmax":
-        return SoftmaxDecoder()
-    unit = unit_rows(vectors.matrix)
-    decoding = dict(config.get("decoder") or {"kind": "cosine"})
-    kind = kind or decoding["kind"]
-    if kind == "cosine":
-        return CosineDecoder(unit, decoding.get("cosine_tau", 1.0))
-    if kind != "prior" or log_prior_ is None or "tau" not in decoding:
-        raise UserError(f"this model has no {kind!r} decoding (it was trained with "
-                        f"{decoding['kind']!r})")
-    return PriorDecoder(unit, log_prior_, decoding["tau"], decoding.get("prior_scale", 1.0))
-
-
-def render(tokens: list[str], unit: str = "word") -> str:
-    """Join tokens as Chinese is written: no spaces, except between two Latin words.
-
-    Character-unit models (`segment --unit char`) join everything directly.
-    """
-    parts: list[str] = []
-    for tok in tokens:
-        if tok == EOS:
-            parts.append("\n")
-            continue
-        if unit == "word" and parts and parts[-1] and tok and parts[-1][-1].isascii() \
-                and parts[-1][-1].isalnum() and tok[0].isascii() and tok[0].isalnum():
-            parts.append(" ")
-        parts.append(tok)
-    return "".join(parts)
-
-
-def prompt_ids(tokens: list[str], index: dict) -> tuple[list[int], list[str], list[str]]:
-    """Map prompt tokens to ids; unknown words fall back to their known characters.
-
-    Returns (ids, unknown words, words that were replaced by some of their characters).
-    """
-    ids, unknown, split = [], [], []
-    for tok in tokens:
-        if tok in index:
-            ids.append(index[tok])
-            continue
-        chars = [index[c] for c in tok if c in index]
-        if chars and len(tok) > 1:
-            ids.extend(chars)
-            split.append(tok)
-        else:
-            unknown.append(tok)
-    return ids, unknown, split
-
-
-CLAUSE_ENDS = set("，。？！；：、,.?!;:")
-
-
-def is_punctuation(token: str) -> bool:
-    import unicodedata
-
-    return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
-
-
 def verse_plan(clause_length: int, clauses: int, body: np.ndarray, ends: list[int],
                eos: int | None, offset: int = 0, heads: list[np.ndarray] | None = None):
     """A `constrain` function for regular verse: `clauses` clauses of `clause_length`
@@ -524,11 +296,3 @@ def rhyme_preference(clause_length: int, classes: dict, prompt: list[int], offse
         return classes.get(poem[first]) if first < len(poem) else None
 
     return prefer
-
-
-def line_hash(tokens: list[str]) -> int:
-    """A 64-bit hash of a line's tokens, to tell generated lines from training lines."""
-    import hashlib
-
-    digest = hashlib.blake2b(" ".join(tokens).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")

@@ -9,7 +9,7 @@ Plain Keras 3 (`import keras`), so it runs on TensorFlow, JAX or PyTorch. Two pa
 - the **core** (`build_core`): dropout, LSTM layers with `return_sequences`, dropout, and a
   dense head: the next word's `dim`-d vector (vector head) or logits over the vocabulary
   (softmax head, the baseline). The core is what `model.keras` holds; generation runs it in
-  numpy (generate.StepModel) one step at a time.
+  numpy (stepmodel.StepModel) one step at a time.
 
 The LSTM keeps the settings (tanh/sigmoid, no recurrent dropout, no mask) that let every
 backend use its fused cuDNN kernel on a GPU.
@@ -44,7 +44,7 @@ class ModelConfig:
     train_embedding: bool = True  # fine-tune the vocabulary's vectors (input and target tied)
     target: str = "centered"  # start from word2vec vectors minus their mean, or "raw"
     head: str = "vector"  # or "softmax": a distribution over the vocabulary (the baseline)
-    temperature: float = 0.05  # of the contrastive loss
+    loss_temperature: float = 0.05  # of the contrastive loss ("temperature" in config.json)
     margin: float = 0.5  # of the margin loss
     negatives: int = 2048  # contrastive loss: in-batch negatives (the batch's first targets)
 
@@ -56,18 +56,24 @@ class ModelConfig:
             raise UserError("--dropout must be in [0, 1)")
         if self.loss not in LOSSES or self.target not in TARGETS or self.head not in HEADS:
             raise UserError(f"unknown loss/target/head {self.loss!r}/{self.target!r}/{self.head!r}")
-        if not self.temperature > 0:
+        if not self.loss_temperature > 0:
             raise UserError("--loss-temperature must be positive")
         if not self.margin >= 0:
             raise UserError("--margin must not be negative")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """config.json's "model" record (its key for the loss temperature: "temperature")."""
+        return {_JSON_NAMES.get(k, k): v for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: dict) -> "ModelConfig":
         names = {f.name for f in fields(cls)}
+        data = {_FIELD_NAMES.get(k, k): v for k, v in data.items()}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_JSON_NAMES = {"loss_temperature": "temperature"}  # field -> config.json key (format 2)
+_FIELD_NAMES = {v: k for k, v in _JSON_NAMES.items()}
 
 
 def initial_embedding(vectors_matrix: np.ndarray, target: str) -> np.ndarray:
@@ -106,6 +112,18 @@ def build_core(cfg: ModelConfig):
     else:
         out = layers.Dense(cfg.dim, name="to_vector", dtype="float32")(x)
     return keras.Model(inp, out, name="core")
+
+
+def core_weights(core) -> tuple[list, np.ndarray, np.ndarray]:
+    """(LSTM layers as (kernel, recurrent, bias), head kernel, head bias) of a core model,
+    found by the layer names `build_core` gives them."""
+    lstm = [tuple(np.asarray(w, np.float32) for w in layer.get_weights())
+            for layer in core.layers if layer.name.startswith("lstm_")]
+    head = [layer for layer in core.layers if layer.name in ("to_vector", "to_logits")]
+    if not lstm or len(head) != 1:
+        raise UserError("model.keras is not a wordlstm core model (no LSTM layers or head)")
+    kernel, bias = head[0].get_weights()
+    return lstm, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
 
 
 def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
@@ -147,7 +165,8 @@ def make_loss(cfg: ModelConfig, table):
     if cfg.head == "softmax":
         return losses["MaskedSoftmaxLoss"]()
     if cfg.loss == "contrastive":
-        return losses["ContrastiveLoss"](table, cfg.vocab_size, cfg.temperature, cfg.negatives)
+        return losses["ContrastiveLoss"](table, cfg.vocab_size, cfg.loss_temperature,
+                                           cfg.negatives)
     if cfg.loss == "margin":
         return losses["MarginLoss"](table, cfg.vocab_size, cfg.margin)
     return losses["VectorLoss"](table, cfg.vocab_size, cfg.loss, cfg.dim)
@@ -199,7 +218,7 @@ def custom_objects() -> dict:
         The negatives are the batch's first `negatives` target words, so they are drawn by
         word frequency: the cosine learns how much likelier a word is after this context than
         in general (the log-frequency correction of sampled softmax), and decoding adds the
-        log frequency back (generate.PriorDecoder). It costs one [B*T, negatives] product,
+        log frequency back (decoding.PriorDecoder). It costs one [B*T, negatives] product,
         nothing per vocabulary word.
         """
 
@@ -293,6 +312,8 @@ def custom_objects() -> dict:
             true = ops.take_along_axis(logits, ids[:, None], axis=-1)[:, 0]
             return per_position(ops.logsumexp(logits, axis=-1) - true, valid, y_true)
 
+    # Not registered with Keras: only the core (no loss, no constraint) is ever saved whole;
+    # checkpoints hold weights, and a resumed run builds its losses with the table (make_loss).
     for cls in (ZeroLastRow, ContrastiveLoss, MarginLoss, VectorLoss, MaskedSoftmaxLoss):
-        _CUSTOM[cls.__name__] = keras.saving.register_keras_serializable("wordlstm")(cls)
+        _CUSTOM[cls.__name__] = cls
     return _CUSTOM

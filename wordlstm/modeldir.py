@@ -18,6 +18,7 @@ SHA-256 of model.keras and imports Keras only the first time a model is used.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
-from .model import ModelConfig
+from .model import ModelConfig, core_weights
 from .segment import SegmenterConfig
 from .textio import atomic_output, write_json
 from .vectors import Vectors, load_vectors
@@ -84,7 +85,7 @@ FILES = ("model.keras", "vectors.bin", "prior.npy", "lines.npy", "user_dict.txt"
 
 def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
                    segmenter: SegmenterConfig, training: dict, history: dict,
-                   lines: dict | None = None, decoder: dict | None = None,
+                   line_info: dict | None = None, decoder: dict | None = None,
                    log_prior: np.ndarray | None = None) -> None:
     """Write a complete model dir (`core`: the Keras core model) as one step.
 
@@ -114,10 +115,10 @@ def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
             "training": training,
             "versions": versions(),
         }
-        if lines is not None:  # line-level model: hashes of its training lines (--novel-only)
+        if line_info is not None:  # a line model: hashes of its training lines (--novel-only)
             with open(new / "lines.npy", "wb") as f:
-                np.save(f, lines["hashes"], allow_pickle=False)
-            config["lines"] = {k: v for k, v in lines.items() if k != "hashes"}
+                np.save(f, line_info["hashes"], allow_pickle=False)
+            config["lines"] = {k: v for k, v in line_info.items() if k != "hashes"}
         if log_prior is not None:  # word frequencies for the prior decoder (PriorDecoder)
             with open(new / "prior.npy", "wb") as f:
                 np.save(f, np.asarray(log_prior, np.float32), allow_pickle=False)
@@ -283,12 +284,12 @@ def validate_config(config: dict) -> None:
     if not isinstance(holdout, dict):
         raise UserError("training.holdout must be an object")
     HoldOut(**{k: holdout[k] for k in ("fraction", "lines", "seed") if k in holdout})
-    lines = config.get("lines")
-    if lines is not None:
-        _int(lines["clause_length"], 0, 1000, "lines.clause_length")
-        if not all(isinstance(p, str) for p in lines.get("clause_ends", [])):
+    line_info = config.get("lines")
+    if line_info is not None:
+        _int(line_info["clause_length"], 0, 1000, "lines.clause_length")
+        if not all(isinstance(p, str) for p in line_info.get("clause_ends", [])):
             raise UserError("lines.clause_ends must be strings")
-        for form in lines.get("forms", []):
+        for form in line_info.get("forms", []):
             _int(form[0], 1, 1000, "lines.forms")
             _int(form[1], 1, 1000, "lines.forms")
     files = config.get("files", {})
@@ -319,17 +320,6 @@ def _cache_dir() -> Path:
     base = os.environ.get("WORDLSTM_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wordlstm")
     return Path(base)
-
-
-def core_weights(core) -> tuple[list, np.ndarray, np.ndarray]:
-    """(LSTM layers as (kernel, recurrent, bias), head kernel, head bias) of a core model."""
-    lstm = [tuple(np.asarray(w, np.float32) for w in layer.get_weights())
-            for layer in core.layers if layer.name.startswith("lstm_")]
-    head = [layer for layer in core.layers if layer.name in ("to_vector", "to_logits")]
-    if not lstm or len(head) != 1:
-        raise UserError("model.keras is not a wordlstm core model (no LSTM layers or head)")
-    kernel, bias = head[0].get_weights()
-    return lstm, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
 
 
 def load_keras_model(model_dir: Path, compile: bool = False):
@@ -372,6 +362,13 @@ def load_core_weights(model_dir: Path, digest: str | None = None):
     except OSError:
         pass  # no writable cache: still works, just slower next time
     return lstm, kernel, bias
+
+
+def load_vectors_of(model_dir=None) -> Vectors:
+    """Only the vectors of a model dir (default: the shipped model), checked against its
+    config.json (for `neighbors`: no network, no Keras)."""
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    return load_vectors_checked(model_dir, read_config(model_dir))
 
 
 def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
@@ -428,30 +425,34 @@ def check_weights(model_dir: Path, config: dict, weights: InferenceWeights) -> N
 
 @dataclass
 class LoadedModel:
-    """A model directory read once and checked: what generation, evaluation and the benches
-    use (the model as trained is apart from what it writes, as gensim keeps Word2Vec apart
-    from KeyedVectors)."""
+    """A model directory read once and checked (`load`): what generation, evaluation and the
+    benches use. The model as trained is apart from what it writes, as gensim keeps Word2Vec
+    apart from KeyedVectors: `step` is the network as numpy, `decoder` turns its outputs into
+    log-probabilities (the model's own decoding, or `decode`: "prior" or "cosine")."""
 
     model_dir: Path
     config: dict
     vectors: Vectors
     weights: InferenceWeights
     log_prior: np.ndarray | None
+    decode: str | None = None
 
     @property
     def window(self) -> int:
         return int(self.config["model"]["window"])
 
-    def step_model(self):
-        from .generate import StepModel
+    @functools.cached_property
+    def step(self):
+        from .stepmodel import StepModel
 
         return StepModel(self.weights)
 
-    def decoder(self, kind: str | None = None):
-        """How outputs become log-probabilities (`kind` overrides: "prior" or "cosine")."""
-        from .generate import make_decoder
+    @functools.cached_property
+    def decoder(self):
+        from .decoding import make_decoder
 
-        return make_decoder(self.config, self.vectors, self.log_prior, kind)
+        return make_decoder(self.config["decoder"], self.vectors.matrix, self.log_prior,
+                            head=self.config["model"].get("head", "vector"), kind=self.decode)
 
     def segmenter_config(self) -> SegmenterConfig:
         return segmenter_config(self.model_dir, self.config)
@@ -473,8 +474,9 @@ def check_files(model_dir: Path, config: dict) -> dict:
     return digests
 
 
-def load_model_dir(model_dir=None) -> LoadedModel:
-    """Read and check a model dir (default: the shipped model)."""
+def load(model_dir=None, decode: str | None = None) -> LoadedModel:
+    """Read and check a model dir (default: the shipped model); `decode` overrides its
+    decoding ("prior" or "cosine"), to compare them."""
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     config = read_config(model_dir)
     digests = check_files(model_dir, config)
@@ -483,4 +485,5 @@ def load_model_dir(model_dir=None) -> LoadedModel:
     embedding = np.vstack([vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
     weights = InferenceWeights(embedding, lstm, kernel, bias)
     check_weights(model_dir, config, weights)
-    return LoadedModel(model_dir, config, vectors, weights, load_log_prior(model_dir, config))
+    return LoadedModel(model_dir, config, vectors, weights, load_log_prior(model_dir, config),
+                       decode)

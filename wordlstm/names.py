@@ -31,6 +31,9 @@ AFTER_NAME = {"道", "说", "说道", "笑道", "笑", "听了", "听说", "听"
 NOT_IN_NAMES = set("的了是在不这那我你他她它们也就都而及与和着过吗呢吧啊么之其所以为于上下中里个几又")
 
 
+MIN_COUNT = 10  # occurrences a name needs (`names --min-count`)
+
+
 @dataclass
 class NameCandidate:
     name: str
@@ -43,7 +46,7 @@ def _is_han(s: str) -> bool:
     return all("\u4e00" <= c <= "\u9fff" for c in s)
 
 
-def propose_names(token_lines, min_count: int = 10, min_cohesion: float = 0.6,
+def propose_names(token_lines, min_count: int = MIN_COUNT, min_cohesion: float = 0.6,
                   min_name_like: float = 0.15, max_len: int = 4) -> list[NameCandidate]:
     """Names that the segmentation splits, from an iterable of token lists."""
     unigrams: Counter = Counter()
@@ -105,3 +108,32 @@ def repaired_tokens(lines, names: list[str], user_dict: str) -> dict:
         after += sum(t in wanted for t in named(line))
     return {"names": len(names), "whole_before": before, "whole_after": after,
             "repaired": after - before}
+
+
+def user_dictionary(inputs: list[str], output: str | None = None, min_count: int = MIN_COUNT,
+                    encoding: str | None = None) -> tuple[list[NameCandidate], str, dict | None]:
+    """The `names` command: (names found, the user dictionary's text, and, when it is written
+    to `output`, how many name occurrences it makes whole tokens)."""
+    from .errors import UserError
+    from .segment import SegmenterConfig, default_jobs, segment_lines
+    from .textio import atomic_output, check_not_input, check_writable, iter_lines, normalize_line
+
+    if output:
+        check_writable(output)
+        check_not_input(output, inputs)
+
+    def raw_lines():  # streamed: read again for the repair count
+        return (line for path in inputs for line in iter_lines(path, encoding=encoding))
+
+    found = propose_names(segment_lines(raw_lines(), SegmenterConfig(), default_jobs()),
+                          min_count=min_count)
+    if not found:
+        raise UserError("no split names found; try a lower --min-count")
+    text = "".join(f"{c.name} {c.count} nr\n" for c in found)
+    report = None
+    if output:
+        with atomic_output(output) as f:
+            f.write(text)
+        lines = (n for n in map(normalize_line, raw_lines()) if n)
+        report = repaired_tokens(lines, [c.name for c in found], output)
+    return found, text, report

@@ -60,8 +60,9 @@ def read_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
     return entries
 
 
-def resolve_engine(engine: str, user_dict: str | None) -> str:
-    """Pick the concrete engine: rjieba when installed and exact for these options.
+def resolve_engine(engine: str, user_dict: str | None, unit: str = "word") -> str:
+    """Pick the concrete engine (the one place it is decided): "char" for character units,
+    else rjieba when installed and exact for these options, else jieba.
 
     Without a user dictionary rjieba matched jieba on every line of 红楼梦, 三国演义 and 水浒传.
     With one (even fed jieba's own frequencies) it breaks exact score ties differently
@@ -69,12 +70,12 @@ def resolve_engine(engine: str, user_dict: str | None) -> str:
     """
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if engine == "jieba":
-        return "jieba"
-    if engine == "rjieba":
-        if not _has_rjieba():
-            raise UserError("engine rjieba is not installed: pip install rjieba")
-        return "rjieba"
+    if engine == "rjieba" and not _has_rjieba():
+        raise UserError("engine rjieba is not installed: pip install rjieba")
+    if unit == "char":
+        return "char"
+    if engine in ("jieba", "rjieba"):
+        return engine
     return "rjieba" if _has_rjieba() and not user_dict else "jieba"
 
 
@@ -103,7 +104,9 @@ class Segmenter:
         if config.user_dict and not os.path.isfile(config.user_dict):
             raise UserError(f"{config.user_dict}: user dictionary not found")
         self.config = config
-        self.engine = resolve_engine(config.engine, config.user_dict)
+        self.engine = resolve_engine(config.engine, config.user_dict, config.unit)
+        # rjieba's own cut (no user dictionary): it also cuts whole blocks of lines at once
+        self._plain_rjieba = self.engine == "rjieba" and not config.user_dict
         self._cut = None
         self._convert = None
         if config.to_simplified:
@@ -123,10 +126,10 @@ class Segmenter:
         return normalize_punct(line) if self.config.normalize_punct else line
 
     def _build(self):
-        if self.config.unit == "char":
+        if self.engine == "char":
             return lambda line: [c for c in line if c != " "]
         hmm = self.config.hmm
-        if self.engine == "rjieba" and not self.config.user_dict:
+        if self._plain_rjieba:
             import rjieba
 
             def cut(line, _cut=rjieba.cut):
@@ -158,7 +161,7 @@ class Segmenter:
         jieba (and jieba-rs) treat a newline as a separator, so cutting "line1\nline2" gives
         line1's tokens, "\n", line2's tokens: one call per block instead of per line.
         """
-        if self.engine != "rjieba" or self.config.user_dict or self.config.unit != "word":
+        if not self._plain_rjieba:
             return None
         import rjieba
 
@@ -316,7 +319,7 @@ def _init_worker(config: SegmenterConfig, drop: frozenset = frozenset()) -> None
 _reported: set = set()
 
 
-def _segment_block(text: str) -> BlockResult:
+def _segment_block_in_worker(text: str) -> BlockResult:
     """Worker side: split a block of text into lines and segment them; send back UTF-8 bytes
     and only words not sent before (so the main process does no per-line work, encodes no
     text and merges no large sets)."""
@@ -360,13 +363,13 @@ def segment_blocks(blocks: Iterable[str], config: SegmenterConfig, jobs: int = 1
     batches = _split_blocks(blocks, BLOCK_CHARS)
     if jobs <= 1:
         for batch in batches:
-            yield _segment_block(batch)
+            yield _segment_block_in_worker(batch)
         return
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(config, drop)) as pool:
-        yield from pool.imap(_segment_block, batches, chunksize=1)
+        yield from pool.imap(_segment_block_in_worker, batches, chunksize=1)
 
 
 def segment_lines(lines: Iterable[str], config: SegmenterConfig, jobs: int = 1) -> Iterator[list[str]]:
@@ -388,8 +391,7 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     With `strip_boilerplate`, a first pass finds repeated site banners (find_boilerplate) and
     the second drops them; they are listed in `stats.boilerplate`.
     """
-    stats = SegmentStats(engine=resolve_engine(config.engine, config.user_dict)
-                         if config.unit == "word" else "char")
+    stats = SegmentStats(engine=resolve_engine(config.engine, config.user_dict, config.unit))
     reads: list[ReadStats] = []
     distinct: set = set()
     started = time.perf_counter()
@@ -457,3 +459,34 @@ def recorded_config(segmented: str, **overrides) -> SegmenterConfig:
         except (ValueError, KeyError, TypeError):
             pass  # not ours or damaged: defaults and the command line apply
     return replace(recorded, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def segment_to_file(inputs: list[str], output: str, config: SegmenterConfig, *,
+                    encoding: str | None = None, errors: str = "strict", jobs: int | None = None,
+                    strip_boilerplate: bool = False, progress=None) -> tuple[SegmentStats, dict]:
+    """`wordlstm segment`: check the inputs and the output (before any work), segment into
+    `output` atomically and record the settings next to it (`sidecar_path`, which `train`
+    reads). `progress(total_bytes)` may return a progress bar. Returns (stats, summary)."""
+    from .textio import atomic_output, check_not_input, check_writable, detect_encoding, write_json
+
+    check_writable(output)
+    check_not_input(output, inputs)
+    check_not_input(sidecar_path(output), inputs)
+    for path in inputs:  # missing, empty or binary inputs fail here, before any work
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such file")
+        if encoding is None:
+            detect_encoding(path)
+    total = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
+    bar = progress(total) if progress is not None else None
+    try:
+        with atomic_output(output) as out:
+            stats = segment_files(list(inputs), out, config, encoding=encoding, errors=errors,
+                                  jobs=jobs or default_jobs(), progress=bar,
+                                  strip_boilerplate=strip_boilerplate)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = stats.to_json() | {"output": output, "segmenter": config.to_json()}
+    write_json(sidecar_path(output), summary, indent=1)
+    return stats, summary

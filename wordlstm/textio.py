@@ -48,6 +48,9 @@ class ReadStats:
     cut_lines: int = 0  # over-long lines cut into pieces (see MAX_LINE)
 
 
+DECODE_ERRORS = ("strict", "replace")  # on undecodable bytes: stop, or U+FFFD and count
+
+
 def normalize_line(line: str) -> str:
     """Strip CR/LF and indentation, and collapse inner whitespace runs to one space."""
     return _SPACE_RUN.sub(" ", line).strip()
@@ -163,7 +166,7 @@ def iter_blocks(path: str | os.PathLike, encoding: str | None = None, errors: st
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, not a text file")
-    if errors not in ("strict", "replace"):
+    if errors not in DECODE_ERRORS:
         raise UserError(f"--errors must be strict or replace, not {errors!r}")
     try:
         enc = encoding or detect_encoding(path)
@@ -286,6 +289,25 @@ def check_writable(path: str | os.PathLike) -> None:
     if not probe.is_dir() or not os.access(probe, os.W_OK):
         raise UserError(f"{path}: cannot write here (directory {probe} is not writable)")
 
+
+
+def check_segmented(path: str | os.PathLike) -> None:
+    """Fail early on a segmented-text argument that is missing, empty, binary or not UTF-8."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such file")
+    if p.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty")
+    with open(p, "rb") as f:
+        head = f.read(65536)
+    if b"\x00" in head:
+        raise UserError(f"{path}: looks like a binary file, not segmented text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:
+            raise UserError(f"{path}: not UTF-8 at byte offset {err.start}; "
+                            "segmented files are written by `wordlstm segment`") from None
 
 
 def check_not_input(output: str | os.PathLike, inputs) -> None:

@@ -23,19 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import CorpusIds, check_trainable, corpus_ids, sequences_dataset, targets_of
+from .decoding import DECODINGS, CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
 from .errors import UserError
 from .evaluate import cross_entropy, stream_outputs, target_logprobs
-from .generate import (CosineDecoder, PriorDecoder, SoftmaxDecoder, StepModel, fit_decoding,
-                       fit_tau, log_prior)
-from .model import ModelConfig, build_core, build_model, compile_model, initial_embedding, unit_rows
-from .modeldir import InferenceWeights, core_weights, read_json, save_model_dir, vocab_hash
+from .model import (ModelConfig, build_core, build_model, compile_model, core_weights,
+                    initial_embedding, unit_rows)
+from .modeldir import InferenceWeights, read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
 from .split import HoldOut
+from .stepmodel import StepModel
 from .textio import atomic_path, write_json
 from .vectors import Vectors, load_vectors
-
-DECODINGS = ("prior", "cosine")
-
 
 @dataclass
 class TrainConfig:
@@ -115,20 +113,13 @@ class Validator:
         return {"kind": self.tcfg.decode, "tau": tau, "prior_scale": scale,
                 "cosine_tau": fit_tau(cos, targets[ok], zero), "fitted_on": int(ok.sum())}
 
-    def decoder(self, step: StepModel, decoding: dict):
-        if decoding["kind"] == "softmax":
-            return SoftmaxDecoder()
-        unit = unit_rows(step.embedding[:-1])
-        if decoding["kind"] == "prior":
-            return PriorDecoder(unit, self.prior, decoding["tau"], decoding["prior_scale"])
-        return CosineDecoder(unit, decoding["cosine_tau"])
-
     def bits_per_char(self, step: StepModel, decoding: dict) -> float | None:
         if len(self.corpus.val) < 2:
             return None
         ids = self.corpus.val
         targets = targets_of(ids[1:], self.corpus.unk)
-        logp, _ = target_logprobs(self.decoder(step, decoding), stream_outputs(step, ids),
+        decoder = make_decoder(decoding, step.embedding[:-1], self.prior, head=self.cfg.head)
+        logp, _ = target_logprobs(decoder, stream_outputs(step, ids),
                                   targets, ks=())
         return cross_entropy(logp, targets, self.corpus, self.words)["bits_per_char"]
 
@@ -205,6 +196,18 @@ class CtrlC:
     def check(self) -> None:
         if self.pressed:
             raise KeyboardInterrupt
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `wordlstm train`: `epochs_saved` finished epochs are in `checkpoint`,
+    from which the same command with --resume continues."""
+
+    def __init__(self, out: str | Path):
+        self.checkpoint = Path(out) / "checkpoint"
+        state = self.checkpoint / "state.json"
+        self.epochs_saved = read_json(state)["epoch"] if state.is_file() else 0
+        super().__init__(f"interrupted; {self.epochs_saved} epoch(s) saved in {self.checkpoint}: "
+                         "run the same command with --resume to continue")
 
 
 def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, log,
@@ -297,10 +300,10 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
         raise UserError(f"{out}: the checkpoint has {cfg.vocab_size}x{cfg.dim} vectors, "
                         f"{vectors_path} has {state['model']['vocab_size']}x"
                         f"{state['model']['dim']}; resume with the same --vectors")
-    asked = state["model"]
-    changed = [f"{k} {getattr(cfg, k)!r} (not {asked[k]!r})" for k in
+    asked, kept = state["model"], cfg.to_json()
+    changed = [f"{k} {kept[k]!r} (not {asked[k]!r})" for k in
                ("window", "units", "layers", "dropout", "loss", "head", "train_embedding",
-                "target", "temperature", "negatives") if asked.get(k) != getattr(cfg, k)]
+                "target", "temperature", "negatives") if asked.get(k) != kept[k]]
     if changed:
         log("note: --resume continues the run with the settings it started with: "
             + ", ".join(changed))
@@ -344,13 +347,71 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
                       init_from, ctrl_c)
 
 
+def run(segmented: str, vectors_path: str, out: str | Path, model: dict, training: dict,
+        segmenter: dict, resume: bool = False, init_from: str | Path | None = None,
+        verbose: int = 0, log=print) -> dict:
+    """`wordlstm train`: settings checked (`model`: ModelConfig fields, head "auto" for the
+    measured best head of the corpus's unit; `training`: TrainConfig fields; `segmenter`:
+    overrides of what `segment` recorded, None for "as recorded"), then `train`. Ctrl-C
+    raises TrainingInterrupted, which says how much the checkpoint holds."""
+    from .backend import summary_line
+    from .segment import recorded_config
+    from .textio import check_segmented, check_writable
+
+    check_segmented(segmented)
+    out = Path(out)
+    check_writable(out / "config.json")
+    seg = recorded_config(segmented, **segmenter)
+    if model.get("head") == "auto":  # measured: bench/RESULTS.md, "Names and poems"
+        model = model | {"head": "softmax" if seg.unit == "char" else "vector"}
+    cfg, tcfg = ModelConfig(**model), TrainConfig(**training)
+    if seg.user_dict and not Path(seg.user_dict).is_file():
+        raise UserError(f"{seg.user_dict}: user dictionary not found (it is copied into the model)")
+    try:
+        with CtrlC() as ctrl_c:
+            log(summary_line() + f"; {cfg.head} head")
+            return train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
+                         verbose=verbose, log=log, init_from=init_from, ctrl_c=ctrl_c)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(out) from None
+
+
+@dataclass
+class _Run:
+    """One training run's settings, data and progress (`state`: what the checkpoint keeps)."""
+
+    cfg: ModelConfig
+    tcfg: TrainConfig
+    vectors: Vectors
+    corpus: CorpusIds
+    prior: np.ndarray  # log word frequencies of the training targets
+    state: dict
+    ckpt: Path
+
+
 def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
            segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
            ctrl_c: CtrlC | None) -> dict:
-    from .backend import distribution_scope, end_distribution, import_keras, set_precision
+    from .backend import training_scope
+
+    run = _prepare(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, log)
+    with training_scope(run.tcfg.precision, run.tcfg.devices, log) as (scope, n_devices):
+        # Every batch must split evenly over the devices.
+        batch = max(n_devices, run.tcfg.batch_size - run.tcfg.batch_size % n_devices)
+        train_ds = sequences_dataset(run.corpus.train, run.cfg.window, batch, run.corpus.unk,
+                                     seed=run.tcfg.seed, epoch=run.state["epoch"],
+                                     drop_remainder=n_devices > 1)
+        with scope():
+            model = _build_or_resume(run, len(train_ds), resume, init_from, log)
+            _fit(model, run, train_ds, verbose, log, ctrl_c)
+    return _finish(model, run, segmented, out, segmenter, init_from, log)
+
+
+def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
+             segmenter: SegmenterConfig, resume: bool, log) -> _Run:
+    """The vectors, the settings (those of the checkpoint when resuming) and the id streams."""
     from .modeldir import file_hash
 
-    keras = import_keras()
     ckpt = out / "checkpoint"
     vectors = load_vectors(vectors_path)
     cfg.dim, cfg.vocab_size = vectors.dim, len(vectors)
@@ -364,55 +425,64 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
     log(f"corpus: {len(corpus.train) + len(corpus.val):,} tokens, {len(corpus.val):,} held out "
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
-    n_targets = len(corpus.train) - 1
     prior = log_prior(corpus.train[1:], len(vectors))
-    validator = Validator(corpus, vectors.words, cfg, tcfg, prior)
+    return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt)
 
-    set_precision(tcfg.precision, log)
-    try:
-        scope, n_devices = distribution_scope(tcfg.devices, log)
-        # Every batch must split evenly over the devices.
-        batch = max(n_devices, tcfg.batch_size - tcfg.batch_size % n_devices)
-        train_ds = sequences_dataset(corpus.train, cfg.window, batch, corpus.unk, seed=tcfg.seed,
-                                     epoch=state["epoch"], drop_remainder=n_devices > 1)
-        with scope():
-            keras.utils.set_random_seed(tcfg.seed + state["epoch"])
-            model = build_model(cfg, initial_embedding(vectors.matrix, cfg.target))
-            if init_from is not None and not resume:
-                _init_weights(model, Path(init_from), cfg, vectors)
-                log(f"starting from the weights of {init_from}")
-            ema = min(tcfg.ema, 1.0 - 1.0 / max(len(train_ds), 2)) if tcfg.ema else 0.0
-            compile_model(model, cfg, tcfg.learning_rate, ema=ema)
-            if resume:
-                with warnings.catch_warnings():  # its optimizer is restored just below
-                    warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-                    model.load_weights(ckpt / state["files"]["weights"])
-                _load_optimizer(model, ckpt / state["files"]["optimizer"])
-                log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
-            stopped = (tcfg.patience and "best_epoch" in state
-                       and state["epoch"] - state["best_epoch"] >= tcfg.patience)
-            if state["epoch"] < tcfg.epochs and not stopped:
-                # The dataset orders its sequences itself, from (seed, epoch): Keras' own batch
-                # shuffling would make a resumed run differ from the uninterrupted one.
-                model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=state["epoch"],
-                          verbose=verbose, shuffle=False,
-                          callbacks=_make_callbacks(ckpt, tcfg, state, n_targets, log, validator,
-                                                     ctrl_c))
-            if state.get("best_epoch", state["epoch"]) != state["epoch"]:
-                log(f"keeping epoch {state['best_epoch']}: the best held-out bits/char "
-                    f"({state['best_bpc']:.4f})")
-            if "best_weights" in state:  # the validated (averaged) weights of the best epoch
-                model.load_weights(ckpt / state["best_weights"])
-    finally:
-        end_distribution()
-        set_precision("float32")
 
+def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log):
+    """The compiled model: fresh, from `init_from`'s weights, or the checkpoint's weights and
+    optimizer state (inside the distribution scope)."""
+    from .backend import import_keras
+
+    keras = import_keras()
+    cfg, tcfg, state = run.cfg, run.tcfg, run.state
+    keras.utils.set_random_seed(tcfg.seed + state["epoch"])
+    model = build_model(cfg, initial_embedding(run.vectors.matrix, cfg.target))
+    if init_from is not None and not resume:
+        _init_weights(model, Path(init_from), cfg, run.vectors)
+        log(f"starting from the weights of {init_from}")
+    ema = min(tcfg.ema, 1.0 - 1.0 / max(batches, 2)) if tcfg.ema else 0.0
+    compile_model(model, cfg, tcfg.learning_rate, ema=ema)
+    if resume:
+        with warnings.catch_warnings():  # its optimizer is restored just below
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            model.load_weights(run.ckpt / state["files"]["weights"])
+        _load_optimizer(model, run.ckpt / state["files"]["optimizer"])
+        log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
+    return model
+
+
+def _fit(model, run: _Run, train_ds, verbose: int, log, ctrl_c: CtrlC | None) -> None:
+    """Train the remaining epochs (validated and checkpointed after each), then hold the best
+    epoch's validated weights."""
+    tcfg, state = run.tcfg, run.state
+    stopped = (tcfg.patience and "best_epoch" in state
+               and state["epoch"] - state["best_epoch"] >= tcfg.patience)
+    if state["epoch"] < tcfg.epochs and not stopped:
+        validator = Validator(run.corpus, run.vectors.words, run.cfg, tcfg, run.prior)
+        # The dataset orders its sequences itself, from (seed, epoch): Keras' own batch
+        # shuffling would make a resumed run differ from the uninterrupted one.
+        model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=state["epoch"],
+                  verbose=verbose, shuffle=False,
+                  callbacks=_make_callbacks(run.ckpt, tcfg, state, len(run.corpus.train) - 1,
+                                             log, validator, ctrl_c))
+    if state.get("best_epoch", state["epoch"]) != state["epoch"]:
+        log(f"keeping epoch {state['best_epoch']}: the best held-out bits/char "
+            f"({state['best_bpc']:.4f})")
+    if "best_weights" in state:  # the validated (averaged) weights of the best epoch
+        model.load_weights(run.ckpt / state["best_weights"])
+
+
+def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, init_from,
+            log) -> dict:
+    """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
+    cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
     core = build_core(cfg)  # plain float32 copy without optimizer state: what ships
     core.set_weights([np.asarray(w, np.float32) for w in model.get_layer("core").get_weights()])
     embedding = np.asarray(model.get_layer("word_embedding").embeddings, np.float32)
     shipped = Vectors(list(vectors.words), np.ascontiguousarray(embedding[:-1]))
     step = step_model_of(model, embedding)
-    decoding = Validator(corpus, vectors.words, cfg, tcfg, prior,
+    decoding = Validator(corpus, vectors.words, cfg, tcfg, run.prior,
                          n_fit=int(min(20_000, 4e8 / len(vectors)))).decoding(step)
     if decoding["kind"] != "softmax":
         log(f"decoding: cosine / {decoding['tau']:.3f}"
@@ -427,11 +497,11 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
                                "holdout": tcfg.holdout.to_json(),
                                "best_epoch": state.get("best_epoch", state["epoch"]),
                                "init_from": str(init_from) if init_from else None}
-    lines = line_stats(segmented) if tcfg.lines else None
+    line_info = line_stats(segmented) if tcfg.lines else None
     save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state["history"]},
-                   lines=lines, decoder=decoding,
-                   log_prior=prior if decoding["kind"] == "prior" else None)
-    shutil.rmtree(ckpt, ignore_errors=True)
+                   line_info=line_info, decoder=decoding,
+                   log_prior=run.prior if decoding["kind"] == "prior" else None)
+    shutil.rmtree(run.ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
 
 
@@ -443,9 +513,9 @@ def _vectors_file(vectors_path) -> Path:
 
 def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors) -> None:
     """Copy a trained model dir's embedding and core into `model` (same vocabulary, shapes)."""
-    from .modeldir import load_model_dir
+    from .modeldir import load
 
-    loaded = load_model_dir(init_dir)
+    loaded = load(init_dir)
     if loaded.vectors.words != vectors.words:
         raise UserError(f"{init_dir}: --init-from needs a model with the same vocabulary "
                         "(train it with the same --vectors)")
@@ -474,7 +544,7 @@ def line_stats(segmented: str, min_share: float = 0.05) -> dict:
     """
     from collections import Counter
 
-    from .generate import CLAUSE_ENDS, is_punctuation, line_hash
+    from .tokens import CLAUSE_ENDS, is_punctuation, line_hash
     from .vectors import SegmentedCorpus
 
     hashes, clauses, ends, forms = [], Counter(), Counter(), Counter()

@@ -10,7 +10,7 @@ the model can learn where paragraphs end.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from .errors import UserError
 from .textio import atomic_path
 
 EOS = "</s>"
+NEIGHBORS = 10  # how many `neighbors` lists
 
 
 @dataclass
@@ -37,6 +38,11 @@ class Word2VecSettings:
     spell_rare: bool = True  # rare words -> characters: every character gets a vector
     val_fraction: float = 0.05  # held-out part never seen by word2vec (split.HoldOut)
     lines: bool = False  # held out as a random sample of lines (line corpora)
+
+    def __post_init__(self):
+        self.sg = int(self.sg)  # a flag on the command line
+        if self.min_count < 1 or self.size < 1 or self.epochs < 1 or self.window < 1:
+            raise UserError("--min-count, --size, --epochs and --window must be positive")
 
 
 class SegmentedCorpus:
@@ -134,7 +140,7 @@ class Vectors:
             return np.ascontiguousarray(centered / np.maximum(norms, 1e-8), dtype=np.float32)
         raise UserError(f"unknown target space {mode!r}; choose raw or centered")
 
-    def neighbors(self, word: str, k: int = 10) -> list[tuple[str, float]]:
+    def neighbors(self, word: str, k: int = NEIGHBORS) -> list[tuple[str, float]]:
         if word not in self.index:
             raise UserError(f"{word!r} is not in the vocabulary ({len(self)} words)")
         unit = self.normalized()
@@ -203,6 +209,49 @@ def resolve_vectors_path(path: str | os.PathLike) -> Path:
         if c.is_file():
             return c
     raise UserError(f"{path}: no word vectors there (expected a word2vec .bin or .txt file)")
+
+
+def output_paths(output: str | os.PathLike, text: bool = False) -> tuple[Path, Path]:
+    """(vectors file, JSON summary) for `train-vectors -o`: a prefix, or a .bin/.txt name
+    whose suffix is replaced (the inverse of `resolve_vectors_path`)."""
+    prefix = Path(output)
+    if prefix.suffix in (".bin", ".txt"):
+        prefix = prefix.with_suffix("")
+    return (prefix.with_name(prefix.name + (".txt" if text else ".bin")),
+            prefix.with_name(prefix.name + ".json"))
+
+
+def train_vectors_file(segmented: str, output: str | os.PathLike, settings: dict,
+                       text: bool = False, progress=None) -> dict:
+    """`wordlstm train-vectors`: check the corpus, the `settings` (Word2VecSettings fields)
+    and the output, train, and write the vectors and a JSON summary next to them.
+    `progress(epochs)` may return a progress bar. Returns the summary."""
+    import time
+
+    from .textio import check_not_input, check_segmented, check_writable, write_json
+
+    check_segmented(segmented)
+    settings = Word2VecSettings(**settings)
+    path, summary_path = output_paths(output, text)
+    check_writable(path)
+    check_not_input(path, [segmented])
+    check_not_input(summary_path, [segmented])
+    bar = progress(settings.epochs) if progress is not None else None
+    t0 = time.perf_counter()
+    try:
+        vectors = train_word2vec(segmented, settings, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    save_vectors(vectors, path, binary=not text)
+    words = vectors.train_stats["corpus_words"] * settings.epochs
+    summary = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
+               "seconds": round(seconds, 2), "words_per_s": round(words / seconds),
+               "settings": asdict(settings), "corpus": str(segmented),
+               "held_out_lines": vectors.train_stats["held_out_lines"]}
+    write_json(summary_path, summary)
+    return summary
 
 
 def _is_binary(path: Path) -> bool:

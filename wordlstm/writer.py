@@ -1,48 +1,104 @@
 """Text in, text out: prompts are segmented like the training corpus, ids become text.
 
-`Writer` loads a model dir once and offers the generation modes: continuing a prompt,
+`Writer` holds a loaded model dir and offers the generation modes: continuing a prompt,
 whole lines (poems, names) with the "only new lines" filter, and acrostic poems (藏头诗).
+Each returns a `Generation` (texts, words made, what happened to the prompt); `write` runs
+the mode a `Request` (what `continue-text` asks for) names.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .errors import UserError
-from .generate import (Generator, is_punctuation, line_hash, prompt_ids, render,
-                       rhyme_preference, verse_plan)
-from .modeldir import load_model_dir, training_line_hashes
+from .generate import Generator, rhyme_preference, verse_plan
+from .modeldir import load, training_line_hashes
 from .segment import Segmenter
 from .textio import normalize_line
+from .tokens import is_punctuation, line_hash, prompt_ids, render
 from .vectors import EOS
 
 
 MAX_BATCH = 64  # streams generated together
 
 
-class Writer:
-    """A loaded model dir and everything needed to turn prompts into text."""
+@dataclass
+class Generation:
+    """What one generation mode made: the texts, and what happened to the prompt."""
 
-    def __init__(self, loaded, note=lambda msg: None, decode: str | None = None):
+    texts: list[str]  # continuations (without the prompt), whole lines, or an acrostic's lines
+    words: list[int] = field(default_factory=list)  # tokens generated for each stream
+    unknown: list[str] = field(default_factory=list)  # prompt words skipped (not in vocabulary)
+    split: list[str] = field(default_factory=list)  # prompt words spelled with their characters
+    dropped: int = 0  # --novel-only: generated lines dropped as training lines
+
+
+@dataclass
+class Request:
+    """What `continue-text` asks for, checked when made; the sampling is a SamplingConfig."""
+
+    prompt: str = ""
+    length: int = 100  # words to generate (the most per line with n_lines)
+    until: str | None = None  # stop once the text ends with this
+    seed: int | None = None
+    samples: int = 1  # continuations, made as one batch
+    prefix: str = ""  # fed to the model first to set the mood, not printed
+    acrostic: str | None = None  # 藏头诗: one line per character
+    line_length: int | None = None  # words per acrostic line
+    n_lines: int | None = None  # whole lines (line models), each from the prompt
+    novel_only: bool = False  # with n_lines: only lines not in the training file
+    form: str | None = None  # with n_lines on a poem model: "5x4", "7x8", ... or "free"
+
+    def __post_init__(self):
+        if self.length < 1 or self.samples < 1 or (self.n_lines is not None and self.n_lines < 1):
+            raise UserError("--length, --samples and --lines must be positive")
+        if (self.novel_only or self.form) and self.n_lines is None:
+            raise UserError("--novel-only and --form go with --lines N")
+        if self.line_length is not None and self.line_length < 2:
+            raise UserError("--line-length must be at least 2")
+
+    @property
+    def streams(self) -> bool:
+        """Whether a terminal can show the text word by word (one plain continuation)."""
+        return not self.acrostic and self.n_lines is None and self.samples == 1
+
+    def printable(self, log=lambda msg: None) -> Request:
+        """This request with control characters removed from the prompt and prefix (an
+        escape sequence must not reach the terminal), noting it."""
+        return replace(self, prompt=printable(self.prompt, "the prompt", log),
+                       prefix=printable(self.prefix, "--prefix", log))
+
+
+def printable(text: str, what: str, log=lambda msg: None) -> str:
+    """`text` without control characters, noting how many were removed."""
+    import unicodedata
+
+    clean = "".join(c for c in text if unicodedata.category(c) != "Cc")
+    if clean != text:
+        log(f"note: removed {len(text) - len(clean)} control character(s) from {what}")
+    return clean
+
+
+class Writer:
+    """A loaded model (modeldir.load) and everything needed to turn prompts into text."""
+
+    def __init__(self, loaded, log=lambda msg: None):
         self.loaded = loaded
         self.model_dir, self.config, self.vectors = loaded.model_dir, loaded.config, loaded.vectors
-        self.note = note
+        self.log = log
         self.segment = Segmenter(loaded.segmenter_config())
         self.eos = self.vectors.index.get(EOS)
-        self.gen = Generator(loaded.step_model(), self.vectors.words, loaded.decoder(decode),
-                             loaded.window, self.eos)
+        self.gen = Generator(loaded.step, self.vectors.words, loaded.decoder, loaded.window,
+                             self.eos)
         self.unit = self.config["segmenter"].get("unit", "word")
-        self.unknown: list[str] = []
-        self.split: list[str] = []
-        self.last_words: list[int] = []
         self._rhymes = None
 
     @classmethod
-    def load(cls, model_dir=None, note=lambda msg: None, decode: str | None = None) -> "Writer":
+    def load(cls, model_dir=None, log=lambda msg: None, decode: str | None = None) -> "Writer":
         """`decode` overrides the model's decoding ("cosine" or "prior"), for comparisons."""
-        return cls(load_model_dir(model_dir), note, decode)
+        return cls(load(model_dir, decode), log)
 
     def words(self, ids) -> list[str]:
         return [self.vectors.words[i] for i in ids]
@@ -50,25 +106,45 @@ class Writer:
     def text(self, ids) -> str:
         return render(self.words(ids), self.unit)
 
-    def encode(self, text: str) -> list[int]:
-        """Segment text like the corpus and map it to ids, noting words the model lacks."""
+    def encode(self, text: str, result: Generation | None = None) -> list[int]:
+        """Segment text like the corpus and map it to ids, noting words the model lacks (in
+        `result` too, if given)."""
         tokens = self.segment(normalize_line(text)) if text.strip() else []
         ids, unknown, split = prompt_ids(tokens, self.vectors.index)
         if split:
-            self.note("note: not in the vocabulary, used their characters instead: " + " ".join(split))
+            self.log("note: not in the vocabulary, used their characters instead: " + " ".join(split))
         if unknown:
-            self.note("note: not in the vocabulary, skipped: " + " ".join(unknown))
-        self.unknown += unknown
-        self.split += split
+            self.log("note: not in the vocabulary, skipped: " + " ".join(unknown))
+        if result is not None:
+            result.unknown += unknown
+            result.split += split
         if tokens and not ids:
             raise UserError(f"no word of {text!r} is in the model's vocabulary "
                             f"({len(self.vectors):,} words); try words from the training text")
         return ids
 
+    def write(self, request: Request, cfg, on_word=None) -> Generation:
+        """The generation mode `request` asks for; texts as `continue-text` prints them (a
+        continuation after its prompt, an acrostic as one text of lines)."""
+        r = request
+        if r.acrostic:
+            result = self.acrostic(r.acrostic, cfg, r.seed, prefix=r.prefix,
+                                   line_length=r.line_length)
+            result.texts = ["\n".join(result.texts)]
+        elif r.n_lines is not None:
+            result = self.lines(r.prompt, r.n_lines, cfg, r.seed, prefix=r.prefix,
+                                max_words=r.length, novel_only=r.novel_only, form=r.form)
+        else:
+            result = self.continue_text(r.prompt, r.length, cfg, r.seed, samples=r.samples,
+                                        prefix=r.prefix, until=r.until, on_word=on_word)
+            result.texts = [r.prompt + t for t in result.texts]
+        return result
+
     def continue_text(self, prompt: str, length: int, cfg, seed=None, samples: int = 1,
-                      prefix: str = "", until: str | None = None, on_word=None) -> list[str]:
-        """`samples` continuations of `prompt` (without the prompt itself)."""
-        ids = self.encode(prefix) + self.encode(prompt)
+                      prefix: str = "", until: str | None = None, on_word=None) -> Generation:
+        """`samples` continuations of `prompt` (texts without the prompt itself)."""
+        result = Generation([])
+        ids = self.encode(prefix, result) + self.encode(prompt, result)
         stop = None
         if until:
             def stop(out):
@@ -84,8 +160,9 @@ class Writer:
             n = min(MAX_BATCH, samples - start)
             outs += self.gen.generate([ids] * n, length, cfg, on_step=on_step, stop=stop,
                                       seed=seed if k == 0 or seed is None else (seed, k))
-        self.last_words = [len(o) for o in outs]
-        return [self.text(o) for o in outs]
+        result.words = [len(o) for o in outs]
+        result.texts = [self.text(o) for o in outs]
+        return result
 
     def _require_lines(self, what: str):
         if self.eos is None:
@@ -137,15 +214,16 @@ class Writer:
 
     def lines(self, prompt: str, n: int, cfg, seed=None, prefix: str = "", max_words: int = 100,
               novel_only: bool = False, max_rounds: int = 20,
-              form: str | None = None) -> tuple[list[str], int]:
+              form: str | None = None) -> Generation:
         """N distinct whole lines starting with `prompt` (made as batches), optionally only
-        lines that are not in the training file; returns (lines, how many were dropped as
-        training lines). A poem model writes its corpus's regular form (or `form`), with
+        lines that are not in the training file (`dropped` counts the training lines left
+        out). A poem model writes its corpus's regular form (or `form`), with
         rhyming even clauses where the model allows."""
         self._require_lines("--lines")
         known = training_line_hashes(self.model_dir) if novel_only else None
-        start = self.encode(prefix)
-        head = self.encode(prompt)
+        result = Generation([])
+        start = self.encode(prefix, result)
+        head = self.encode(prompt, result)
         head_tokens = self.segment(normalize_line(prompt)) if prompt.strip() else []
         verse = self.verse_form(form, head_tokens)
         constrain = prefer = None
@@ -161,14 +239,14 @@ class Writer:
             max_words = total + 1
         cfg = replace(cfg, paragraph_bias=0.0, punct_bias=0.0)  # lines end where the model says
         rng = np.random.default_rng(seed)
-        kept, dropped, self.last_words = [], 0, []
+        kept, dropped = [], 0
         for _ in range(max_rounds):
             outs = self.gen.generate([start + [self.eos] + head] * (n - len(kept)), max_words, cfg,
                                      seed=int(rng.integers(2**31)),
                                      stop=lambda out: out[-1] == self.eos,
                                      constrain=constrain, prefer=prefer)
             for out in outs:
-                self.last_words.append(len(out))
+                result.words.append(len(out))
                 body_ids = out[:-1] if out and out[-1] == self.eos else out
                 tokens = head_tokens + self.words(body_ids)
                 if known is not None:
@@ -183,13 +261,15 @@ class Writer:
             if len(kept) >= n:
                 break
         if len(kept) < n:
-            self.note(f"note: only {len(kept)} of {n} lines were new after {max_rounds} rounds")
-        return kept, dropped
+            self.log(f"note: only {len(kept)} of {n} lines were new after {max_rounds} rounds")
+        result.texts, result.dropped = kept, dropped
+        return result
 
     def acrostic(self, heads: str, cfg, seed=None, prefix: str = "",
-                 line_length: int | None = None) -> list[str]:
+                 line_length: int | None = None) -> Generation:
         """藏头诗: one clause per character of `heads`, each starting with it, of the corpus's
-        clause length, closed by ，and 。 in turn, even clauses rhyming where the model allows."""
+        clause length, closed by ，and 。 in turn, even clauses rhyming where the model allows
+        (texts: the clauses, one a line)."""
         head_ids = []
         for ch in heads.strip():
             # A character model has the character itself; a word model heads the line with
@@ -209,9 +289,11 @@ class Writer:
         cfg = replace(cfg, paragraph_bias=0.0, punct_bias=0.0)
         constrain, total = verse_plan(length, len(head_ids), body, ends, None, heads=head_ids)
         prefer = rhyme_preference(length, rhymes, [])
-        start = self.encode(prefix) + ([self.eos] if self.eos is not None else [])
+        result = Generation([])
+        start = self.encode(prefix, result) + ([self.eos] if self.eos is not None else [])
         out = self.gen.generate([start], total, cfg, seed=seed, constrain=constrain,
                                 prefer=prefer)[0]
-        self.last_words = [len(out)]
+        result.words = [len(out)]
         per_line = length + 1
-        return [self.text(out[i:i + per_line]) for i in range(0, len(out), per_line)]
+        result.texts = [self.text(out[i:i + per_line]) for i in range(0, len(out), per_line)]
+        return result
