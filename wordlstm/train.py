@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -164,19 +165,23 @@ def _load_optimizer(model, path: Path) -> None:
 
 
 class CtrlC:
-    """Ctrl-C that cannot be lost: it raises KeyboardInterrupt as usual and is also noted.
-
-    Python drops an exception raised while a garbage-collector callback or `__del__` runs (JAX
-    registers one), so a Ctrl-C during start-up could vanish and the run train to the end;
-    training checks the note after every batch. Installed only in the main thread.
-    """
+    """Ctrl-C for training. Outside `deferred()` it raises KeyboardInterrupt at once; inside
+    (building and fitting the network) it is noted and raised after the current batch, a
+    point where stopping is safe. Raised anywhere inside Keras or JAX, a KeyboardInterrupt
+    was dropped (inside JAX's garbage-collector callback: the run trained on), turned into a
+    TypeError traceback (inside Keras' variable initialiser), or crashed the process. A
+    second Ctrl-C raises at once. Installed only in the main thread."""
 
     def __init__(self):
-        self.pressed = False
+        self.pressed = 0
         self._old = None
+        self._defer = False
 
     def _handler(self, signum, frame):
-        self.pressed = True
+        self.pressed += 1
+        if self._defer and self.pressed == 1:
+            sys.stderr.write("stopping at the end of this batch (Ctrl-C again: at once)\n")
+            return
         raise KeyboardInterrupt
 
     def __enter__(self) -> "CtrlC":
@@ -185,6 +190,8 @@ class CtrlC:
 
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
         return self
 
     def __exit__(self, *exc):
@@ -192,6 +199,23 @@ class CtrlC:
 
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            sys.unraisablehook = self._old_hook
+
+    def _unraisable(self, info):
+        # The Ctrl-C was noted; Python's "Exception ignored in ..." report of it would only
+        # look like a crash.
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            self._old_hook(info)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.check()  # pressed before (and perhaps dropped): stop now
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+        self.check()
 
     def check(self) -> None:
         if self.pressed:
@@ -223,9 +247,10 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             self.t0 = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            # Defined (as a no-op) so Keras runs batch-end callbacks synchronously: with only
-            # epoch callbacks it dispatches them on threads, which deadlocks JAX data-parallel
-            # training on several CPU devices when stderr is not a terminal.
+            # Defined so Keras runs batch-end callbacks synchronously (with only epoch
+            # callbacks it dispatches them on threads, which deadlocks JAX data-parallel
+            # training on several CPU devices when stderr is not a terminal), and the safe
+            # point where a Ctrl-C noted during fitting stops the run.
             if ctrl_c is not None:
                 ctrl_c.check()
 
@@ -401,10 +426,10 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
         train_ds = sequences_dataset(run.corpus.train, run.cfg.window, batch, run.corpus.unk,
                                      seed=run.tcfg.seed, epoch=run.state["epoch"],
                                      drop_remainder=n_devices > 1)
-        with scope():
+        with scope(), (ctrl_c.deferred() if ctrl_c else contextlib.nullcontext()):
             model = _build_or_resume(run, len(train_ds), resume, init_from, log)
             _fit(model, run, train_ds, verbose, log, ctrl_c)
-    return _finish(model, run, segmented, out, segmenter, init_from, log)
+    return _finish(model, run, segmented, out, segmenter, init_from, log, ctrl_c)
 
 
 def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
@@ -474,7 +499,7 @@ def _fit(model, run: _Run, train_ds, verbose: int, log, ctrl_c: CtrlC | None) ->
 
 
 def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, init_from,
-            log) -> dict:
+            log, ctrl_c: CtrlC | None = None) -> dict:
     """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
     core = build_core(cfg)  # plain float32 copy without optimizer state: what ships
@@ -498,6 +523,8 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                "best_epoch": state.get("best_epoch", state["epoch"]),
                                "init_from": str(init_from) if init_from else None}
     line_info = line_stats(segmented) if tcfg.lines else None
+    if ctrl_c is not None:
+        ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
     save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state["history"]},
                    line_info=line_info, decoder=decoding,
                    log_prior=run.prior if decoding["kind"] == "prior" else None)
