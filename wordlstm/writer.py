@@ -212,8 +212,8 @@ class Writer:
             return tuple(matching[0][:2]) if matching else None
         return tuple(forms[0][:2])
 
-    def lines(self, prompt: str, n: int, cfg, seed=None, prefix: str = "", max_words: int = 100,
-              novel_only: bool = False, max_rounds: int = 20,
+    def lines(self, prompt: str, n: int, cfg, seed=None, prefix: str = "",
+              max_words: int = Request.length, novel_only: bool = False, max_rounds: int = 20,
               form: str | None = None) -> Generation:
         """N distinct whole lines starting with `prompt` (made as batches), optionally only
         lines that are not in the training file (`dropped` counts the training lines left
