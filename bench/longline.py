@@ -9,11 +9,9 @@ Prints one JSON line per case and the ratio to the baseline.
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # Varied text (no two lines alike, so nothing is cached): seeded random clauses of these words.
