@@ -1,45 +1,13 @@
 """Generation modes on small line-level models: whole lines, only-new lines, acrostics, prefix."""
 
-import random
 
 import pytest
 
 from wordlstm.errors import UserError
 from wordlstm.generate import SamplingConfig
-from wordlstm.model import ModelConfig
-from wordlstm.segment import SegmenterConfig, segment_files
 from wordlstm.tokens import is_punctuation
-from wordlstm.train import TrainConfig, train
-from wordlstm.vectors import Word2VecSettings, save_vectors, train_word2vec
 from wordlstm.writer import Writer
 
-CHARS = "春夏秋冬山水风月花鸟云雨江天人日夜长明白青红香落归来"
-
-
-def _poems(n=400, seed=0):
-    """Made-up 5-character quatrains: four clauses, alternating ，and 。"""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        clauses = ["".join(rng.choice(CHARS) for _ in range(5)) for _ in range(4)]
-        lines.append(f"{clauses[0]}，{clauses[1]}。{clauses[2]}，{clauses[3]}。")
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="module")
-def poem_model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("poems")
-    (d / "poems.txt").write_text(_poems(), encoding="utf-8")
-    with open(d / "poems.seg.txt", "w", encoding="utf-8") as f:
-        segment_files([str(d / "poems.txt")], f, SegmenterConfig(unit="char"))
-    v = train_word2vec(str(d / "poems.seg.txt"), Word2VecSettings(size=16, epochs=3, workers=1,
-                                                                          lines=True))
-    save_vectors(v, d / "vectors.bin")
-    train(str(d / "poems.seg.txt"), str(d / "vectors.bin"), d / "m", ModelConfig(window=16, units=24, layers=1,
-                                                                         dropout=0.0),
-          TrainConfig(epochs=2, batch_size=128, lines=True), SegmenterConfig(unit="char"),
-          verbose=0, log=lambda *a: None)
-    return d
 
 
 def test_line_model_learns_clause_length_marks_and_form(poem_model):

@@ -21,6 +21,7 @@ from .errors import UserError
 from .generate import SamplingConfig as SamplingDefaults
 from .model import HEADS, LOSSES, TARGETS, ModelConfig as ModelDefaults
 from .names import MIN_COUNT
+from .serve import ServeConfig as ServeDefaults
 from .segment import ENGINES, UNITS, SegmenterConfig as SegmenterDefaults
 from .textio import DECODE_ERRORS
 from .train import TrainConfig as TrainDefaults
@@ -468,6 +469,38 @@ def neighbors(word, model_dir, vectors_path, k, as_json):
     else:
         for w, s in result:
             click.echo(f"{s:.4f}  {w}")
+
+
+@main.command()
+@click.option("--model", "model_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Model directory; repeat to serve several (default: the shipped model).")
+@click.option("--host", default=ServeDefaults.host, show_default=True,
+              help="Address to listen on; 0.0.0.0 serves every interface (no login!).")
+@click.option("--port", default=ServeDefaults.port, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0: any free one, printed).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@click.option("--max-length", default=ServeDefaults.max_length, show_default=True,
+              type=click.IntRange(1), help="Words a request may generate.")
+@click.option("--max-samples", default=ServeDefaults.max_samples, show_default=True,
+              type=click.IntRange(1), help="Samples or lines a request may ask for.")
+@click.option("--max-prompt", default=ServeDefaults.max_prompt, show_default=True,
+              type=click.IntRange(1), help="Characters of prompt plus prefix.")
+@click.option("--time-limit", default=ServeDefaults.time_limit, show_default=True,
+              type=click.FloatRange(0, min_open=True), help="Seconds a request may generate.")
+@click.option("--max-active", default=ServeDefaults.max_active, show_default=True,
+              type=click.IntRange(1), help="Requests generating at once (batched together).")
+@click.option("--max-waiting", default=ServeDefaults.max_waiting, show_default=True,
+              type=click.IntRange(0), help="Requests queued for a slot; more get 503 + Retry-After.")
+@click.option("--batch/--no-batch", default=ServeDefaults.batch, show_default=True,
+              help="Batch concurrent continuations into one network step.")
+@quiet_option
+@friendly
+def serve(model_dirs, open_browser, quiet, **options):
+    """Serve the co-writing page and a JSON API (OpenAPI at /openapi.json)."""
+    from .serve import ServeConfig, serve as run_server
+
+    config = ServeConfig(**options)
+    run_server(list(model_dirs) or [None], config, open_browser, log=_stderr_log(quiet))
 
 
 def run():

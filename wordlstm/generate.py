@@ -10,6 +10,9 @@ plans constrain which words may come where (regular poems, acrostics) and prefer
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,6 +187,11 @@ class Generator:
         self.breakers = frozenset() if eos_id is None else frozenset({eos_id})
         self.punct_ids = np.array([i for i, w in enumerate(words) if is_punctuation(w)], np.int64)
 
+    def group(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
+              seed: int | None = None, stop=None, constrain=None, prefer=None) -> Group:
+        """The streams of `prompts`, to be generated together (see Group)."""
+        return Group(self, prompts, length, cfg, seed, stop, constrain, prefer)
+
     def generate(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
                  seed: int | None = None, on_step=None, stop=None, constrain=None,
                  prefer=None) -> list[list[int]]:
@@ -194,49 +202,136 @@ class Generator:
         `prefer(b, out)` may return ids to choose among when the model gives them at least
         PREFER_SHARE of the allowed probability (a rhyme, where the model allows one).
         """
-        rng = np.random.default_rng(seed)
-        batch = len(prompts)
-        # Every training paragraph starts after a single </s>: so does every prompt.
-        ctx = [list(p) if p[:1] == [self.pad] else [self.pad] + list(p) for p in prompts]
-        history = [History(p, self.breakers) for p in prompts]
-        out: list[list[int]] = [[] for _ in range(batch)]
-        done = [False] * batch
+        group = self.group(prompts, length, cfg, seed, stop, constrain, prefer)
         state = None
         if cfg.context == "carry":
-            longest = max(len(c) for c in ctx)
-            # Left-pad with </s> so that all streams end their prompt at the same step.
-            seq = np.array([[self.pad] * (longest - len(c)) + c for c in ctx], dtype=np.int64)
-            y, state = self.model.run(seq)
-        for step in range(length):
+            y, state = self.model.run(group.prompt_matrix())
+        while not group.finished:
+            check_time_limit()
             if cfg.context == "window":
-                seq = np.array([([self.pad] * self.window + c)[-self.window:] for c in ctx],
-                               dtype=np.int64)
-                y, _ = self.model.run(seq)
-            logp = self.decoder.logprobs(y)
-            if cfg.paragraph_bias and self.eos_id is not None:
-                logp[:, self.eos_id] += cfg.paragraph_bias
-            if cfg.punct_bias and len(self.punct_ids):
-                logp[:, self.punct_ids] += cfg.punct_bias
-            nxt = np.empty(batch, dtype=np.int64)
-            for b in range(batch):
-                allowed = constrain(b, out[b]) if constrain is not None else None
-                if prefer is not None:
-                    allowed = _preferred(logp[b], allowed, prefer(b, out[b]))
-                nxt[b] = choose(logp[b], history[b], cfg, rng, allowed)
-                if not done[b]:
-                    out[b].append(int(nxt[b]))
-                    history[b].append(int(nxt[b]))
-                    if cfg.context == "window":
-                        ctx[b].append(int(nxt[b]))
-                    if stop is not None and stop(out[b]):
-                        done[b] = True
+                y, _ = self.model.run(group.windows())
+            nxt = group.choose(self.decoder.logprobs(y))
             if on_step is not None:
-                on_step(step, nxt)
-            if all(done):
+                on_step(group.steps - 1, nxt)
+            if group.finished:
                 break
             if cfg.context == "carry":
                 y, state = self.model.step(nxt, state)
-        return out
+        return group.out
+
+
+class Group:
+    """Streams generated together with one random generator: what `Generator.generate` runs
+    and what a server batches with other requests' groups (wordlstm.serve). The caller runs
+    the network; `choose` takes the decoder's log-probabilities for the group's rows and
+    returns the ids to feed next."""
+
+    def __init__(self, gen: Generator, prompts, length, cfg, seed=None, stop=None,
+                 constrain=None, prefer=None):
+        self.gen, self.length, self.cfg = gen, length, cfg
+        self.stop, self.constrain, self.prefer = stop, constrain, prefer
+        self.rng = np.random.default_rng(seed)
+        # Every training paragraph starts after a single </s>: so does every prompt.
+        pad = gen.pad
+        self.ctx = [list(p) if p[:1] == [pad] else [pad] + list(p) for p in prompts]
+        self.history = [History(p, gen.breakers) for p in prompts]
+        self.out: list[list[int]] = [[] for _ in prompts]
+        self.done = [False] * len(prompts)
+        self.steps = 0
+
+    def __len__(self) -> int:
+        return len(self.out)
+
+    @property
+    def finished(self) -> bool:
+        return self.steps >= self.length or all(self.done)
+
+    def prompt_matrix(self) -> np.ndarray:
+        """The prompts left-padded with </s>, so that all streams end them at the same step."""
+        longest = max(len(c) for c in self.ctx)
+        return np.array([[self.gen.pad] * (longest - len(c)) + c for c in self.ctx], np.int64)
+
+    def windows(self) -> np.ndarray:
+        """The last `window` tokens of each stream (context "window")."""
+        w = self.gen.window
+        return np.array([([self.gen.pad] * w + c)[-w:] for c in self.ctx], dtype=np.int64)
+
+    def choose(self, logp: np.ndarray) -> np.ndarray:
+        """One step: the next id of every stream from its row of log-probabilities (a stream
+        that has stopped still draws, so a seed gives the same text in any batch)."""
+        gen, cfg = self.gen, self.cfg
+        if cfg.paragraph_bias and gen.eos_id is not None:
+            logp[:, gen.eos_id] += cfg.paragraph_bias
+        if cfg.punct_bias and len(gen.punct_ids):
+            logp[:, gen.punct_ids] += cfg.punct_bias
+        nxt = np.empty(len(self.out), dtype=np.int64)
+        for b, out in enumerate(self.out):
+            allowed = self.constrain(b, out) if self.constrain is not None else None
+            if self.prefer is not None:
+                allowed = _preferred(logp[b], allowed, self.prefer(b, out))
+            nxt[b] = choose(logp[b], self.history[b], cfg, self.rng, allowed)
+            if not self.done[b]:
+                out.append(int(nxt[b]))
+                self.history[b].append(int(nxt[b]))
+                if cfg.context == "window":
+                    self.ctx[b].append(int(nxt[b]))
+                if self.stop is not None and self.stop(out):
+                    self.done[b] = True
+        self.steps += 1
+        return nxt
+
+
+class Stopped(UserError):
+    """A generation stopped from outside: its time ran out, or its request went away."""
+
+
+class TimeLimitExceeded(Stopped):
+    """A generation ran past its time limit (a server's, per request)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"stopped at the time limit ({seconds:g} s a request); ask for fewer "
+                         "words or samples, or try again when the server is less busy")
+        self.seconds = seconds
+
+
+class Cancelled(Stopped):
+    """The request went away (its client disconnected) before it finished."""
+
+
+class Budget:
+    """A deadline and a cancel flag for one request's generation, set by whoever serves it."""
+
+    def __init__(self, seconds: float | None = None):
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.cancelled = False  # set from any thread
+
+    def check(self, now: float | None = None) -> None:
+        if self.cancelled:
+            raise Cancelled("cancelled")
+        if self.deadline is not None and (now or time.monotonic()) > self.deadline:
+            raise TimeLimitExceeded(self.seconds)
+
+
+_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("wordlstm_budget",
+                                                                        default=None)
+
+
+@contextlib.contextmanager
+def budget(b: Budget | None):
+    """Every generation in this context (this thread, or a task that copied it) checks `b`
+    once a word and stops with its exception."""
+    token = _BUDGET.set(b)
+    try:
+        yield b
+    finally:
+        _BUDGET.reset(token)
+
+
+def check_time_limit() -> None:
+    b = _BUDGET.get()
+    if b is not None:
+        b.check()
 
 
 PREFER_SHARE = 0.05  # a preference applies when the model gives it this share of the mass
@@ -251,7 +346,7 @@ def _preferred(logp: np.ndarray, allowed, preferred):
         if len(preferred) == 0:
             return allowed
     pool = logp if allowed is None else logp[allowed]
-    lse = lambda z: float(z.max() + np.log(np.exp(z - z.max()).sum()))  # noqa: E731
+    lse = lambda z: float(z.max() + np.log(np.exp(z - z.max()).sum()))
     share = np.exp(lse(logp[preferred]) - lse(pool))
     return preferred if share >= PREFER_SHARE else allowed
 

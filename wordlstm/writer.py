@@ -144,11 +144,7 @@ class Writer:
                       prefix: str = "", until: str | None = None, on_word=None) -> Generation:
         """`samples` continuations of `prompt` (texts without the prompt itself)."""
         result = Generation([])
-        ids = self.encode(prefix, result) + self.encode(prompt, result)
-        stop = None
-        if until:
-            def stop(out):
-                return self.text(out[-8:]).endswith(until)
+        ids, stop = self.continuation(prompt, prefix, until, result)
         on_step = None
         if on_word is not None:
             def on_step(step, nxt):
@@ -160,9 +156,34 @@ class Writer:
             n = min(MAX_BATCH, samples - start)
             outs += self.gen.generate([ids] * n, length, cfg, on_step=on_step, stop=stop,
                                       seed=seed if k == 0 or seed is None else (seed, k))
+        return self.finish(result, outs)
+
+    def continuation(self, prompt: str, prefix: str = "", until: str | None = None,
+                     result: Generation | None = None):
+        """(ids to continue, `stop` rule for `until`) of a continuation: what continue_text
+        generates, and what a server's batcher turns into a Group."""
+        ids = self.encode(prefix, result) + self.encode(prompt, result)
+        stop = None
+        if until:
+            def stop(out):
+                return self.text(out[-8:]).endswith(until)
+        return ids, stop
+
+    def finish(self, result: Generation, outs: list[list[int]]) -> Generation:
         result.words = [len(o) for o in outs]
         result.texts = [self.text(o) for o in outs]
         return result
+
+    def next_words(self, text: str, k: int = 5, prefix: str = "") -> tuple[list, Generation]:
+        """The model's `k` likeliest next words after `text`, as (word as text, probability),
+        from the model's own distribution (no sampling settings): what co-writing offers."""
+        result = Generation([])
+        ids, _ = self.continuation(text, prefix, None, result)
+        group = self.gen.group([ids], 0, None)
+        y, _ = self.gen.model.run(group.prompt_matrix())
+        logp = self.gen.decoder.logprobs(y)[0]
+        top = np.argsort(-logp)[:k]
+        return [(self.text([int(i)]), float(np.exp(logp[i]))) for i in top], result
 
     def _require_lines(self, what: str):
         if self.eos is None:

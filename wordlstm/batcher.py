@@ -1,0 +1,164 @@
+"""Continuous batching: many requests' continuations advanced together, one network step
+for all of them per word.
+
+A server's requests arrive at different times with different prompts, lengths and sampling
+settings. `Batcher` runs one worker thread per model that keeps every active request (a
+generate.Group) in one batch: each tick it feeds every row one token (the next prompt token
+while a request is still reading its prompt, its last chosen word after that), runs the
+numpy step model once on the stacked rows, decodes the rows that are ready with one matrix
+product, and lets each group choose its words with its own settings and random generator.
+One step for 32 rows costs about 7x one row (bench/RESULTS.md, `bench/serve.py`), so
+concurrent users share the machine instead of queueing for it. A request alone in the batch
+gets exactly the words `continue-text` writes with the same seed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .generate import Budget, Cancelled, Group, Stopped
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's group in the batch, and how the worker reports back (in its thread)."""
+
+    group: Group
+    on_step: Callable[[Job, np.ndarray], None] | None = None  # after each step's choices
+    on_done: Callable[[BaseException | None], None] = lambda err: None  # once, at the end
+    budget: Budget = field(default_factory=Budget)  # time limit and cancel flag
+    inputs: np.ndarray | None = field(default=None, repr=False)  # prompt matrix [rows, T]
+    fed: int = 0  # prompt columns read so far
+    state: list | None = field(default=None, repr=False)
+    y: np.ndarray | None = field(default=None, repr=False)  # outputs after the last token
+    nxt: np.ndarray | None = field(default=None, repr=False)  # the ids chosen last
+    closed: bool = False  # reported (finished, failed or cancelled) and out of the batch
+
+    @property
+    def reading(self) -> bool:
+        return self.fed < self.inputs.shape[1]
+
+
+class Batcher:
+    """One worker thread that generates every submitted Job of one model in one batch."""
+
+    def __init__(self, generator, max_rows: int = 64):
+        self.gen = generator
+        self.max_rows = max_rows
+        self.pending: queue.Queue[Job | None] = queue.Queue()
+        self.active: list[Job] = []
+        self.ticks = 0
+        self.rows_stepped = 0  # sum over ticks of rows in the batch (mean batch = / ticks)
+        self._thread = threading.Thread(target=self._run, name="wordlstm-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> Job:
+        if job.group.cfg.context != "carry":
+            raise ValueError("the batcher carries LSTM state: context must be 'carry'")
+        job.inputs = job.group.prompt_matrix()
+        self.pending.put(job)
+        return job
+
+    def close(self) -> None:
+        self.pending.put(None)
+        self._thread.join(timeout=10)
+
+    @property
+    def mean_batch(self) -> float:
+        return self.rows_stepped / max(self.ticks, 1)
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            if not self._admit():
+                break
+            if not self.active:
+                continue
+            try:
+                self._tick()
+            except BaseException as err:  # noqa: BLE001 - a failed step fails its jobs, not the server
+                for job in self.active:
+                    self._finish(job, err)
+                self.active = []
+
+    def _admit(self) -> bool:
+        """Move waiting jobs into the batch (blocking while there is nothing to do); False
+        once closed."""
+        rows = sum(len(j.group) for j in self.active)
+        while True:
+            try:
+                job = self.pending.get(block=not self.active)
+            except queue.Empty:
+                return True
+            if job is None:
+                for j in self.active:
+                    self._finish(j, Cancelled("the server is shutting down"))
+                return False
+            self.active.append(job)
+            rows += len(job.group)
+            if rows >= self.max_rows:
+                return True
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for job in self.active:
+            try:
+                job.budget.check(now)
+            except Stopped as err:
+                self._finish(job, err)
+        self.active = [j for j in self.active if not j.closed]
+        ready = [j for j in self.active if not j.reading]
+        if ready:
+            logp = self.gen.decoder.logprobs(np.concatenate([j.y for j in ready]))
+            start = 0
+            for job in ready:
+                rows = logp[start:start + len(job.group)]
+                start += len(job.group)
+                self._choose(job, rows)
+        self.active = [j for j in self.active if not j.closed]
+        if not self.active:
+            return
+        ids, h_c = [], []
+        for job in self.active:
+            ids.append(job.inputs[:, job.fed] if job.reading else job.nxt)
+            h_c.append(job.state or self.gen.model.zero_state(len(job.group)))
+        state = [tuple(np.concatenate([s[layer][k] for s in h_c]) for k in (0, 1))
+                 for layer in range(len(h_c[0]))]
+        y, state = self.gen.model.step(np.concatenate(ids), state)
+        self.ticks += 1
+        self.rows_stepped += len(y)
+        start = 0
+        for job in self.active:
+            n = len(job.group)
+            job.y = y[start:start + n]
+            job.state = [(h[start:start + n], c[start:start + n]) for h, c in state]
+            start += n
+            if job.reading:
+                job.fed += 1
+
+    def _choose(self, job: Job, rows: np.ndarray) -> None:
+        """One step of one job; a finished or failed job is reported and closed."""
+        try:
+            nxt = job.group.choose(rows)
+            if job.on_step is not None:
+                job.on_step(job, nxt)
+        except BaseException as err:  # noqa: BLE001 - reported to the request that caused it
+            return self._finish(job, err)
+        if job.group.finished:
+            return self._finish(job, None)
+        job.nxt = nxt
+
+    @staticmethod
+    def _finish(job: Job, err: BaseException | None) -> None:
+        job.closed = True
+        try:
+            job.on_done(err)
+        except Exception:  # noqa: BLE001, S110 - a reporting failure must not stop the worker
+            pass
