@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import run
+
 from wordlstm.generate import SamplingConfig
 from wordlstm.writer import Request, Writer
 
@@ -85,7 +85,7 @@ def test_model_facts_limits_and_openapi(server):
     assert info["defaults"]["length"] == Request.length
     status, _, schema = server.request("GET", "/openapi.json")
     assert {"/api/continue", "/api/next", "/api/model"} <= set(schema["paths"])
-    status, headers, page = server.request("GET", "/")
+    status, _, page = server.request("GET", "/")
     assert status == 200 and "<textarea" in page
     assert "http" not in page.replace('href="/openapi.json"', "")  # nothing from the internet
 
@@ -163,6 +163,12 @@ def test_bad_bodies(server):
     assert status == 422 and "error" in got
     status, _, got = server.post("/api/continue", None, raw=b"x" * 100_000)
     assert status == 413 and "bytes" in got["error"]
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)  # no length given
+    conn.request("POST", "/api/continue", body=iter([b"x" * 40_000] * 3), encode_chunked=True,
+                 headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    r = conn.getresponse()
+    assert r.status == 413 and "bytes" in json.loads(r.read())["error"]
+    conn.close()
     status, _, got = server.post("/api/next", {"text": "宝玉", "k": 0})
     assert status == 400 and "k must" in got["error"]
 
@@ -221,7 +227,7 @@ def test_busy_server_answers_503_with_retry_after_and_time_limit():
 def test_serve_refuses_a_bad_model_and_warns_on_all_interfaces(tmp_path):
     result = subprocess.run([sys.executable, "-m", "wordlstm.cli", "serve", "--model",
                              str(tmp_path), "--port", "0"], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, check=False)
     assert result.returncode == 1 and result.stderr.count("error:") == 1
     assert "Traceback" not in result.stderr
     s = Server("--host", "0.0.0.0")
@@ -267,6 +273,14 @@ def _wait(driver, condition, timeout=20):
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
 
 
+def _fill(el, css, text):
+    """The field at `css` emptied and typed into."""
+    field = el(css)
+    field.clear()
+    field.send_keys(text)
+    return field
+
+
 def _page(browser, server):
     from selenium.webdriver.common.by import By
 
@@ -277,12 +291,8 @@ def _page(browser, server):
 
 def test_page_continue_streams_text(browser, server):
     el = _page(browser, server)
-    box = el("#text")
-    box.clear()
-    box.send_keys("宝玉笑道")
-    length = el("#length")
-    length.clear()
-    length.send_keys("300")
+    box = _fill(el, "#text", "宝玉笑道")
+    _fill(el, "#length", "300")
     # Record the text box's length every few milliseconds while it is written.
     browser.execute_script("window.seen = []; setInterval(() => "
                            "window.seen.push(document.getElementById('text').value.length), 2)")
@@ -301,9 +311,7 @@ def test_page_cowrite_appends_the_clicked_word(browser, server):
 
     el = _page(browser, server)
     el('[data-mode="cowrite"]').click()
-    box = el("#text")
-    box.clear()
-    box.send_keys("黛玉听了，")
+    box = _fill(el, "#text", "黛玉听了，")
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".choice")) == 5)
     time.sleep(0.4)  # the refresh after the last keystroke
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".choice")) == 5)
@@ -318,9 +326,7 @@ def test_page_cowrite_appends_the_clicked_word(browser, server):
     _wait(browser, lambda d: box.get_property("value") == "黛玉听了，" + word + "笑道")
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".choice")) == 5)
     el('[data-mode="continue"]').click()
-    length = el("#length")
-    length.clear()
-    length.send_keys("60")
+    _fill(el, "#length", "60")
     el("#go").click()
     _wait(browser, lambda d: "seed" in el("#status").text)
     el('[data-mode="cowrite"]').click()
@@ -332,9 +338,7 @@ def test_page_cowrite_appends_the_clicked_word(browser, server):
 
 def test_page_shows_a_bad_request_clearly(browser, server):
     el = _page(browser, server)
-    t = el("#temperature")
-    t.clear()
-    t.send_keys("0")
+    _fill(el, "#temperature", "0")
     el("#go").click()
     _wait(browser, lambda d: not el("#error").get_property("hidden"))
     assert "temperature must be a positive number" in el("#error").text
@@ -356,9 +360,7 @@ def test_page_acrostic_and_lines(browser, server):
     lines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#result li")]
     assert [line[0] for line in lines] == list("春夏秋冬")
     el('[data-mode="lines"]').click()
-    box = el("#text")
-    box.clear()
-    box.send_keys("春")
+    _fill(el, "#text", "春")
     el("#go").click()
     _wait(browser, lambda d: "lines in" in el("#status").text)
     lines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#result li")]

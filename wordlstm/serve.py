@@ -228,6 +228,10 @@ def create_app(models: dict, config: ServeConfig | None = None):
     async def user_error(request, exc):
         return error(400, str(exc))
 
+    @app.exception_handler(Exception)
+    async def internal(request, exc):
+        return error(500, f"internal error: {exc!r}")
+
     @app.exception_handler(Busy)
     async def busy(request, exc):
         return error(503, str(exc), {"Retry-After": str(exc.retry_after)})
@@ -388,8 +392,16 @@ def create_app(models: dict, config: ServeConfig | None = None):
             try:
                 while True:
                     kind, value = await events.get()
+                    chunk = []
+                    # Words that came meanwhile go out together: one write, not one each.
+                    while kind == "word":
+                        chunk.append(_event("word", value))
+                        if events.empty():
+                            break
+                        kind, value = events.get_nowait()
+                    if chunk:
+                        yield b"".join(chunk)
                     if kind == "word":
-                        yield _event("word", value)
                         continue
                     if isinstance(value, Stopped):
                         yield _event("error", {"error": str(value), "status": 503})
@@ -429,36 +441,38 @@ def _event(kind: str, data: dict) -> bytes:
 
 
 class BodyLimit:
-    """ASGI middleware: request bodies over `limit` bytes get 413 before they are read whole."""
+    """ASGI middleware: a request body over `limit` bytes gets 413, and is never held whole
+    (read up to the limit, then handed on in one piece)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
         self.state = getattr(app, "state", None)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await _reject(send, self.limit)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        body, more = b"", True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge()
-            return message
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await _reject(send, self.limit)
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _reject(send, self.limit)
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-
-class _TooLarge(Exception):
-    pass
+        return await self.app(scope, replay, send)
 
 
 async def _reject(send, limit: int) -> None:
@@ -476,11 +490,9 @@ def serve(model_dirs: list[str | None], config: ServeConfig, open_browser: bool 
 
     import uvicorn
 
-    models = load_models(model_dirs, config.batch, log)
-    app = create_app(models, config)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {config.host}: anyone who can reach this machine can use "
-            "the model (there is no login); the default 127.0.0.1 serves this machine only",
+              "the model (there is no login); the default 127.0.0.1 serves this machine only",
               file=sys.stderr)
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -489,6 +501,8 @@ def serve(model_dirs: list[str | None], config: ServeConfig, open_browser: bool 
         sock.bind((config.host, config.port))
     except OSError as err:
         raise UserError(f"cannot listen on {config.host}:{config.port}: {err.strerror}") from None
+    models = load_models(model_dirs, config.batch, log)  # after the port is ours
+    app = create_app(models, config)
     sock.listen(2048)  # connections wait in the backlog from now on, not refused
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
