@@ -14,6 +14,7 @@ loop only moves bytes.
 import asyncio
 import json
 import math
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -128,6 +129,52 @@ class Served:
         }
 
 
+    def start(self, request: Request, cfg: SamplingConfig, stop: Budget, stream: bool, pool,
+              put) -> None:
+        """Start generating `request` off the event loop. `put(kind, value)` (thread-safe)
+        gets ("word", {"sample", "text"}) as words come when `stream`, then ("done", a
+        Generation or the exception). Plain continuations join the model's batch; the other
+        modes run in `pool`."""
+        writer = self.writer
+        if (self.batcher is None or request.acrostic or request.n_lines is not None
+                or cfg.context != "carry"):
+            def on_word(word):
+                put("word", {"sample": 0, "text": word})
+
+            def run():
+                try:
+                    with budget(stop):
+                        put("done", writer.write(request, cfg, on_word=on_word
+                                                 if stream and request.streams else None))
+                except BaseException as err:  # noqa: BLE001 - handed to the request
+                    put("done", err)
+
+            pool.submit(run)
+            return
+        from .batcher import Job
+
+        result = Generation([])
+        ids, until = writer.continuation(request.prompt, request.prefix, request.until, result)
+        group = writer.gen.group([ids] * request.samples, request.length, cfg, request.seed,
+                                 stop=until)
+        last = [None] * len(group)
+
+        def on_step(job, nxt):
+            for b, out in enumerate(group.out):
+                if len(out) == group.steps:  # this stream chose a word now
+                    put("word", {"sample": b, "text": _piece(writer, last[b], out[-1])})
+                    last[b] = out[-1]
+
+        def on_done(err):
+            if err is None:
+                writer.finish(result, group.out)
+                result.texts = [request.prompt + t for t in result.texts]
+            put("done", err or result)
+
+        self.batcher.submit(Job(group, on_step=on_step if stream else None, on_done=on_done,
+                                budget=stop))
+
+
 def _read_history(model_dir: Path) -> list[dict]:
     try:
         return json.loads((Path(model_dir) / "history.json").read_text("utf-8")).get("epochs", [])
@@ -152,7 +199,6 @@ def load_models(model_dirs: list[str | None], batch: bool = True, log=lambda msg
 def create_app(models: dict, config: ServeConfig | None = None):
     """The ASGI application: the page, its files, and the JSON API."""
     from fastapi import FastAPI
-    from fastapi import Request as HTTPRequest
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from fastapi.staticfiles import StaticFiles
@@ -298,17 +344,16 @@ def create_app(models: dict, config: ServeConfig | None = None):
 
     @app.post("/api/continue", summary="Continue a prompt (as `continue-text --json`)",
               responses={200: {"content": {"text/event-stream": {}}}})
-    async def continue_(body: ContinueBody, http: HTTPRequest):
+    async def continue_(body: ContinueBody):
         served = pick(body.model)
         check_limits(body)
         options = body.model_dump()
         options["n_lines"] = options.pop("lines")
         options["dry_multiplier"] = options.pop("dry")
         if options["seed"] is None:  # drawn, and returned, so any text can be made again
-            options["seed"] = int.from_bytes(__import__("os").urandom(4), "little") >> 1
+            options["seed"] = int.from_bytes(os.urandom(4), "little") >> 1
         cfg = SamplingConfig(**_of(options, SamplingConfig))
         request = Request(**_of(options, Request)).printable()
-        writer = served.writer
         started = time.perf_counter()
 
         def answer(result: Generation) -> dict:
@@ -321,107 +366,64 @@ def create_app(models: dict, config: ServeConfig | None = None):
         events: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
         stop = Budget(config.time_limit)
-        batched = (served.batcher is not None and not request.acrostic
-                   and request.n_lines is None and cfg.context == "carry")
-
-        def put(kind, value):
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-
-        async def produce():
-            """Start the generation; return a function that gives its Generation."""
-            if batched:
-                from .batcher import Job
-
-                result = Generation([])
-                ids, until = writer.continuation(request.prompt, request.prefix, request.until,
-                                                 result)
-                group = writer.gen.group([ids] * request.samples, request.length, cfg,
-                                         request.seed, stop=until)
-                last = [None] * len(group)
-
-                def on_step(job, nxt):
-                    if body.stream:
-                        for b, out in enumerate(group.out):
-                            if len(out) == group.steps:  # this stream chose a word now
-                                put("word", {"sample": b, "text": _piece(writer, last[b], out[-1])})
-                                last[b] = out[-1]
-
-                def on_done(err):
-                    if err is None:
-                        writer.finish(result, group.out)
-                        result.texts = [request.prompt + t for t in result.texts]
-                    put("done", err or result)
-
-                served.batcher.submit(Job(group, on_step=on_step, on_done=on_done, budget=stop))
-                return
-
-            def on_word(word):
-                put("word", {"sample": 0, "text": word})
-
-            def run():
-                try:
-                    with budget(stop):
-                        result = writer.write(request, cfg, on_word=on_word
-                                              if body.stream and request.streams else None)
-                    put("done", result)
-                except BaseException as err:  # noqa: BLE001 - handed to the request
-                    put("done", err)
-
-            loop.run_in_executor(pool, run)
-
         admission = app.state.admission
         await admission.__aenter__()
         try:
-            await produce()
+            served.start(request, cfg, stop, body.stream, pool,
+                         lambda kind, value: loop.call_soon_threadsafe(events.put_nowait,
+                                                                       (kind, value)))
         except BaseException:
             await admission.__aexit__(None, None, None)
             raise
 
-        if not body.stream:
-            try:
-                while (item := await events.get())[0] != "done":
-                    pass
-            finally:
-                stop.cancelled = True
-                await admission.__aexit__(None, None, None)
-            if isinstance(item[1], BaseException):
-                raise item[1]
-            return answer(item[1])
+        async def finish():
+            stop.cancelled = True  # the client went away: free the batch rows
+            await admission.__aexit__(None, None, None)
 
-        async def sse():
-            try:
-                while True:
-                    kind, value = await events.get()
-                    chunk = []
-                    # Words that came meanwhile go out together: one write, not one each.
-                    while kind == "word":
-                        chunk.append(_event("word", value))
-                        if events.empty():
-                            break
-                        kind, value = events.get_nowait()
-                    if chunk:
-                        yield b"".join(chunk)
-                    if kind == "word":
-                        continue
-                    if isinstance(value, Stopped):
-                        yield _event("error", {"error": str(value), "status": 503})
-                    elif isinstance(value, UserError):
-                        yield _event("error", {"error": str(value), "status": 400})
-                    elif isinstance(value, BaseException):
-                        yield _event("error", {"error": f"internal error: {value!r}",
-                                               "status": 500})
-                    else:
-                        yield _event("done", answer(value))
-                    return
-            finally:
-                stop.cancelled = True  # the client went away: free the batch rows
-                await admission.__aexit__(None, None, None)
-
-        return StreamingResponse(sse(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        if body.stream:
+            return StreamingResponse(_sse(events, answer, finish), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        try:
+            while (item := await events.get())[0] != "done":
+                pass
+        finally:
+            await finish()
+        if isinstance(item[1], BaseException):
+            raise item[1]
+        return answer(item[1])
 
     return BodyLimit(app, config.max_body)
 
+
+
+async def _sse(events: asyncio.Queue, answer, finish):
+    """A generation's events as Server-Sent Events: `word` events (those that came meanwhile
+    in one write), then `done` with the JSON answer, or `error`; `finish` runs at the end,
+    also when the client goes away."""
+    try:
+        while True:
+            kind, value = await events.get()
+            chunk = []
+            while kind == "word":
+                chunk.append(_event("word", value))
+                if events.empty():
+                    break
+                kind, value = events.get_nowait()
+            if chunk:
+                yield b"".join(chunk)
+            if kind == "word":
+                continue
+            if isinstance(value, Stopped):
+                yield _event("error", {"error": str(value), "status": 503})
+            elif isinstance(value, UserError):
+                yield _event("error", {"error": str(value), "status": 400})
+            elif isinstance(value, BaseException):
+                yield _event("error", {"error": f"internal error: {value!r}", "status": 500})
+            else:
+                yield _event("done", answer(value))
+            return
+    finally:
+        await finish()
 
 
 def _of(options: dict, config_class) -> dict:
