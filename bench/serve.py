@@ -8,6 +8,7 @@ generation (the default) is compared with --no-batch (each request alone in a th
 the same run.
 
     python bench/serve.py [--model DIR] [--seconds 20] [--length 100] [--clients 1,8,32]
+                          [--prompt-words 300]
 """
 
 from __future__ import annotations
@@ -138,11 +139,21 @@ def main():
     ap.add_argument("--length", type=int, default=100, help="words per request")
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--prompt", default="宝玉笑道")
+    ap.add_argument("--prompt-words", type=int, default=0,
+                    help="a longer prompt, as co-writing sends: this many words the model "
+                         "writes after --prompt (seed 0), so no novel text is needed")
     ap.add_argument("--limited", default="--max-active 8 --max-waiting 8",
                     help="server options for the extra run above the concurrency limit")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
+    if args.prompt_words:
+        from wordlstm.generate import SamplingConfig
+        from wordlstm.writer import Request, Writer
+
+        made = Writer.load(args.model).write(Request(prompt=args.prompt, length=args.prompt_words,
+                                                     seed=0), SamplingConfig())
+        args.prompt = made.texts[0]
     runs = []
     for label, extra in (("batched", []), ("no-batch", ["--no-batch"])):
         for n in clients:
@@ -156,7 +167,8 @@ def main():
     if args.json:
         print(json.dumps(runs, indent=1))
         return
-    print(f"{args.length} words a request, streamed; {args.seconds:g} s per run\n")
+    print(f"{args.length} words a request, streamed, after a prompt of {len(args.prompt)} "
+          f"characters; {args.seconds:g} s per run\n")
     print("| server | clients | requests | req/s | words/s | first word p50 / p99 (s) | "
           "completion p50 / p99 (s) | 503 (with Retry-After) | failed | peak RSS (MB) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -33,7 +33,8 @@ def test_batched_groups_write_what_each_writes_alone(writer):
     requests = [("老王在院子里", 1, 30, SamplingConfig()),
                 ("小李笑道：", 3, 12, SamplingConfig(temperature=0.7, top_p=0.9)),
                 ("张先生和李太太一起在书房", 2, 25, SamplingConfig(greedy=True)),
-                ("", 1, 40, SamplingConfig(top_k=5, dry_multiplier=0.0))]
+                ("", 1, 40, SamplingConfig(top_k=5, dry_multiplier=0.0)),
+                ("小红在河边散步。" * 30, 2, 20, SamplingConfig())]  # read in chunks
     alone = []
     for k, (prompt, n, length, cfg) in enumerate(requests):
         ids, _ = writer.continuation(prompt)
@@ -52,6 +53,20 @@ def test_batched_groups_write_what_each_writes_alone(writer):
         assert batcher.mean_batch > 1.5  # they really shared steps
     finally:
         batcher.close()
+
+
+def test_a_long_prompt_is_read_in_chunks(writer):
+    ids, _ = writer.continuation("小红在河边散步。" * 30)
+    assert len(ids) >= 150
+    batcher = Batcher(writer.gen, prefill=32)
+    try:
+        group = writer.gen.group([ids], 1, SamplingConfig(), seed=0)
+        _, done, outcome = submit(batcher, group)
+        assert done.wait(30) and outcome["err"] is None
+        assert batcher.ticks <= len(ids) // 32 + 2  # not one tick a prompt token
+    finally:
+        batcher.close()
+    assert group.out == writer.gen.generate([ids], 1, SamplingConfig(), seed=0)
 
 
 def test_a_request_joining_later_is_unaffected(writer):

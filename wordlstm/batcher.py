@@ -5,7 +5,8 @@ A server's requests arrive at different times with different prompts, lengths an
 settings. `Batcher` runs one worker thread per model that keeps every active request (a
 generate.Group) in one batch: each tick it feeds every row one token (the next prompt token
 while a request is still reading its prompt, its last chosen word after that), runs the
-numpy step model once on the stacked rows, decodes the rows that are ready with one matrix
+numpy step model once on the stacked rows (a long prompt is read up to `prefill` tokens a
+tick beforehand, on its own rows), decodes the rows that are ready with one matrix
 product, and lets each group choose its words with its own settings and random generator.
 One step for 32 rows costs about 7x one row (bench/RESULTS.md, `bench/serve.py`), so
 concurrent users share the machine instead of queueing for it. A request alone in the batch
@@ -48,9 +49,10 @@ class Job:
 class Batcher:
     """One worker thread that generates every submitted Job of one model in one batch."""
 
-    def __init__(self, generator, max_rows: int = 64):
+    def __init__(self, generator, max_rows: int = 64, prefill: int = 32):
         self.gen = generator
-        self.max_rows = max_rows
+        self.max_rows = max_rows  # rows (streams) in one batch; more jobs wait their turn
+        self.prefill = prefill  # prompt tokens a job may read per tick
         self.pending: queue.Queue[Job | None] = queue.Queue()
         self.active: list[Job] = []
         self.ticks = 0
@@ -123,19 +125,28 @@ class Batcher:
                 start += len(job.group)
                 self._choose(job, rows)
         self.active = [j for j in self.active if not j.closed]
-        if not self.active:
-            return
-        ids, h_c = [], []
-        for job in self.active:
-            ids.append(job.inputs[:, job.fed] if job.reading else job.nxt)
-            h_c.append(job.state or self.gen.model.zero_state(len(job.group)))
+        # Chunked prefill: a job with a long prompt reads up to `prefill` tokens a tick (its
+        # own rows only, cheap), so its first word does not wait one whole batch step per
+        # prompt token; the last prompt token goes with the batch.
+        for _ in range(self.prefill - 1):
+            reading = [j for j in self.active if j.inputs.shape[1] - j.fed > 1]
+            if not reading:
+                break
+            self._step(reading, [j.inputs[:, j.fed] for j in reading])
+        if self.active:
+            self._step(self.active, [j.inputs[:, j.fed] if j.reading else j.nxt
+                                     for j in self.active])
+            self.ticks += 1
+            self.rows_stepped += sum(len(j.group) for j in self.active)
+
+    def _step(self, jobs: list[Job], ids: list[np.ndarray]) -> None:
+        """One network step for `jobs` stacked (their `ids`), each keeping its own rows."""
+        h_c = [job.state or self.gen.model.zero_state(len(job.group)) for job in jobs]
         state = [tuple(np.concatenate([s[layer][k] for s in h_c]) for k in (0, 1))
                  for layer in range(len(h_c[0]))]
         y, state = self.gen.model.step(np.concatenate(ids), state)
-        self.ticks += 1
-        self.rows_stepped += len(y)
         start = 0
-        for job in self.active:
+        for job in jobs:
             n = len(job.group)
             job.y = y[start:start + n]
             job.state = [(h[start:start + n], c[start:start + n]) for h, c in state]
