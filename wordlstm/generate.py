@@ -205,7 +205,7 @@ class Generator:
         group = self.group(prompts, length, cfg, seed, stop, constrain, prefer)
         state = None
         if cfg.context == "carry":
-            y, state = self.model.run(group.prompt_matrix())
+            y, state = self.model.run(group.prompt_matrix(), check=check_time_limit)
         while not group.finished:
             check_time_limit()
             if cfg.context == "window":

@@ -81,7 +81,8 @@ class Admission:
         queued = self.waiting + max(self.active - self.config.max_active + 1, 0)
         return max(1, math.ceil(self._seconds * (1 + queued / self.config.max_active)))
 
-    async def __aenter__(self):
+    async def acquire(self) -> float:
+        """Wait for a slot (or raise Busy); returns when it was taken, for `release`."""
         if self.active >= self.config.max_active and self.waiting >= self.config.max_waiting:
             raise Busy(f"the server is busy ({self.active} requests generating, "
                        f"{self.waiting} waiting); try again shortly", self.retry_after())
@@ -94,12 +95,11 @@ class Admission:
         finally:
             self.waiting -= 1
         self.active += 1
-        self._start = time.monotonic()
-        return self
+        return time.monotonic()
 
-    async def __aexit__(self, *exc):
+    def release(self, taken: float) -> None:
         self.active -= 1
-        self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - self._start)
+        self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - taken)
         self._slots.release()
 
 
@@ -336,8 +336,11 @@ def create_app(models: dict, config: ServeConfig | None = None):
             with budget(Budget(config.time_limit)):
                 return served.writer.next_words(text, body.k, prefix)
 
-        async with app.state.admission:
+        taken = await app.state.admission.acquire()
+        try:
             top, result = await asyncio.get_running_loop().run_in_executor(pool, run)
+        finally:
+            app.state.admission.release(taken)
         return {"model": served.id, "words": [{"text": t, "probability": round(p, 6)}
                                               for t, p in top],
                 "unknown": result.unknown, "split": result.split}
@@ -367,27 +370,28 @@ def create_app(models: dict, config: ServeConfig | None = None):
         loop = asyncio.get_running_loop()
         stop = Budget(config.time_limit)
         admission = app.state.admission
-        await admission.__aenter__()
+        taken = await admission.acquire()
+
+        def deliver(kind, value):
+            if kind == "done":  # the slot is free when the generation ends, whoever listens
+                admission.release(taken)
+            events.put_nowait((kind, value))
+
         try:
             served.start(request, cfg, stop, body.stream, pool,
-                         lambda kind, value: loop.call_soon_threadsafe(events.put_nowait,
-                                                                       (kind, value)))
+                         lambda kind, value: loop.call_soon_threadsafe(deliver, kind, value))
         except BaseException:
-            await admission.__aexit__(None, None, None)
+            admission.release(taken)
             raise
 
-        async def finish():
-            stop.cancelled = True  # the client went away: free the batch rows
-            await admission.__aexit__(None, None, None)
-
         if body.stream:
-            return StreamingResponse(_sse(events, answer, finish), media_type="text/event-stream",
+            return StreamingResponse(_sse(events, answer, stop), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         try:
             while (item := await events.get())[0] != "done":
                 pass
         finally:
-            await finish()
+            stop.cancelled = True  # if the client went away, stop generating for it
         if isinstance(item[1], BaseException):
             raise item[1]
         return answer(item[1])
@@ -396,10 +400,10 @@ def create_app(models: dict, config: ServeConfig | None = None):
 
 
 
-async def _sse(events: asyncio.Queue, answer, finish):
+async def _sse(events: asyncio.Queue, answer, stop: Budget):
     """A generation's events as Server-Sent Events: `word` events (those that came meanwhile
-    in one write), then `done` with the JSON answer, or `error`; `finish` runs at the end,
-    also when the client goes away."""
+    in one write), then `done` with the JSON answer, or `error`. If the client goes away,
+    `stop` ends the generation (and so frees its slot)."""
     try:
         while True:
             kind, value = await events.get()
@@ -423,7 +427,7 @@ async def _sse(events: asyncio.Queue, answer, finish):
                 yield _event("done", answer(value))
             return
     finally:
-        await finish()
+        stop.cancelled = True
 
 
 def _of(options: dict, config_class) -> dict:

@@ -43,10 +43,13 @@ class StepModel:
             x = h
         return x @ self.dense_kernel + self.dense_bias, new_state
 
-    def run(self, windows: np.ndarray):
-        """Predict from whole windows [B, T] starting at a zero state (what training saw)."""
+    def run(self, windows: np.ndarray, check=None):
+        """Predict from whole windows [B, T] starting at a zero state (what training saw);
+        `check()`, if given, is called every 32 steps (a time limit may stop a long read)."""
         state = self.zero_state(len(windows))
         y = None
         for t in range(windows.shape[1]):
+            if check is not None and t % 32 == 0:
+                check()
             y, state = self.step(windows[:, t], state)
         return y, state

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import UserError
-from .generate import Generator, rhyme_preference, verse_plan
+from .generate import Generator, check_time_limit, rhyme_preference, verse_plan
 from .modeldir import load, training_line_hashes
 from .segment import Segmenter
 from .textio import normalize_line
@@ -180,7 +180,7 @@ class Writer:
         result = Generation([])
         ids, _ = self.continuation(text, prefix, None, result)
         group = self.gen.group([ids], 0, None)
-        y, _ = self.gen.model.run(group.prompt_matrix())
+        y, _ = self.gen.model.run(group.prompt_matrix(), check=check_time_limit)
         logp = self.gen.decoder.logprobs(y)[0]
         top = np.argsort(-logp)[:k]
         return [(self.text([int(i)]), float(np.exp(logp[i]))) for i in top], result
