@@ -210,7 +210,10 @@ def create_app(models: dict, config: ServeConfig | None = None):
     config = config or ServeConfig()
     S, R = SamplingConfig, Request
     default_model = next(iter(models))
-    pool = ThreadPoolExecutor(max_workers=config.max_active, thread_name_prefix="wordlstm")
+    # As many generating threads as cores: more would only fight over them (numpy's BLAS
+    # runs threads of its own; 8 threads on 2 cores made each request 100x slower).
+    pool = ThreadPoolExecutor(max_workers=min(config.max_active, os.cpu_count() or 1),
+                              thread_name_prefix="wordlstm")
     # Swagger's page loads from a CDN: the schema is served, the pages that need the internet
     # are not.
     app = FastAPI(title="wordlstm", version=__version__, docs_url=None, redoc_url=None,
