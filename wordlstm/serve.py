@@ -219,7 +219,6 @@ def create_app(models: dict, config: ServeConfig | None = None):
     app = FastAPI(title="wordlstm", version=__version__, docs_url=None, redoc_url=None,
                   description="Continue text in the style a model learned; co-write with it.")
     app.state.admission = Admission(config)
-    app.state.models = models
 
     class ContinueBody(BaseModel):
         """What `continue-text` takes, under its option names; defaults are the CLI's."""
@@ -455,7 +454,6 @@ class BodyLimit:
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
-        self.state = getattr(app, "state", None)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
