@@ -132,6 +132,35 @@ def run(model, extra, n, seconds, length, prompt):
             "errors": stats["errors"][:3]}
 
 
+def cowrite(model, prompt, clicks=50):
+    """Co-writing latency: /api/next after the text, then after each click on the likeliest
+    word. The first call reads the whole text; later ones only what the click added."""
+    proc, host, port = start_server(model, [])
+
+    def ask(text):
+        t0 = time.monotonic()
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        conn.request("POST", "/api/next", json.dumps({"text": text, "k": 5}),
+                     {"Content-Type": "application/json"})
+        got = json.loads(conn.getresponse().read())
+        conn.close()
+        return got, time.monotonic() - t0
+
+    try:
+        ask("宝玉")  # warm-up (segmenter and first-call costs), not counted
+        times, text = [], prompt
+        for _ in range(clicks + 1):
+            got, seconds = ask(text)
+            times.append(seconds)
+            text += got["words"][0]["text"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    later = np.array(times[1:])
+    return {"chars": len(prompt), "first_s": times[0], "click_p50_s": float(np.median(later)),
+            "click_p99_s": float(np.percentile(later, 99)), "clicks": clicks}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
@@ -144,6 +173,7 @@ def main():
                          "writes after --prompt (seed 0), so no novel text is needed")
     ap.add_argument("--limited", default="--max-active 8 --max-waiting 8",
                     help="server options for the extra run above the concurrency limit")
+    ap.add_argument("--cowrite-only", action="store_true", help="only the co-writing latency")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -155,18 +185,28 @@ def main():
                                                      seed=0), SamplingConfig())
         args.prompt = made.texts[0]
     runs = []
-    for label, extra in (("batched", []), ("no-batch", ["--no-batch"])):
+    for label, extra in () if args.cowrite_only else (("batched", []), ("no-batch", ["--no-batch"])):
         for n in clients:
             runs.append({"server": label, **run(args.model, extra, n, args.seconds, args.length,
                                                 args.prompt)})
             print(f"  {label} N={n}: {runs[-1]['req_s']:.1f} req/s", file=sys.stderr)
-    n = max(clients)
-    runs.append({"server": "batched " + args.limited,
-                 **run(args.model, args.limited.split(), n, args.seconds, args.length,
-                       args.prompt)})
+    if not args.cowrite_only:
+        runs.append({"server": "batched " + args.limited,
+                     **run(args.model, args.limited.split(), max(clients), args.seconds,
+                           args.length, args.prompt)})
+    co = cowrite(args.model, args.prompt)
     if args.json:
-        print(json.dumps(runs, indent=1))
+        print(json.dumps({"runs": runs, "cowrite": co}, indent=1))
         return
+    if runs:
+        table(runs, args)
+    print(f"\nco-writing (/api/next, one client, a {co['chars']}-character text): first call "
+          f"{co['first_s'] * 1000:.1f} ms; each of {co['clicks']} clicks after it p50 "
+          f"{co['click_p50_s'] * 1000:.1f} ms, p99 {co['click_p99_s'] * 1000:.1f} ms "
+          f"({co['first_s'] / co['click_p50_s']:.0f}x faster at p50)")
+
+
+def table(runs, args):
     print(f"{args.length} words a request, streamed, after a prompt of {len(args.prompt)} "
           f"characters; {args.seconds:g} s per run\n")
     print("| server | clients | requests | req/s | words/s | first word p50 / p99 (s) | "

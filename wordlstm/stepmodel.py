@@ -53,3 +53,51 @@ class StepModel:
                 check()
             y, state = self.step(windows[:, t], state)
         return y, state
+
+
+class PrefixCache:
+    """The network's state after recently read token sequences, so that reading a sequence
+    that extends one of them steps only through what was added. Co-writing asks for the next
+    words after the text so far again and again, one word longer each time; the end of the
+    text may be segmented anew, so the state `tail` tokens before each sequence's end is kept
+    too, and the longest cached prefix among the last `lookback` positions is used. Results
+    are exactly those of `run` (the same steps, from the same state). Thread-safe; keeps the
+    `size` most recent entries."""
+
+    def __init__(self, model: StepModel, size: int = 64, lookback: int = 32, tail: int = 8):
+        import collections
+        import threading
+
+        self.model, self.size, self.lookback, self.tail = model, size, lookback, tail
+        self._entries: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.steps = 0  # network steps taken (for tests and benchmarks)
+
+    def read(self, ids, check=None):
+        """The outputs after reading `ids` (one sequence) from a zero state, [1, dim]."""
+        ids = [int(i) for i in ids]
+        start, y, state = 0, None, self.model.zero_state(1)
+        with self._lock:
+            for cut in range(len(ids), max(len(ids) - self.lookback, 0), -1):
+                hit = self._entries.get(tuple(ids[:cut]))
+                if hit is not None:
+                    self._entries.move_to_end(tuple(ids[:cut]))
+                    start, (y, state) = cut, hit
+                    break
+        mark = len(ids) - self.tail
+        for t in range(start, len(ids)):
+            if check is not None and (t - start) % 32 == 0:
+                check()
+            y, state = self.model.step(np.array([ids[t]], np.int64), state)
+            self.steps += 1
+            if t + 1 == mark:
+                self._keep(ids[:mark], y, state)
+        self._keep(ids, y, state)
+        return y
+
+    def _keep(self, ids, y, state) -> None:
+        with self._lock:
+            self._entries[tuple(ids)] = (y, state)
+            self._entries.move_to_end(tuple(ids))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)

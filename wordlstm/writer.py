@@ -16,6 +16,7 @@ from .errors import UserError
 from .generate import Generator, check_time_limit, rhyme_preference, verse_plan
 from .modeldir import load, training_line_hashes
 from .segment import Segmenter
+from .stepmodel import PrefixCache
 from .textio import normalize_line
 from .tokens import is_punctuation, line_hash, prompt_ids, render
 from .vectors import EOS
@@ -94,6 +95,7 @@ class Writer:
                              self.eos)
         self.unit = self.config["segmenter"].get("unit", "word")
         self._rhymes = None
+        self.prefixes = PrefixCache(loaded.step)  # next_words: read only what was added
 
     @classmethod
     def load(cls, model_dir=None, log=lambda msg: None, decode: str | None = None) -> "Writer":
@@ -179,9 +181,8 @@ class Writer:
         from the model's own distribution (no sampling settings): what co-writing offers."""
         result = Generation([])
         ids, _ = self.continuation(text, prefix, None, result)
-        group = self.gen.group([ids], 0, None)
-        y, _ = self.gen.model.run(group.prompt_matrix(), check=check_time_limit)
-        logp = self.gen.decoder.logprobs(y)[0]
+        seq = self.gen.group([ids], 0, None).prompt_matrix()[0]
+        logp = self.gen.decoder.logprobs(self.prefixes.read(seq, check=check_time_limit))[0]
         top = np.argsort(-logp)[:k]
         return [(self.text([int(i)]), float(np.exp(logp[i]))) for i in top], result
 
