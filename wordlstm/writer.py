@@ -21,7 +21,6 @@ from .textio import normalize_line
 from .tokens import is_punctuation, line_hash, prompt_ids, render
 from .vectors import EOS
 
-
 MAX_BATCH = 64  # streams generated together
 
 
