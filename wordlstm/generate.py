@@ -187,6 +187,11 @@ class Generator:
         self.breakers = frozenset() if eos_id is None else frozenset({eos_id})
         self.punct_ids = np.array([i for i, w in enumerate(words) if is_punctuation(w)], np.int64)
 
+    def start(self, prompt: list[int]) -> list[int]:
+        """What the network reads for `prompt`: every training paragraph starts after a
+        single </s>, so does every prompt."""
+        return list(prompt) if prompt[:1] == [self.pad] else [self.pad] + list(prompt)
+
     def group(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
               seed: int | None = None, stop=None, constrain=None, prefer=None) -> Group:
         """The streams of `prompts`, to be generated together (see Group)."""
@@ -231,9 +236,7 @@ class Group:
         self.gen, self.length, self.cfg = gen, length, cfg
         self.stop, self.constrain, self.prefer = stop, constrain, prefer
         self.rng = np.random.default_rng(seed)
-        # Every training paragraph starts after a single </s>: so does every prompt.
-        pad = gen.pad
-        self.ctx = [list(p) if p[:1] == [pad] else [pad] + list(p) for p in prompts]
+        self.ctx = [gen.start(p) for p in prompts]
         self.history = [History(p, gen.breakers) for p in prompts]
         self.out: list[list[int]] = [[] for _ in prompts]
         self.done = [False] * len(prompts)

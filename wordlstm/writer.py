@@ -180,8 +180,8 @@ class Writer:
         from the model's own distribution (no sampling settings): what co-writing offers."""
         result = Generation([])
         ids, _ = self.continuation(text, prefix, None, result)
-        seq = self.gen.group([ids], 0, None).prompt_matrix()[0]
-        logp = self.gen.decoder.logprobs(self.prefixes.read(seq, check=check_time_limit))[0]
+        y = self.prefixes.read(self.gen.start(ids), check=check_time_limit)
+        logp = self.gen.decoder.logprobs(y)[0]
         top = np.argsort(-logp)[:k]
         return [(self.text([int(i)]), float(np.exp(logp[i]))) for i in top], result
 
