@@ -89,7 +89,7 @@ def continuations(writer: Writer, prompts: list[str], chars: int, cfg: SamplingC
         made[id(out)] = made.get(id(out), 0) + lengths[out[-1]]
         return made[id(out)] >= chars
 
-    outs = writer.gen.generate(ids, chars * 2, cfg, seed=seed, stop=stop)
+    outs = writer.generate(ids, chars * 2, cfg, seed=seed, stop=stop)
     return [writer.text(o)[:chars] for o in outs]
 
 

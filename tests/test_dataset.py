@@ -62,3 +62,21 @@ def test_sequence_starts_tile_the_stream_from_a_random_offset():
 def test_holdout_fraction_is_checked():
     with pytest.raises(UserError):
         HoldOut(1.5)
+
+
+def test_lanes_read_the_stream_in_order_batch_after_batch():
+    from wordlstm.dataset import lane_starts, make_sequences
+
+    ids = np.arange(1000, dtype=np.int32)
+    rng = np.random.default_rng(0)
+    starts, batches = lane_starts(len(ids), 8, 4, rng)
+    assert batches >= 30 and len(starts) == 4
+    x0, _ = make_sequences(ids, starts, 8, unk=10**6)
+    x1, y1 = make_sequences(ids, starts + 8, 8, unk=10**6)
+    np.testing.assert_array_equal(x1[:, 0], x0[:, -1] + 1)  # each row goes on where it stopped
+    np.testing.assert_array_equal(y1, x1 + 1)
+    last = starts + (batches - 1) * 8
+    assert (last + 8 < len(ids)).all()  # the last targets are in the stream
+    assert len(set((starts[1:] - starts[:-1]).tolist())) == 1  # equal lanes, no overlap
+    other, _ = lane_starts(len(ids), 8, 4, np.random.default_rng(5))
+    assert other[0] != starts[0] or other[1] != starts[1]  # the cuts move between epochs

@@ -188,3 +188,56 @@ def test_paragraph_and_punctuation_biases_shift_only_their_tokens(model_dir):
         outs = w.gen.generate([prompt] * 8, 30, cfg, seed=3)
         draws[bias] = sum(o.count(eos) + o.count(comma) for o in outs)
     assert draws[0.0] > 0 and draws[-50.0] == 0
+
+
+def test_reranked_text_is_reproducible_and_made_of_whole_clauses(model_dir):
+    from wordlstm.generate import Reranker
+
+    w = _writer(model_dir)
+    prompt = [w.vectors.index["老王"]]
+    cfg = SamplingConfig(rerank=4, clause_words=12)
+    r = Reranker(w.gen)
+    a = r.generate(prompt, 40, cfg, seed=3)
+    assert a == r.generate(prompt, 40, cfg, seed=3) and len(a) == 40
+    assert a != r.generate(prompt, 40, cfg, seed=4)
+    # Every clause but the last ends with a clause mark or within clause_words words.
+    run = 0
+    for tok in a[:-12]:
+        run = 0 if r.ends[tok] else run + 1
+        assert run < 12
+    mark = next(t for t in a if r.ends[t])
+    stopped = r.generate(prompt, 40, cfg, seed=3, stop=lambda o: o[-1] == mark)
+    assert stopped == a[:a.index(mark) + 1]
+
+
+def test_the_cache_changes_generation_and_can_be_turned_off(model_dir):
+    from wordlstm.cache import CacheConfig
+
+    w = _writer(model_dir)
+    prompt = [w.vectors.index[t] for t in ("老王", "在", "院子", "里", "看书", "。")] * 3
+    plain = w.gen.generate([prompt] * 2, 30, SamplingConfig(cache=False), seed=2)
+    saved = w.gen.cache
+    try:
+        w.gen.cache = CacheConfig(size=64, theta=10.0, weight=0.0, gap=0)
+        assert w.gen.generate([prompt] * 2, 30, SamplingConfig(), seed=2) == plain
+        w.gen.cache = CacheConfig(size=64, theta=10.0, weight=0.9, gap=0)
+        cached = w.gen.generate([prompt] * 2, 30, SamplingConfig(), seed=2)
+        assert cached != plain
+        assert w.gen.generate([prompt] * 2, 30, SamplingConfig(cache=False), seed=2) == plain
+    finally:
+        w.gen.cache = saved
+
+
+def test_typical_and_min_p_truncation():
+    from wordlstm.generate import _typical
+
+    logp = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05]))
+    # entropy 1.33 nats; surprisals 0.69, 1.61, 1.90, 2.30, 3.00: nearest it 1, 2, then 0
+    kept = np.isfinite(_typical(logp, 1.0, 0.3))
+    assert kept.tolist() == [False, True, True, False, False]  # the likeliest is not typical
+    assert np.isfinite(_typical(logp, 1.0, 0.6)).tolist() == [True, True, True, False, False]
+    assert np.isfinite(_typical(logp, 1.0, 0.99)).all()
+    rng = np.random.default_rng(0)
+    picks = {choose(logp, History([]), SamplingConfig(min_p=0.35, top_p=1.0, dry_multiplier=0),
+                    rng) for _ in range(200)}
+    assert picks == {0, 1}  # 0.2 / 0.5 >= 0.35 > 0.15 / 0.5

@@ -166,3 +166,12 @@ def test_segment_cli_normalises_punctuation_for_words_only(tmp_path):
         side = json.loads((tmp_path / f"{unit}.txt.json").read_text())
         assert side["segmenter"]["normalize_punct"] is expect
         assert ("“" in out.read_text(encoding="utf-8")) is expect
+
+
+def test_letters_of_other_scripts_are_reported():
+    from wordlstm.segment import other_scripts
+
+    assert other_scripts(["宝玉", "贾е", "笑道", "l起", "Жも"]) == {
+        "cyrillic": "Же", "latin": "l", "hiragana": "も"}
+    assert other_scripts(["Kathones", "saurus"]) == {}
+    assert other_scripts(["，", "123"]) == {}

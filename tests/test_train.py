@@ -168,3 +168,41 @@ def test_every_vector_loss_trains_and_generates(loss, segmented, vectors_file, t
     assert res["history"][1]["loss"] < res["history"][0]["loss"]
     w = Writer.load(out)
     assert len(w.continue_text("老王", 10, SamplingConfig(), seed=1).texts[0]) >= 10
+
+
+def test_carried_state_training_learns_and_ships_a_plain_model(segmented, vectors_file, tmp_path):
+    """--carry: the network reads the text in order, its state carried across batches (on
+    every backend: the state variables are tracked, so JAX's functional step keeps them);
+    what ships is the plain core with the same weights."""
+    from wordlstm.backend import import_keras
+    from wordlstm.model import build_model, core_weights, initial_embedding
+
+    out = tmp_path / "carry"
+    result = train(str(segmented), str(vectors_file), out, ModelConfig(**TINY),
+                   TrainConfig(epochs=2, batch_size=8, carry=True, patience=0), SegmenterConfig(),
+                   **QUIET)
+    history = result["history"]
+    assert history[1]["loss"] < history[0]["loss"]
+    m = load(out)
+    assert m.config["training"]["carry"] is True
+    assert len(m.weights.lstm) == 1 and m.weights.lstm[0][0].shape[1] == 4 * TINY["units"]
+
+    keras = import_keras()
+    cfg = ModelConfig(**TINY, vocab_size=len(m.vectors), dim=m.vectors.dim)
+    model = build_model(cfg, initial_embedding(m.vectors.matrix, "raw"), carry_batch=2)
+    ids = np.ones((2, 5), np.int32)
+    first = np.asarray(model(ids))
+    again = np.asarray(model(ids))
+    assert not np.allclose(first, again)  # the second call starts from the first's state
+    lstm = model.get_layer("core").get_layer("lstm_0")
+    assert any(np.abs(np.asarray(s)).sum() > 0 for s in lstm.states)
+    assert len(core_weights(model.get_layer("core"))[0][0]) == 3  # the state is no weight
+    del keras
+
+
+def test_carry_needs_one_device_and_enough_text(segmented, vectors_file, tmp_path):
+    with pytest.raises(UserError, match="one device"):
+        TrainConfig(carry=True, devices="2")
+    with pytest.raises(UserError, match="streams"):
+        train(str(segmented), str(vectors_file), tmp_path / "x", ModelConfig(**TINY),
+              TrainConfig(epochs=1, batch_size=100_000, carry=True), SegmenterConfig(), **QUIET)

@@ -144,20 +144,21 @@ class Batcher:
         h_c = [job.state or self.gen.model.zero_state(len(job.group)) for job in jobs]
         state = [tuple(np.concatenate([s[layer][k] for s in h_c]) for k in (0, 1))
                  for layer in range(len(h_c[0]))]
-        y, state = self.gen.model.step(np.concatenate(ids), state)
+        h, state = self.gen.model.hidden(np.concatenate(ids), state)
         start = 0
         for job in jobs:
             n = len(job.group)
-            job.y = y[start:start + n]
+            job.y = job.group.output(h[start:start + n])  # its own head, if adapted
             job.state = [(h[start:start + n], c[start:start + n]) for h, c in state]
             start += n
             if job.reading:
+                job.group.observe(job.fed, job.y)  # the prompt's words go into the cache
                 job.fed += 1
 
     def _choose(self, job: Job, rows: np.ndarray) -> None:
         """One step of one job; a finished or failed job is reported and closed."""
         try:
-            nxt = job.group.choose(rows)
+            nxt = job.group.choose(rows, job.y)
             if job.on_step is not None:
                 job.on_step(job, nxt)
         except BaseException as err:  # noqa: BLE001 - reported to the request that caused it

@@ -142,6 +142,12 @@ def _print_segment_stats(output, stats, strip_boilerplate):
     if stats.chapters:
         click.echo(f"{len(stats.chapters):,} chapter headings kept as their own lines "
                    "(listed by --json)", err=True)
+    if stats.other_scripts:
+        shown = ", ".join(f"{k} {len(v)} ({v[:12]}{'…' if len(v) > 12 else ''})"
+                          for k, v in stats.other_scripts.items())
+        click.echo(f"note: letters of other scripts than the text's own: {shown}; usually "
+                   "encoding debris in a download (continue-text does not write them unless "
+                   "a prompt has them)", err=True)
     if strip_boilerplate:
         click.echo(f"dropped {stats.dropped:,} boilerplate lines ({len(stats.boilerplate)} "
                    "distinct)" + "".join(f"\n  {b['count']:>6} x {b['line']}"
@@ -269,6 +275,10 @@ M, T = ModelDefaults, TrainDefaults
 @click.option("--ema", default=T.ema, show_default=True,
               help="Validate and ship the moving average of the weights, with this momentum "
                    "per batch (0: the last weights).")
+@click.option("--carry/--no-carry", default=T.carry, show_default=True,
+              help="Read the text in order as --batch-size streams and carry the LSTM state "
+                   "from batch to batch (truncated BPTT): it learns context longer than "
+                   "--window, as generation uses it.")
 @click.option("--patience", default=T.patience, show_default=True,
               help="Stop after this many epochs without better held-out bits/char, keeping "
                    "the best epoch (0: train every epoch, still keeping the best).")
@@ -330,6 +340,18 @@ S, R = SamplingDefaults, RequestDefaults
               help="Sample among the k likeliest words (0: no limit).")
 @click.option("--top-p", default=S.top_p, show_default=True,
               help="Nucleus: sample among the likeliest words holding this much probability.")
+@click.option("--min-p", default=S.min_p, show_default=True,
+              help="Min-p: only words with at least this share of the likeliest word's "
+                   "probability (0: off).")
+@click.option("--typical-p", default=S.typical_p, show_default=True,
+              help="Locally typical sampling: the words whose surprisal is nearest the "
+                   "entropy, holding this much probability (1: off).")
+@click.option("--rerank", default=S.rerank, show_default=True,
+              help="Write clause by clause: sample this many candidates for each next clause "
+                   "and keep the one the model finds likeliest (0: word by word).")
+@click.option("--rerank-pmi", default=S.rerank_pmi, show_default=True,
+              help="With --rerank: score clauses by log p(word | text) minus this times log "
+                   "p(word), against bland generic clauses (0: the model's log-probability).")
 @click.option("--dry", "dry_multiplier", default=S.dry_multiplier, show_default=True,
               help="DRY loop control: nats off a word that would extend an earlier repeat of "
                    "more than --dry-allowed tokens, growing with its length (0: off).")
@@ -348,6 +370,20 @@ S, R = SamplingDefaults, RequestDefaults
               help="Nats off every word used in the last 20 (0: off).")
 @click.option("--context", type=click.Choice(["carry", "window"]), default=S.context,
               show_default=True, help="Carry LSTM state word to word, or re-read the last window.")
+@click.option("--min-count", default=S.min_count, show_default=True,
+              help="Never write a word seen fewer times in training, unless the prompt has it "
+                   "(encoding debris in the download; 0: off).")
+@click.option("--other-scripts", is_flag=True,
+              help="Allow letters of other scripts (Latin or Cyrillic in a Chinese novel) the "
+                   "prompt does not have.")
+@click.option("--headings", is_flag=True,
+              help="Allow the continuation to write a chapter heading (第N回).")
+@click.option("--cache/--no-cache", default=S.cache, show_default=True,
+              help="Mix in the model's continuous cache of the text's own recent words "
+                   "(models trained or `fit-cache`d with one).")
+@click.option("--adapt/--no-adapt", default=S.adapt, show_default=True,
+              help="Adapt the model's head to the prompt first (dynamic evaluation; models with "
+                   "a fitted learning rate). It never adapts to its own words.")
 @click.option("--samples", default=R.samples, show_default=True, help="Continuations, made as one batch.")
 @click.option("--prefix", default=R.prefix, help="Text fed to the model first to set the mood, not printed.")
 @click.option("--acrostic", default=None, help="藏头诗: one line per character, starting with it.")
@@ -409,13 +445,20 @@ def _echo_word(word: str) -> None:
               help="Score every line of SEGMENTED, not the model's held-out part of it.")
 @click.option("--decode", type=click.Choice(DECODINGS), default=None,
               help="Score with another decoding than the model's own (vector head), to compare.")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Mix in the model's continuous cache of the text's recent words (if fitted).")
+@click.option("--dynamic", "dynamic_lr", default=None, type=click.FloatRange(0, 1),
+              help="Dynamic evaluation: adapt the head to the text as it is read, with this "
+                   "learning rate (default: the model's fitted one; 0: off). The model's files "
+                   "are untouched.")
 @json_option
 @friendly
-def evaluate(segmented, model_dir, whole_file, decode, as_json):
+def evaluate(segmented, model_dir, whole_file, decode, cache, dynamic_lr, as_json):
     """Held-out bits per character (every character counted) and next-word top-1/5/10."""
     from .evaluate import evaluate_file
 
-    result = evaluate_file(segmented, model_dir, whole_file, decode)
+    result = evaluate_file(segmented, model_dir, whole_file, decode, cache=cache,
+                           dynamic_lr=dynamic_lr)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -423,6 +466,20 @@ def evaluate(segmented, model_dir, whole_file, decode, as_json):
                f"({result['scope']})")
     click.echo(f"  bits/char: {result['bits_per_char']:.4f}  (every character counted; "
                f"{result['bits_per_char_known']:.4f} on in-vocabulary tokens)")
+    if result.get("bits_per_char_long") is not None:
+        click.echo(f"  in-vocabulary bits/char {result['bits_per_char_short']:.4f} in a "
+                   f"paragraph's first 100 tokens, {result['bits_per_char_long']:.4f} after them "
+                   f"({result['positions_long']:,} positions)")
+    if "bits_per_char_plain" in result:
+        parts = []
+        if "cache" in result:
+            c = result["cache"]
+            parts.append(f"the continuous cache ({c['size']} positions, weight {c['weight']:g}, "
+                         f"theta {c['theta']:g})")
+        if "dynamic_lr" in result:
+            parts.append(f"dynamic evaluation (learning rate {result['dynamic_lr']:g})")
+        click.echo(f"  with {' and '.join(parts)}; the model alone: "
+                   f"{result['bits_per_char_plain']:.4f}")
     click.echo(f"  bits/word: {result['bits_per_word']:.3f}  perplexity {result['perplexity']:,.1f} "
                f"(per segmented word)")
     click.echo(f"  unknown characters: {result['oov_share']:.2%} of positions; words spelled "
@@ -430,6 +487,20 @@ def evaluate(segmented, model_dir, whole_file, decode, as_json):
     for k in ("top1", "top5", "top10"):
         click.echo(f"  {k:>6}: {result[k]:.2%}")
     click.echo(f"  baseline (always {result['baseline_word']!r}): top1 {result['baseline_top1']:.2%}")
+
+
+@main.command("fit-cache")
+@click.argument("segmented", type=click.Path(dir_okay=False))
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="Model directory whose config.json gets the fitted cache.")
+@quiet_option
+@friendly
+def fit_cache(segmented, model_dir, quiet):
+    """Fit the test-time adaptation (the continuous cache and the learning rate of dynamic
+    evaluation) of a model trained before they existed, on its training text."""
+    from .train import fit_model_cache
+
+    fit_model_cache(segmented, model_dir, log=_stderr_log(quiet))
 
 
 @main.command()

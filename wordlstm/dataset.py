@@ -111,6 +111,48 @@ def check_trainable(ids: np.ndarray, length: int, what: str) -> None:
                         f"sequences of {length}; use a larger corpus or a smaller --window")
 
 
+def lane_starts(n_tokens: int, length: int, lanes: int, rng) -> tuple[np.ndarray, int]:
+    """(start of each lane, batches an epoch) for reading the stream in order as `lanes`
+    consecutive stretches side by side; a random offset each epoch moves the cuts."""
+    offset = int(rng.integers(0, length)) if n_tokens > 2 * length else 0
+    lane = (n_tokens - 1 - offset) // lanes
+    return offset + lane * np.arange(lanes, dtype=np.int64), lane // length
+
+
+def lanes_dataset(ids: np.ndarray, length: int, batch_size: int, unk: int, seed: int = 0,
+                  epoch: int = 0):
+    """A keras PyDataset for training that carries the LSTM state across batches
+    (truncated backpropagation through time, as char-rnn/torch-rnn and AWD-LSTM train): the
+    stream is cut into `batch_size` lanes, row b of batch i holds lane b's tokens
+    [i * length, (i + 1) * length), so each row continues the row before it and the network
+    learns from context far longer than one sequence, as generation uses it."""
+    from .backend import import_keras
+
+    keras = import_keras()
+
+    class Lanes(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = epoch
+            self._arrange()
+
+        def _arrange(self):
+            rng = np.random.default_rng((seed, self.epoch))
+            self.starts, self.batches = lane_starts(len(ids), length, batch_size, rng)
+
+        def __len__(self):
+            return max(1, self.batches)
+
+        def __getitem__(self, i):
+            return make_sequences(ids, self.starts + i * length, length, unk)
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._arrange()
+
+    return Lanes()
+
+
 def sequences_dataset(ids: np.ndarray, length: int, batch_size: int, unk: int, seed: int = 0,
                       epoch: int = 0, drop_remainder: bool = False):
     """A keras PyDataset of (inputs, targets) batches of sequences, reshuffled every epoch.

@@ -99,12 +99,69 @@ def cross_entropy(logp: np.ndarray, targets: np.ndarray, corpus: CorpusIds,
             "words": int(n_words)}
 
 
-def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: int = 16) -> dict:
-    """Everything `wordlstm evaluate` reports for the held-out stream of `corpus`."""
+LONG_RANGE = 100  # tokens into a paragraph: where carried context matters
+
+
+def positions_in_paragraph(ids: np.ndarray, eos: int) -> np.ndarray:
+    """For each target ids[t + 1]: how many tokens of its paragraph come before it."""
+    n = len(ids) - 1
+    pos = np.zeros(n, np.int64)
+    run = 0
+    for t in range(n):
+        run = 0 if ids[t] == eos else run + 1
+        pos[t] = run
+    return pos
+
+
+def range_bits(logp: np.ndarray, targets: np.ndarray, words: list[str], pos: np.ndarray,
+               split: int = LONG_RANGE) -> dict:
+    """Bits per character of in-vocabulary targets before and from `split` tokens into their
+    paragraph (long-range context is what carried state and the cache are for)."""
+    lengths = np.array([1 if w == EOS else len(w) for w in words] + [1], np.int64)
+    ok = (targets != MASKED) & np.isfinite(logp)
+    out = {}
+    for name, sel in (("short", ok & (pos < split)), ("long", ok & (pos >= split))):
+        chars = int(lengths[targets[sel]].sum())
+        out[f"bits_per_char_{name}"] = float(-logp[sel].sum() / LN2 / chars) if chars else None
+        out[f"positions_{name}"] = int(sel.sum())
+    return out
+
+
+def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: int = 16,
+             cache=None, dynamic_lr: float = 0.0) -> dict:
+    """Everything `wordlstm evaluate` reports for the held-out stream of `corpus`, with the
+    continuous cache mixed in if `cache` (cache.CacheConfig) is given, and the head adapted
+    as it reads with `dynamic_lr` (dynamic.dynamic_logprobs; top-k: the plain model's)."""
+    from .cache import cache_probs, mixed_logprobs
+
     ids = corpus.val
     targets = targets_of(ids[1:], corpus.unk)
-    logp, hits = target_logprobs(decoder, stream_outputs(step_model, ids, pieces), targets)
+    outputs = stream_outputs(step_model, ids, pieces)
+    logp, hits = target_logprobs(decoder, outputs, targets)
+    plain = None
+    if dynamic_lr > 0:
+        from .dynamic import dynamic_logprobs
+        from .errors import UserError
+
+        if not hasattr(decoder, "log_prior"):
+            raise UserError("dynamic evaluation is for the vector head's prior decoding")
+
+        plain = cross_entropy(logp, targets, corpus, words)["bits_per_char"]
+        logp, outputs = dynamic_logprobs(step_model, decoder, ids, targets, dynamic_lr)
+    if cache is not None and cache.weight > 0:
+        if plain is None:
+            plain = cross_entropy(logp, targets, corpus, words)["bits_per_char"]
+        logp = mixed_logprobs(logp, cache_probs(outputs, targets, cache.size, cache.theta),
+                              cache.weight)
     result = cross_entropy(logp, targets, corpus, words)
+    eos = words.index(EOS) if EOS in words else -1
+    result.update(range_bits(logp, targets, words, positions_in_paragraph(ids, eos)))
+    if plain is not None:
+        result["bits_per_char_plain"] = plain  # the model alone: no cache, no adaptation
+        if cache is not None and cache.weight > 0:
+            result["cache"] = cache.to_json()
+        if dynamic_lr > 0:
+            result["dynamic_lr"] = dynamic_lr
     n = max(int((targets != MASKED).sum()), 1)
     train_t = corpus.train[1:]
     train_t = train_t[train_t < corpus.unk]
@@ -119,9 +176,12 @@ def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: i
 
 
 def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
-                  decode: str | None = None) -> dict:
+                  decode: str | None = None, cache: bool = True,
+                  dynamic_lr: float | None = None) -> dict:
     """`wordlstm evaluate`: score a segmented file's held-out part (or, `whole_file`, all of
-    it) with a model dir (default: the shipped model), decoded its own way or `decode`'s."""
+    it) with a model dir (default: the shipped model), decoded its own way or `decode`'s,
+    with the model's continuous cache unless `cache` is False, and with dynamic evaluation at
+    the model's fitted learning rate (`dynamic_lr`: None) or another (0: off)."""
     from .dataset import corpus_ids
     from .errors import UserError
     from .modeldir import load
@@ -139,7 +199,10 @@ def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
         # from the file itself, since the model's training text is not at hand.
         corpus.train, corpus.char_counts = corpus.val, _char_counts(segmented)
         corpus.train_unknown = int((corpus.val == corpus.unk).sum())
-    result = evaluate(loaded.step, loaded.decoder, corpus, loaded.vectors.words)
+    result = evaluate(loaded.step, loaded.decoder, corpus, loaded.vectors.words,
+                      cache=loaded.cache if cache else None,
+                      dynamic_lr=float(loaded.config["decoder"].get("dynamic_lr", 0.0))
+                      if dynamic_lr is None else dynamic_lr)
     result["scope"] = "whole file" if whole_file else "held-out part"
     return result
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import UserError
 from .stepmodel import StepModel
 from .tokens import is_punctuation
+from .vectors import EOS
 
 
 @dataclass
@@ -30,6 +31,9 @@ class SamplingConfig:
     temperature: float = 1.0  # 1.0 samples the model's own distribution; lower is safer
     top_k: int = 0  # sample among the k likeliest words only (0: all)
     top_p: float = 0.95  # nucleus: the likeliest words holding this much probability
+    min_p: float = 0.0  # min-p: only words at least this share of the likeliest one's probability
+    typical_p: float = 1.0  # locally typical sampling (Meister et al. 2023): the words whose
+    # surprisal is closest to the distribution's entropy, holding this much mass (1: off)
     dry_multiplier: float = 0.8  # DRY: penalty in nats on a word that would extend a repeat
     dry_base: float = 1.75  # ... growing by this factor for every further repeated token
     dry_allowed: int = 2  # ... repeats up to this many tokens are free (宝玉 道 is text)
@@ -44,6 +48,20 @@ class SamplingConfig:
     penalty_window: int = 20
     context: str = "carry"  # carry LSTM state word to word (as generation always ran), or
     # "window": re-read the last `window` words from a zero state for every word
+    min_count: int = 3  # never write a word seen fewer times in training (encoding debris),
+    # unless the prompt has it (guards.Guards; 0: off)
+    other_scripts: bool = False  # letters of another script than the vocabulary's main one
+    # (Latin or Cyrillic in a Chinese novel) only where the prompt has that script
+    headings: bool = False  # let a continuation write a chapter heading (第N回)
+    rerank: int = 0  # sample this many candidates for each next clause and keep the one the
+    # model scores best (mean log-probability a word); 0: word by word (generate.Reranker)
+    clause_words: int = 24  # a clause candidate ends at a clause mark or after this many words
+    rerank_pmi: float = 0.0  # ... scored by log p(w | text) - this x log p(w): against bland,
+    # generic clauses ("我也不知道"), the anti-language-model score of Li et al. (2016)
+    cache: bool = True  # mix in the model's continuous cache of the text's own recent words,
+    # if it has one fitted (cache.NeuralCache; config.json decoder.cache)
+    adapt: bool = True  # adapt the head to the prompt first (dynamic evaluation, if the model
+    # has a fitted learning rate: config.json decoder.dynamic_lr); never to its own words
 
     def __post_init__(self):
         import math
@@ -52,6 +70,16 @@ class SamplingConfig:
             raise UserError("temperature must be a positive number (use greedy for none)")
         if not (0 < self.top_p <= 1):
             raise UserError("top-p must be in (0, 1]")
+        if not (0 <= self.min_p < 1):
+            raise UserError("min-p must be in [0, 1)")
+        if not (0 < self.typical_p <= 1):
+            raise UserError("typical-p must be in (0, 1]")
+        if self.min_count < 0:
+            raise UserError("min-count must not be negative")
+        if not (0 <= self.rerank <= 64) or not (1 <= self.clause_words <= 256):
+            raise UserError("rerank must be in 0-64 candidates and clause-words in 1-256")
+        if not (math.isfinite(self.rerank_pmi) and 0 <= self.rerank_pmi <= 1):
+            raise UserError("rerank-pmi must be in [0, 1]")
         if self.top_k < 0 or self.no_repeat_ngram < 0 or self.dry_allowed < 0 \
                 or self.dry_range < 1 or self.penalty_window < 1:
             raise UserError("top-k, no-repeat-ngram and the DRY settings must not be negative")
@@ -127,8 +155,9 @@ class History:
 
 
 def choose(logp: np.ndarray, history: History, cfg: SamplingConfig, rng,
-           allowed: np.ndarray | None = None) -> int:
-    """Pick one word id from one row of log-probabilities, only among `allowed` ids if given.
+           allowed: np.ndarray | None = None, banned: np.ndarray | None = None) -> int:
+    """Pick one word id from one row of log-probabilities, only among `allowed` ids if given,
+    never a `banned` one (guards.Guards) unless nothing else is allowed.
 
     Loop control (DRY, and the optional n-gram block and repetition penalty) gives way when it
     would rule out every allowed word.
@@ -137,6 +166,11 @@ def choose(logp: np.ndarray, history: History, cfg: SamplingConfig, rng,
     if allowed is not None:
         s = np.full_like(s, -np.inf)
         s[allowed] = logp[allowed]
+    if banned is not None and len(banned):
+        kept = s.copy()
+        kept[banned] = -np.inf
+        if np.isfinite(kept).any():
+            s = kept
     fallback = s.copy()
     for word, penalty in history.dry(cfg).items():
         s[word] -= penalty
@@ -148,6 +182,10 @@ def choose(logp: np.ndarray, history: History, cfg: SamplingConfig, rng,
         s[np.array(sorted(banned))] = -np.inf
     if not np.isfinite(s).any():
         s = fallback
+    if cfg.min_p > 0:
+        s = np.where(s >= s.max() + np.log(cfg.min_p) * cfg.temperature, s, -np.inf)
+    if cfg.typical_p < 1 and not cfg.greedy:
+        s = _typical(s, cfg.temperature, cfg.typical_p)
     if cfg.greedy:
         return int(np.argmax(s))
     finite = int(np.isfinite(s).sum())
@@ -171,12 +209,32 @@ def choose(logp: np.ndarray, history: History, cfg: SamplingConfig, rng,
     return int(top[rng.choice(len(top), p=p / p.sum())])
 
 
+def _typical(s: np.ndarray, temperature: float, mass: float) -> np.ndarray:
+    """`s` with -inf for all but the locally typical words: sorted by how far their surprisal
+    is from the entropy, the first ones holding `mass` of the probability."""
+    z = s / temperature
+    finite = np.isfinite(z)
+    z = z - z[finite].max()
+    p = np.where(finite, np.exp(z), 0.0)
+    p /= p.sum()
+    logp = np.where(finite, np.log(np.maximum(p, 1e-300)), -np.inf)
+    entropy = -(p[finite] * logp[finite]).sum()
+    order = np.argsort(np.where(finite, np.abs(-logp - entropy), np.inf))
+    keep = order[:int(np.searchsorted(np.cumsum(p[order]), mass)) + 1]
+    out = np.full_like(s, -np.inf)
+    out[keep] = s[keep]
+    return out
+
+
 class Generator:
     """Continue prompts word by word with a StepModel and a decoder."""
 
     def __init__(self, step_model: StepModel, words: list[str], decoder, window: int,
-                 eos_id: int | None = None):
+                 eos_id: int | None = None, guards=None, cache=None, dynamic_lr: float = 0.0):
         self.model = step_model
+        self.dynamic_lr = dynamic_lr  # head adaptation to each prompt (dynamic.adapt_head)
+        self.guards = guards  # guards.Guards: what a continuation may not write
+        self.cache = cache  # cache.CacheConfig of the model, if it has a fitted cache
         self.words = words
         self.window = window
         self.eos_id = eos_id
@@ -210,18 +268,23 @@ class Generator:
         group = self.group(prompts, length, cfg, seed, stop, constrain, prefer)
         state = None
         if cfg.context == "carry":
-            y, state = self.model.run(group.prompt_matrix(), check=check_time_limit)
+            y, state = self.model.run(group.prompt_matrix(), check=check_time_limit,
+                                      on_output=group.observe if group.cache else None,
+                                      head=group.head)
+        elif group.cache is not None:  # the prompt's own words go into the cache
+            self.model.run(group.prompt_matrix(), on_output=group.observe, head=group.head)
         while not group.finished:
             check_time_limit()
             if cfg.context == "window":
-                y, _ = self.model.run(group.windows())
-            nxt = group.choose(self.decoder.logprobs(y))
+                y, _ = self.model.run(group.windows(), head=group.head)
+            nxt = group.choose(self.decoder.logprobs(y), y)
             if on_step is not None:
                 on_step(group.steps - 1, nxt)
             if group.finished:
                 break
             if cfg.context == "carry":
-                y, state = self.model.step(nxt, state)
+                h, state = self.model.hidden(nxt, state)
+                y = group.output(h)
         return group.out
 
 
@@ -232,18 +295,61 @@ class Group:
     returns the ids to feed next."""
 
     def __init__(self, gen: Generator, prompts, length, cfg, seed=None, stop=None,
-                 constrain=None, prefer=None):
+                 constrain=None, prefer=None, heads=None):
         self.gen, self.length, self.cfg = gen, length, cfg
         self.stop, self.constrain, self.prefer = stop, constrain, prefer
         self.rng = np.random.default_rng(seed)
+        self.blocked = [None] * len(prompts)
+        if gen.guards is not None and (cfg.min_count or not cfg.other_scripts):
+            made: dict[tuple, np.ndarray] = {}
+            for b, p in enumerate(prompts):
+                if tuple(p) not in made:
+                    made[tuple(p)] = gen.guards.blocked(p, cfg.min_count, not cfg.other_scripts)
+                self.blocked[b] = made[tuple(p)]
         self.ctx = [gen.start(p) for p in prompts]
         self.history = [History(p, gen.breakers) for p in prompts]
         self.out: list[list[int]] = [[] for _ in prompts]
         self.done = [False] * len(prompts)
         self.steps = 0
+        self.cache = None
+        self._matrix: np.ndarray | None = None  # prompt_matrix(), while the prompt is read
+        self.score: np.ndarray | None = None  # with track_scores(): summed model log-probs
+        # The head each stream reads through: adapted to its prompt (dynamic evaluation),
+        # [(kernel, bias, rows)], or None for the model's own.
+        self.heads = heads if heads is not None else self._adapted_heads(prompts)
+        if cfg.cache and gen.cache is not None and gen.cache.weight > 0:
+            from .cache import NeuralCache
+
+            self.cache = NeuralCache(gen.cache, len(prompts), gen.model.dense_kernel.shape[1])
 
     def __len__(self) -> int:
         return len(self.out)
+
+    def _adapted_heads(self, prompts):
+        gen = self.gen
+        if not (self.cfg.adapt and gen.dynamic_lr > 0 and hasattr(gen.decoder, "log_prior")):
+            return None
+        from .dynamic import adapt_head
+
+        by_prompt: dict[tuple, list[int]] = {}
+        for b, p in enumerate(prompts):
+            by_prompt.setdefault(tuple(p), []).append(b)
+        return [(*adapt_head(gen.model, gen.decoder, gen.start(list(p)), gen.dynamic_lr),
+                 np.array(rows)) for p, rows in by_prompt.items()]
+
+    @property
+    def head(self):
+        """`output` when the streams read through adapted heads, else None (the model's)."""
+        return None if self.heads is None else self.output
+
+    def output(self, h: np.ndarray) -> np.ndarray:
+        """The outputs of the last layer's `h` [streams, units] through each stream's head."""
+        if self.heads is None:
+            return h @ self.gen.model.dense_kernel + self.gen.model.dense_bias
+        y = np.empty((len(h), self.gen.model.dense_kernel.shape[1]), np.float32)
+        for kernel, bias, rows in self.heads:
+            y[rows] = h[rows] @ kernel + bias
+        return y
 
     @property
     def finished(self) -> bool:
@@ -259,27 +365,54 @@ class Group:
         w = self.gen.window
         return np.array([([self.gen.pad] * w + c)[-w:] for c in self.ctx], dtype=np.int64)
 
-    def choose(self, logp: np.ndarray) -> np.ndarray:
+    def observe(self, t: int, y: np.ndarray) -> None:
+        """The network's outputs `y` after column `t` of prompt_matrix(): into the cache, with
+        the prompt word that followed (padding left out)."""
+        if self.cache is None:
+            return
+        if self._matrix is None:
+            self._matrix = self.prompt_matrix()
+        m = self._matrix
+        if t + 1 >= m.shape[1]:
+            return
+        rows = [b for b, c in enumerate(self.ctx) if t >= m.shape[1] - len(c)
+                and m[b, t + 1] < self.gen.unk]
+        self.cache.add(y[rows], m[rows, t + 1], np.array(rows, np.int64))
+
+    def choose(self, logp: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         """One step: the next id of every stream from its row of log-probabilities (a stream
-        that has stopped still draws, so a seed gives the same text in any batch)."""
+        that has stopped still draws, so a seed gives the same text in any batch); `y`, the
+        network's outputs that gave them, is what the cache matches."""
         gen, cfg = self.gen, self.cfg
+        if self.cache is not None and y is not None:
+            logp = self.cache.mix(logp, y)
+        model_logp = logp.copy() if self.score is not None else None
         if cfg.paragraph_bias and gen.eos_id is not None:
             logp[:, gen.eos_id] += cfg.paragraph_bias
         if cfg.punct_bias and len(gen.punct_ids):
             logp[:, gen.punct_ids] += cfg.punct_bias
         nxt = np.empty(len(self.out), dtype=np.int64)
         for b, out in enumerate(self.out):
+            banned = self.blocked[b]
+            if gen.guards is not None and not cfg.headings:
+                heading = gen.guards.heading_ban(self.history[b].tokens)
+                if heading is not None:
+                    banned = heading if banned is None else np.concatenate([banned, heading])
             allowed = self.constrain(b, out) if self.constrain is not None else None
             if self.prefer is not None:
                 allowed = _preferred(logp[b], allowed, self.prefer(b, out))
-            nxt[b] = choose(logp[b], self.history[b], cfg, self.rng, allowed)
+            nxt[b] = choose(logp[b], self.history[b], cfg, self.rng, allowed, banned)
             if not self.done[b]:
+                if model_logp is not None:
+                    self.score[b] += model_logp[b, nxt[b]]
                 out.append(int(nxt[b]))
                 self.history[b].append(int(nxt[b]))
                 if cfg.context == "window":
                     self.ctx[b].append(int(nxt[b]))
                 if self.stop is not None and self.stop(out):
                     self.done[b] = True
+        if self.cache is not None and y is not None:
+            self.cache.add(y, nxt)
         self.steps += 1
         return nxt
 
@@ -394,3 +527,70 @@ def rhyme_preference(clause_length: int, classes: dict, prompt: list[int], offse
         return classes.get(poem[first]) if first < len(poem) else None
 
     return prefer
+
+
+CLAUSE_MARKS = frozenset("，。！？；：”…")  # a clause candidate ends with one of these
+
+
+class Reranker:
+    """Clause by clause instead of word by word: from the state after the text so far, sample
+    `cfg.rerank` candidates for the next clause (up to a clause mark or `cfg.clause_words`
+    words) with the usual settings, keep the one with the best mean model log-probability a
+    word (cache included, biases not), and carry on from it. A search over what the sampler
+    would write, so each clause is one the model itself finds likely; `rerank` times the work."""
+
+    def __init__(self, gen: Generator):
+        self.gen = gen
+        words = gen.words
+        self.ends = np.array([w == EOS or (bool(w) and w[-1] in CLAUSE_MARKS) for w in words]
+                             + [False])
+        prior = getattr(gen.decoder, "log_prior", None)  # the word frequencies, if known
+        self.log_prior = None if prior is None else np.asarray(prior, np.float64)
+
+    def generate(self, prompt: list[int], length: int, cfg: SamplingConfig, seed=None,
+                 on_step=None, stop=None) -> list[int]:
+        """Up to `length` ids after `prompt` (one stream); `on_step(i, ids)` sees each word
+        kept, `stop(out)` ends it early."""
+        gen, k = self.gen, cfg.rerank
+        rng = np.random.default_rng(seed)
+        master = gen.group([prompt], length, replace(cfg, rerank=0), seed=0)
+        y, state = gen.model.run(master.prompt_matrix(), check=check_time_limit,
+                                 on_output=master.observe if master.cache else None,
+                                 head=master.head)
+        shared = None if master.heads is None else [(k, b, np.arange(cfg.rerank))
+                                                    for k, b, _ in master.heads]
+        out: list[int] = []
+        while len(out) < length:
+            check_time_limit()
+            budget = min(cfg.clause_words, length - len(out))
+            group = Group(gen, [prompt + out] * k, budget, cfg, seed=int(rng.integers(2**63)),
+                          stop=lambda o: bool(self.ends[o[-1]]), heads=shared)
+            group.blocked = [master.blocked[0]] * k  # the prompt's exceptions, not ours
+            if master.cache is not None:
+                group.cache = master.cache.repeat(k)
+            group.score = np.zeros(k)
+            ys, st = np.repeat(y, k, axis=0), [(np.repeat(h, k, 0), np.repeat(c, k, 0))
+                                               for h, c in state]
+            while True:
+                check_time_limit()
+                nxt = group.choose(gen.decoder.logprobs(ys), ys)
+                if group.finished:
+                    break
+                h, st = gen.model.hidden(nxt, st)
+                ys = group.output(h)
+            score = group.score
+            if cfg.rerank_pmi and self.log_prior is not None:
+                score = score - cfg.rerank_pmi * np.array([self.log_prior[o].sum()
+                                                           for o in group.out])
+            best = int(np.argmax(score / np.maximum([len(o) for o in group.out], 1)))
+            for tok in group.out[best]:
+                out.append(tok)
+                if master.cache is not None:
+                    master.cache.add(y, np.array([tok]))
+                h, state = gen.model.hidden(np.array([tok], np.int64), state)
+                y = master.output(h)
+                if on_step is not None:
+                    on_step(len(out) - 1, np.array([tok]))
+                if stop is not None and stop(out):
+                    return out
+        return out

@@ -92,18 +92,29 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / np.maximum(norms, 1e-8), dtype=np.float32)
 
 
-def build_core(cfg: ModelConfig):
-    """Vectors [B, T, dim] -> outputs [B, T, dim or vocab]: what model.keras ships."""
+def build_core(cfg: ModelConfig, carry_batch: int | None = None):
+    """Vectors [B, T, dim] -> outputs [B, T, dim or vocab]: what model.keras ships.
+
+    `carry_batch` builds the training variant that carries its LSTM state from one batch to
+    the next (truncated backpropagation through time over `carry_batch` streams read in
+    order); it has the same weights as the plain core, which is what ships."""
     from .backend import import_keras
 
     keras = import_keras()
     from keras import layers
 
-    x = inp = keras.Input(shape=(None, cfg.dim), name="word_vectors")
+    if carry_batch:
+        x = inp = keras.Input(batch_shape=(carry_batch, None, cfg.dim), name="word_vectors")
+    else:
+        x = inp = keras.Input(shape=(None, cfg.dim), name="word_vectors")
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout, name="dropout_in")(x)
     for i in range(cfg.layers):
-        x = layers.LSTM(cfg.units, return_sequences=True, name=f"lstm_{i}")(x)
+        if carry_batch:
+            x = _carried_lstm(keras)(cfg.units, return_sequences=True, stateful=True,
+                                     name=f"lstm_{i}")(x)
+        else:
+            x = layers.LSTM(cfg.units, return_sequences=True, name=f"lstm_{i}")(x)
         if cfg.dropout:
             x = layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     # float32 output even under mixed precision: the loss compares unit vectors closely.
@@ -114,10 +125,47 @@ def build_core(cfg: ModelConfig):
     return keras.Model(inp, out, name="core")
 
 
+_CARRIED: list = []
+
+
+def _carried_lstm(keras):
+    """A stateful LSTM whose state variables are tracked, so that every backend carries them
+    from batch to batch: Keras creates them untracked, and JAX's functional training step
+    then drops every update (the state stayed zero)."""
+    if not _CARRIED:
+        class CarriedLSTM(keras.layers.LSTM):
+            def _create_state_variables(self, batch_size):
+                super()._create_state_variables(batch_size)
+                for v in self.states:
+                    self._track_variable(v)
+
+        _CARRIED.append(CarriedLSTM)
+    return _CARRIED[0]
+
+
+def reset_carried_state(core) -> None:
+    """Zero the carried state of a `carry_batch` core (at the start of each epoch)."""
+    for layer in core.layers:
+        if layer.name.startswith("lstm_") and getattr(layer, "stateful", False):
+            layer.reset_states()
+
+
+def set_core_weights(core, lstm, kernel, bias) -> None:
+    """Put (kernel, recurrent, bias) of each LSTM layer and the head's weights into a core
+    (plain or carried: the carried one's state variables are left alone)."""
+    cells = [layer.cell for layer in core.layers if layer.name.startswith("lstm_")]
+    head = [layer for layer in core.layers if layer.name in ("to_vector", "to_logits")]
+    if len(cells) != len(lstm) or len(head) != 1:
+        raise UserError("the weights do not fit this network (layers or head differ)")
+    for cell, weights in zip(cells, lstm):
+        cell.set_weights([np.asarray(w, np.float32) for w in weights])
+    head[0].set_weights([np.asarray(kernel, np.float32), np.asarray(bias, np.float32)])
+
+
 def core_weights(core) -> tuple[list, np.ndarray, np.ndarray]:
     """(LSTM layers as (kernel, recurrent, bias), head kernel, head bias) of a core model,
-    found by the layer names `build_core` gives them."""
-    lstm = [tuple(np.asarray(w, np.float32) for w in layer.get_weights())
+    found by the layer names `build_core` gives them (a carried state is not a weight)."""
+    lstm = [tuple(np.asarray(w, np.float32) for w in layer.cell.get_weights())
             for layer in core.layers if layer.name.startswith("lstm_")]
     head = [layer for layer in core.layers if layer.name in ("to_vector", "to_logits")]
     if not lstm or len(head) != 1:
@@ -126,18 +174,23 @@ def core_weights(core) -> tuple[list, np.ndarray, np.ndarray]:
     return lstm, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
 
 
-def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None):
-    """ids [B, T] -> outputs [B, T, ...]: the embedding (vocab + UNK rows) and the core."""
+def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None,
+                carry_batch: int | None = None):
+    """ids [B, T] -> outputs [B, T, ...]: the embedding (vocab + UNK rows) and the core
+    (`carry_batch`: the core that carries its state across batches, see build_core)."""
     from .backend import import_keras
 
     keras = import_keras()
     from keras import layers
 
-    ids = keras.Input(shape=(None,), dtype="int32", name="word_ids")
+    if carry_batch:
+        ids = keras.Input(batch_shape=(carry_batch, None), dtype="int32", name="word_ids")
+    else:
+        ids = keras.Input(shape=(None,), dtype="int32", name="word_ids")
     emb = layers.Embedding(cfg.vocab_size + 1, cfg.dim, trainable=cfg.train_embedding,
                            embeddings_constraint=custom_objects()["ZeroLastRow"]()
                            if cfg.train_embedding else None, name="word_embedding")
-    model = keras.Model(ids, build_core(cfg)(emb(ids)), name="wordlstm")
+    model = keras.Model(ids, build_core(cfg, carry_batch)(emb(ids)), name="wordlstm")
     if embedding is not None:
         if embedding.shape != (cfg.vocab_size + 1, cfg.dim):
             raise ValueError(f"embedding shape {embedding.shape} != {(cfg.vocab_size + 1, cfg.dim)}")

@@ -277,6 +277,17 @@ def validate_config(config: dict) -> None:
             _float(dec[key], 0.0, 100.0, f"decoder.{key}")
     if dec["kind"] == "prior" and "tau" not in dec:
         raise UserError("decoder.tau is missing")
+    if "dynamic_lr" in dec and dec["dynamic_lr"] != 0:
+        _float(dec["dynamic_lr"], 0.0, 1.0, "decoder.dynamic_lr")
+    if dec.get("cache") is not None:
+        from .cache import CacheConfig
+
+        c = dec["cache"]
+        if not isinstance(c, dict):
+            raise UserError("decoder.cache must be an object")
+        _int(c["size"], 1, 1 << 16, "decoder.cache.size")
+        CacheConfig(c["size"], _float(c["theta"], -1e-9, 1e4, "decoder.cache.theta"),
+                    _float(c["weight"], -1e-9, 0.999, "decoder.cache.weight"))
     training = config["training"]
     if not isinstance(training, dict):
         raise UserError("training must be an object")
@@ -453,6 +464,13 @@ class LoadedModel:
 
         return make_decoder(self.config["decoder"], self.vectors.matrix, self.log_prior,
                             head=self.config["model"].get("head", "vector"), kind=self.decode)
+
+    @functools.cached_property
+    def cache(self):
+        """The continuous cache fitted for this model (cache.CacheConfig), or None."""
+        from .cache import CacheConfig
+
+        return CacheConfig.from_json((self.config.get("decoder") or {}).get("cache"))
 
     def segmenter_config(self) -> SegmenterConfig:
         return segmenter_config(self.model_dir, self.config)

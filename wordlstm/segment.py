@@ -194,6 +194,8 @@ class SegmentStats:
     chapters: list = field(default_factory=list)  # (output line number, heading)
     boilerplate: list = field(default_factory=list)  # [{"line", "count"}] dropped as banners
     dropped: int = 0
+    other_scripts: dict = field(default_factory=dict)  # script -> its distinct letters, for
+    # letters of scripts other than the text's main one (encoding debris, usually)
 
     @property
     def mb_per_s(self) -> float:
@@ -433,11 +435,31 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     stats.bytes = sum(r.bytes for r in reads)
     stats.replaced = sum(r.replaced for r in reads)
     stats.distinct = len(distinct)
+    stats.other_scripts = other_scripts(distinct)
     stats.files = [{"path": r.path, "encoding": r.encoding, "bytes": r.bytes,
                     "replaced": r.replaced} for r in reads]
     if stats.tokens == 0:
         raise UserError(f"{', '.join(map(str, paths))}: no text found (empty after normalising)")
     return stats
+
+
+def other_scripts(words) -> dict[str, str]:
+    """The letters of `words` in scripts other than the main one (the script with the most
+    distinct letters), by script: a Chinese download with Cyrillic or kana letters in it has
+    encoding debris (readers saw "贾е" in a model's text)."""
+    from .guards import script
+
+    letters: dict[str, set] = {}
+    for w in words:
+        for c in w:
+            s = script(c)
+            if s is not None:
+                letters.setdefault(s, set()).add(c)
+    if not letters:
+        return {}
+    main = max(letters, key=lambda k: len(letters[k]))
+    return {k: "".join(sorted(v)) for k, v in sorted(letters.items(), key=lambda kv: -len(kv[1]))
+            if k != main}
 
 
 def sidecar_path(segmented: str) -> str:

@@ -137,7 +137,7 @@ class Served:
         modes run in `pool`."""
         writer = self.writer
         if (self.batcher is None or request.acrostic or request.n_lines is not None
-                or cfg.context != "carry"):
+                or cfg.context != "carry" or cfg.rerank):
             def on_word(word):
                 put("word", {"sample": 0, "text": word})
 
@@ -248,6 +248,16 @@ def create_app(models: dict, config: ServeConfig | None = None):
         no_repeat_ngram: int = S.no_repeat_ngram
         repetition_penalty: float = S.repetition_penalty
         context: str = Field(S.context, description="carry or window")
+        min_p: float = Field(S.min_p, description="Min-p truncation (0: off).")
+        typical_p: float = Field(S.typical_p, description="Locally typical sampling (1: off).")
+        rerank: int = Field(S.rerank, description="Clause candidates to choose among (0: off).")
+        clause_words: int = S.clause_words
+        rerank_pmi: float = S.rerank_pmi
+        min_count: int = Field(S.min_count, description="Never write words seen fewer times.")
+        other_scripts: bool = S.other_scripts
+        headings: bool = S.headings
+        cache: bool = Field(S.cache, description="Mix in the model's continuous cache.")
+        adapt: bool = Field(S.adapt, description="Adapt the head to the prompt first.")
         stream: bool = Field(False, description="Answer with Server-Sent Events: a `word` event "
                              "per word, then `done` with the JSON answer (or `error`).")
 

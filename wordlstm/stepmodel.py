@@ -26,12 +26,26 @@ class StepModel:
         self.dense_bias = np.asarray(weights.dense_bias, np.float32)
         self.units = [r.shape[0] for _, r, _ in self.layers]
 
+    def with_head(self, kernel: np.ndarray, bias: np.ndarray) -> StepModel:
+        """The same network with another head (dynamic evaluation's adapted one)."""
+        import copy
+
+        other = copy.copy(self)
+        other.dense_kernel, other.dense_bias = kernel, bias
+        return other
+
     def zero_state(self, batch: int):
         return [(np.zeros((batch, u), np.float32), np.zeros((batch, u), np.float32))
                 for u in self.units]
 
     def step(self, ids: np.ndarray, state):
-        """One time step for a batch of word ids (keras gate order: i, f, c, o)."""
+        """One time step for a batch of word ids: (outputs, state)."""
+        h, new_state = self.hidden(ids, state)
+        return h @ self.dense_kernel + self.dense_bias, new_state
+
+    def hidden(self, ids: np.ndarray, state):
+        """One time step through the LSTM layers (keras gate order: i, f, c, o): the last
+        layer's output, before the head, and the new state."""
         x = self.embedding[ids]
         new_state = []
         for (kernel, recurrent, bias), (h, c) in zip(self.layers, state):
@@ -41,17 +55,25 @@ class StepModel:
             h = _sigmoid(o) * np.tanh(c)
             new_state.append((h, c))
             x = h
-        return x @ self.dense_kernel + self.dense_bias, new_state
+        return x, new_state
 
-    def run(self, windows: np.ndarray, check=None):
+    def run(self, windows: np.ndarray, check=None, on_output=None, head=None):
         """Predict from whole windows [B, T] starting at a zero state (what training saw);
-        `check()`, if given, is called every 32 steps (a time limit may stop a long read)."""
+        `check()`, if given, is called every 32 steps (a time limit may stop a long read);
+        `on_output(t, y)` sees the outputs after each column t; `head(h)`, if given, turns
+        the last layer's output into the outputs instead of the model's own head."""
         state = self.zero_state(len(windows))
         y = None
         for t in range(windows.shape[1]):
             if check is not None and t % 32 == 0:
                 check()
-            y, state = self.step(windows[:, t], state)
+            if head is None:
+                y, state = self.step(windows[:, t], state)
+            else:
+                h, state = self.hidden(windows[:, t], state)
+                y = head(h)
+            if on_output is not None:
+                on_output(t, y)
         return y, state
 
 

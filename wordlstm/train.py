@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import CorpusIds, check_trainable, corpus_ids, sequences_dataset, targets_of
+from .dataset import (CorpusIds, check_trainable, corpus_ids, lanes_dataset, sequences_dataset,
+                      targets_of)
 from .decoding import DECODINGS, CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
 from .errors import UserError
 from .evaluate import cross_entropy, stream_outputs, target_logprobs
 from .model import (ModelConfig, build_core, build_model, compile_model, core_weights,
-                    initial_embedding, unit_rows)
+                    initial_embedding, reset_carried_state, set_core_weights, unit_rows)
 from .modeldir import InferenceWeights, read_json, save_model_dir, vocab_hash
 from .segment import SegmenterConfig
 from .split import HoldOut
@@ -51,6 +52,9 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed"
     patience: int = 3  # stop after this many epochs without better held-out bits/char (0: never)
     decode: str = "prior"  # vector head: "prior" (cosine + word frequency) or "cosine"
+    carry: bool = False  # carry the LSTM state from batch to batch, reading the text in
+    # order (truncated BPTT): the network learns to use context longer than `window`, as
+    # generation and evaluation use it (dataset.lanes_dataset)
     ema: float = 0.998  # validate and ship the exponential moving average of the weights:
     # its momentum per batch, at most 1 - 1/(batches an epoch), so the average spans about an
     # epoch at most (0: the last weights). Averaging is a cheap, standard gain for LSTM LMs.
@@ -68,6 +72,9 @@ class TrainConfig:
         if self.decode not in DECODINGS:
             raise UserError(f"unknown decoding {self.decode!r}; choose prior or cosine")
         HoldOut(self.val_fraction)  # checks the fraction
+        if self.carry and self.devices != "1":
+            raise UserError("carry trains on one device (its state is one per stream); "
+                            "use --devices 1 or --no-carry")
 
     @property
     def holdout(self) -> HoldOut:
@@ -245,6 +252,8 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+            if tcfg.carry:  # each epoch reads the text from its start again
+                reset_carried_state(self.model.get_layer("core"))
 
         def on_train_batch_end(self, batch, logs=None):
             # Defined so Keras runs batch-end callbacks synchronously (with only epoch
@@ -423,11 +432,16 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
     with training_scope(run.tcfg.precision, run.tcfg.devices, log) as (scope, n_devices):
         # Every batch must split evenly over the devices.
         batch = max(n_devices, run.tcfg.batch_size - run.tcfg.batch_size % n_devices)
-        train_ds = sequences_dataset(run.corpus.train, run.cfg.window, batch, run.corpus.unk,
-                                     seed=run.tcfg.seed, epoch=run.state["epoch"],
-                                     drop_remainder=n_devices > 1)
+        if run.tcfg.carry:
+            train_ds = lanes_dataset(run.corpus.train, run.cfg.window, batch, run.corpus.unk,
+                                     seed=run.tcfg.seed, epoch=run.state["epoch"])
+        else:
+            train_ds = sequences_dataset(run.corpus.train, run.cfg.window, batch,
+                                         run.corpus.unk, seed=run.tcfg.seed,
+                                         epoch=run.state["epoch"], drop_remainder=n_devices > 1)
         with scope(), (ctrl_c.deferred() if ctrl_c else contextlib.nullcontext()):
-            model = _build_or_resume(run, len(train_ds), resume, init_from, log)
+            model = _build_or_resume(run, len(train_ds), resume, init_from, log,
+                                     carry_batch=batch if run.tcfg.carry else None)
             _fit(model, run, train_ds, verbose, log, ctrl_c)
     return _finish(model, run, segmented, out, segmenter, init_from, log, ctrl_c)
 
@@ -447,6 +461,10 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         cfg, tcfg = _resume_state(ckpt, out, state, tcfg, vectors_path, log)
     corpus = corpus_ids(segmented, vectors.index, tcfg.holdout)
     check_trainable(corpus.train, cfg.window, segmented)
+    if tcfg.carry and len(corpus.train) < tcfg.batch_size * cfg.window + 1:
+        raise UserError(f"{segmented}: too little text to read as {tcfg.batch_size} streams of "
+                        f"{cfg.window}-token sequences ({len(corpus.train):,} tokens); use a "
+                        "smaller --batch-size or --window, or --no-carry")
     log(f"corpus: {len(corpus.train) + len(corpus.val):,} tokens, {len(corpus.val):,} held out "
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
@@ -454,7 +472,8 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
     return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt)
 
 
-def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log):
+def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
+                     carry_batch: int | None = None):
     """The compiled model: fresh, from `init_from`'s weights, or the checkpoint's weights and
     optimizer state (inside the distribution scope)."""
     from .backend import import_keras
@@ -462,7 +481,7 @@ def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log):
     keras = import_keras()
     cfg, tcfg, state = run.cfg, run.tcfg, run.state
     keras.utils.set_random_seed(tcfg.seed + state["epoch"])
-    model = build_model(cfg, initial_embedding(run.vectors.matrix, cfg.target))
+    model = build_model(cfg, initial_embedding(run.vectors.matrix, cfg.target), carry_batch)
     if init_from is not None and not resume:
         _init_weights(model, Path(init_from), cfg, run.vectors)
         log(f"starting from the weights of {init_from}")
@@ -502,18 +521,27 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
             log, ctrl_c: CtrlC | None = None) -> dict:
     """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
-    core = build_core(cfg)  # plain float32 copy without optimizer state: what ships
-    core.set_weights([np.asarray(w, np.float32) for w in model.get_layer("core").get_weights()])
+    core = build_core(cfg)  # plain float32 copy without optimizer or carried state: what ships
+    set_core_weights(core, *core_weights(model.get_layer("core")))
     embedding = np.asarray(model.get_layer("word_embedding").embeddings, np.float32)
     shipped = Vectors(list(vectors.words), np.ascontiguousarray(embedding[:-1]))
     step = step_model_of(model, embedding)
-    decoding = Validator(corpus, vectors.words, cfg, tcfg, run.prior,
-                         n_fit=int(min(20_000, 4e8 / len(vectors)))).decoding(step)
+    validator = Validator(corpus, vectors.words, cfg, tcfg, run.prior,
+                          n_fit=int(min(20_000, 4e8 / len(vectors))))
+    decoding = validator.decoding(step)
     if decoding["kind"] != "softmax":
         log(f"decoding: cosine / {decoding['tau']:.3f}"
             + (f" + {decoding['prior_scale']:.2f} x log word frequency"
                if decoding["kind"] == "prior" else "")
             + f" (tau fitted on {decoding['fitted_on']:,} training positions)")
+        decoding["cache"] = fit_cache_on(step, decoding, shipped.matrix, run.prior,
+                                         validator.fit_ids, corpus.unk).to_json()
+        log(f"continuous cache: weight {decoding['cache']['weight']:g}, theta "
+            f"{decoding['cache']['theta']:g} (fitted on the same training positions)")
+        decoding["dynamic_lr"] = fit_dynamic_on(step, decoding, shipped.matrix, run.prior,
+                                                validator.fit_ids, corpus.unk)
+        log(f"dynamic evaluation: learning rate {decoding['dynamic_lr']:g} (fitted on "
+            f"{DYNAMIC_FIT:,} training positions)")
     training = asdict(tcfg) | {"corpus": Path(segmented).name,
                                "tokens": int(len(corpus.train) + len(corpus.val)),
                                "train_tokens": int(len(corpus.train)),
@@ -530,6 +558,63 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                    log_prior=run.prior if decoding["kind"] == "prior" else None)
     shutil.rmtree(run.ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
+
+
+def fit_cache_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.ndarray,
+                 ids: np.ndarray, unk: int):
+    """The continuous cache's theta and weight (cache.fit_cache) for a model's weights and
+    decoding, by maximum likelihood on a stretch of training text `ids` (never held-out)."""
+    from .cache import fit_cache
+
+    targets = targets_of(ids[1:], unk)
+    outputs = stream_outputs(step, ids, pieces=8)
+    logp, _ = target_logprobs(make_decoder(decoding, matrix, prior), outputs, targets, ks=())
+    return fit_cache(outputs, targets, logp)
+
+
+DYNAMIC_FIT = 3000  # training positions the dynamic-evaluation learning rate is chosen on
+
+
+def fit_dynamic_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.ndarray,
+                   ids: np.ndarray, unk: int) -> float:
+    """The learning rate of dynamic evaluation (dynamic.fit_dynamic_lr) on training text."""
+    from .dynamic import fit_dynamic_lr
+
+    return fit_dynamic_lr(step, make_decoder(decoding, matrix, prior), ids[:DYNAMIC_FIT + 1], unk)
+
+
+def fit_model_cache(segmented: str, model_dir: str, positions: int = 20_000, log=print) -> dict:
+    """`wordlstm fit-cache`: fit the test-time adaptation (the continuous cache and the
+    dynamic-evaluation learning rate) of an existing model dir (one trained before they
+    existed) on its training text, and record it in its config.json."""
+    from .modeldir import load
+    from .textio import check_segmented
+
+    check_segmented(segmented)
+    loaded = load(model_dir)
+    if loaded.config["model"].get("head", "vector") != "vector":
+        raise UserError(f"{model_dir}: the continuous cache is for the vector head")
+    holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
+    corpus = corpus_ids(segmented, loaded.vectors.index, holdout)
+    if vocab_hash(loaded.vectors.words) != loaded.config.get("vocab_sha256"):
+        raise UserError(f"{model_dir}: its vectors do not match its config.json")
+    if len(corpus.train) < 2 * positions:
+        raise UserError(f"{segmented}: too little training text to fit the cache on")
+    rng = np.random.default_rng(loaded.config["training"].get("seed", 1))
+    start = int(rng.integers(0, len(corpus.train) - positions - 1))
+    decoding = dict(loaded.config["decoder"])
+    cache = fit_cache_on(loaded.step, decoding, loaded.vectors.matrix, loaded.log_prior,
+                         corpus.train[start:start + positions + 1], corpus.unk)
+    ids = corpus.train[start:start + positions + 1]
+    lr = fit_dynamic_on(loaded.step, decoding, loaded.vectors.matrix, loaded.log_prior, ids,
+                        corpus.unk)
+    config = dict(loaded.config)
+    config["decoder"] = decoding | {"cache": cache.to_json(), "dynamic_lr": lr}
+    write_json(Path(model_dir) / "config.json", config)
+    log(f"{model_dir}: continuous cache weight {cache.weight:g}, theta {cache.theta:g}, "
+        f"{cache.size} positions (fitted on {positions:,} training positions); dynamic "
+        f"evaluation learning rate {lr:g} (on {DYNAMIC_FIT:,})")
+    return config["decoder"]
 
 
 def _vectors_file(vectors_path) -> Path:
@@ -552,9 +637,7 @@ def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors) -> 
     emb = np.vstack([loaded.vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
     model.get_layer("word_embedding").set_weights([emb])
     w = loaded.weights
-    core = model.get_layer("core")
-    values = [a for layer in w.lstm for a in layer] + [w.dense_kernel, w.dense_bias]
-    core.set_weights(values)
+    set_core_weights(model.get_layer("core"), w.lstm, w.dense_kernel, w.dense_bias)
 
 
 REGULAR_CLAUSES = (4, 8)  # quatrains (绝句) and regulated verse (律诗)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import UserError
-from .generate import Generator, check_time_limit, rhyme_preference, verse_plan
+from .guards import Guards
+from .generate import Generator, Reranker, check_time_limit, rhyme_preference, verse_plan
 from .modeldir import load, training_line_hashes
 from .segment import Segmenter
 from .stepmodel import PrefixCache
@@ -81,6 +82,12 @@ def printable(text: str, what: str, log=lambda msg: None) -> str:
     return clean
 
 
+def _train_targets(config: dict) -> int | None:
+    """Training targets the model's prior.npy counted (its first token is no target)."""
+    n = (config.get("training") or {}).get("train_tokens")
+    return int(n) - 1 if n else None
+
+
 class Writer:
     """A loaded model (modeldir.load) and everything needed to turn prompts into text."""
 
@@ -91,7 +98,10 @@ class Writer:
         self.segment = Segmenter(loaded.segmenter_config())
         self.eos = self.vectors.index.get(EOS)
         self.gen = Generator(loaded.step, self.vectors.words, loaded.decoder, loaded.window,
-                             self.eos)
+                             self.eos, guards=Guards(self.vectors.words, loaded.log_prior,
+                                           _train_targets(self.config)),
+                             cache=loaded.cache,
+                             dynamic_lr=float(loaded.config["decoder"].get("dynamic_lr", 0.0)))
         self.unit = self.config["segmenter"].get("unit", "word")
         self._rhymes = None
         self.prefixes = PrefixCache(loaded.step)  # next_words: read only what was added
@@ -155,9 +165,21 @@ class Writer:
             # Streams go in batches of MAX_BATCH, so memory stays bounded for any --samples
             # (the log-probabilities alone are a batch x vocabulary array).
             n = min(MAX_BATCH, samples - start)
-            outs += self.gen.generate([ids] * n, length, cfg, on_step=on_step, stop=stop,
-                                      seed=seed if k == 0 or seed is None else (seed, k))
+            outs += self.generate([ids] * n, length, cfg, on_step=on_step, stop=stop,
+                                  seed=seed if k == 0 or seed is None else (seed, k))
         return self.finish(result, outs)
+
+    def generate(self, prompts: list[list[int]], length: int, cfg, seed=None, on_step=None,
+                 stop=None) -> list[list[int]]:
+        """Ids after each prompt: word by word as one batch, or clause by clause
+        (`cfg.rerank`: generate.Reranker, one prompt after another)."""
+        if not cfg.rerank:
+            return self.gen.generate(prompts, length, cfg, seed=seed, on_step=on_step, stop=stop)
+        rng = np.random.default_rng(seed)
+        reranker = Reranker(self.gen)
+        return [reranker.generate(p, length, cfg, seed=int(rng.integers(2**63)),
+                                  on_step=on_step, stop=stop)
+                for p in prompts]
 
     def continuation(self, prompt: str, prefix: str = "", until: str | None = None,
                      result: Generation | None = None):
