@@ -9,7 +9,7 @@ from wordlstm.model import core_weights
 from wordlstm.modeldir import load, load_keras_model
 from wordlstm.vectors import EOS
 
-PLAIN = dict(dry_multiplier=0.0, top_p=1.0)  # no loop control, no nucleus: the model as is
+PLAIN = dict(dry_multiplier=0.0, top_p=1.0, min_p=0.0)  # no loop control, no truncation: the model as is
 
 
 def test_numpy_step_model_matches_keras(model_dir):
@@ -219,9 +219,9 @@ def test_the_cache_changes_generation_and_can_be_turned_off(model_dir):
     saved = w.gen.cache
     try:
         w.gen.cache = CacheConfig(size=64, theta=10.0, weight=0.0, gap=0)
-        assert w.gen.generate([prompt] * 2, 30, SamplingConfig(), seed=2) == plain
+        assert w.gen.generate([prompt] * 2, 30, SamplingConfig(cache=True), seed=2) == plain
         w.gen.cache = CacheConfig(size=64, theta=10.0, weight=0.9, gap=0)
-        cached = w.gen.generate([prompt] * 2, 30, SamplingConfig(), seed=2)
+        cached = w.gen.generate([prompt] * 2, 30, SamplingConfig(cache=True), seed=2)
         assert cached != plain
         assert w.gen.generate([prompt] * 2, 30, SamplingConfig(cache=False), seed=2) == plain
     finally:
@@ -238,6 +238,29 @@ def test_typical_and_min_p_truncation():
     assert np.isfinite(_typical(logp, 1.0, 0.6)).tolist() == [True, True, True, False, False]
     assert np.isfinite(_typical(logp, 1.0, 0.99)).all()
     rng = np.random.default_rng(0)
-    picks = {choose(logp, History([]), SamplingConfig(min_p=0.35, top_p=1.0, dry_multiplier=0),
-                    rng) for _ in range(200)}
+    picks = {choose(logp, History([]), SamplingConfig(temperature=1.0, min_p=0.35, top_p=1.0,
+                                                      dry_multiplier=0), rng) for _ in range(200)}
     assert picks == {0, 1}  # 0.2 / 0.5 >= 0.35 > 0.15 / 0.5
+
+
+def test_adapting_to_the_prompt_changes_the_head_per_prompt(model_dir):
+    w = _writer(model_dir)
+    a = [w.vectors.index[t] for t in ("老王", "在", "院子", "里", "看书", "。")] * 4
+    b = [w.vectors.index[t] for t in ("小李", "听", "了", "，")] * 4
+    cfg = SamplingConfig(adapt=True, temperature=1.0, min_p=0.0)
+    saved = w.gen.dynamic_lr
+    try:
+        w.gen.dynamic_lr = 0.0
+        plain = w.gen.generate([a], 20, cfg, seed=4)
+        w.gen.dynamic_lr = 0.5
+        adapted = w.gen.generate([a], 20, cfg, seed=4)
+        assert adapted != plain
+        assert w.gen.generate([a], 20, SamplingConfig(adapt=False, temperature=1.0, min_p=0.0),
+                              seed=4) == plain
+        # Streams of different prompts in one batch each read through their own head: the
+        # same greedy text as each alone.
+        g = SamplingConfig(adapt=True, greedy=True)
+        both = w.gen.generate([a, b], 15, g)
+        assert both == [w.gen.generate([a], 15, g)[0], w.gen.generate([b], 15, g)[0]]
+    finally:
+        w.gen.dynamic_lr = saved

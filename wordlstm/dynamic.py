@@ -33,8 +33,27 @@ def dynamic_logprobs(step: StepModel, decoder, ids: np.ndarray, targets: np.ndar
                      lr: float, decay: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(log p of every target, outputs) reading `ids` in order as one stream, the head
     adapted after every scored word with learning rate `lr` (and pulled back towards the
-    trained head by `decay` a step, as Krause et al.'s RMS-free variant). The prior decoding
-    only (the vector head's default)."""
+    trained head by `decay` a step). The prior decoding only (the vector head's default)."""
+    logp, outputs, _, _ = _read(step, decoder, ids, targets, lr, decay)
+    return logp, outputs
+
+
+def adapt_head(step: StepModel, decoder, ids, lr: float, most: int = 1024):
+    """(kernel, bias) of the head after reading `ids` (at most their last `most`) with
+    dynamic evaluation: what generation uses after a user's prompt (it adapts to the user's
+    text, never to its own words)."""
+    ids = np.asarray(list(ids)[-(most + 1):], np.int64)
+    if lr <= 0 or len(ids) < 2:
+        return step.dense_kernel, step.dense_bias
+    unk = step.embedding.shape[0] - 1
+    targets = np.where(ids[1:] >= unk, -1, ids[1:])
+    _, _, kernel, bias = _read(step, decoder, ids, targets, lr)
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def _read(step: StepModel, decoder, ids, targets, lr: float, decay: float = 0.0):
+    """Read `ids` as one stream, one SGD step on the head after every scored target:
+    (log p of each target, outputs, final kernel, final bias). The model is not changed."""
     kernel0, bias0 = step.dense_kernel.astype(np.float64), step.dense_bias.astype(np.float64)
     kernel, bias = kernel0.copy(), bias0.copy()
     unit_t = np.ascontiguousarray(decoder.unit_t, np.float32)
@@ -58,38 +77,7 @@ def dynamic_logprobs(step: StepModel, decoder, ids: np.ndarray, targets: np.ndar
         if decay:
             kernel += decay * (kernel0 - kernel)
             bias += decay * (bias0 - bias)
-    return logp, outputs
-
-
-def adapt_head(step: StepModel, decoder, ids, lr: float, most: int = 1024):
-    """(kernel, bias) of the head after reading `ids` (at most their last `most`) with
-    dynamic evaluation: what generation uses after a user's prompt (it adapts to the user's
-    text, never to its own words)."""
-    ids = np.asarray(list(ids)[-(most + 1):], np.int64)
-    if lr <= 0 or len(ids) < 2:
-        return step.dense_kernel, step.dense_bias
-    unk = step.embedding.shape[0] - 1
-    targets = np.where(ids[1:] >= unk, -1, ids[1:])
-    kernel, bias = _adapted(step, decoder, ids, targets, lr)
-    return kernel.astype(np.float32), bias.astype(np.float32)
-
-
-def _adapted(step, decoder, ids, targets, lr):
-    kernel, bias = step.dense_kernel.astype(np.float64), step.dense_bias.astype(np.float64)
-    unit_t = np.ascontiguousarray(decoder.unit_t, np.float32)
-    unit = np.ascontiguousarray(unit_t.T)
-    prior = np.asarray(decoder.log_prior, np.float32)
-    state = step.zero_state(1)
-    for t in range(len(targets)):
-        h, state = step.hidden(np.array([ids[t]], np.int64), state)
-        if targets[t] < 0:
-            continue
-        h = h[0].astype(np.float64)
-        gk, gb, _ = _head_gradient(h, h @ kernel + bias, unit_t, unit, prior,
-                                   float(decoder.tau), int(targets[t]))
-        kernel -= lr * gk
-        bias -= lr * gb
-    return kernel, bias
+    return logp, outputs, kernel, bias
 
 
 LEARNING_RATES = (0.003, 0.01, 0.03)
