@@ -97,18 +97,19 @@ class NeuralCache:
             return logp
         out = np.asarray(logp, np.float32) + np.float32(np.log1p(-w))
         u = unit(y)
-        slot = np.arange(size)
-        for b in np.nonzero(self.count > gap)[0]:
-            c = int(self.count[b])
-            age = (c - 1 - slot) % size  # 0: the newest entry
-            valid = (age >= gap) & (age < min(c, size))
-            s = self.cfg.theta * (self.keys[b] @ u[b])
-            s = np.where(valid, s, -np.inf)
-            a = np.exp(s - s.max())
-            words, where = np.unique(self.values[b][valid], return_inverse=True)
-            p_cache = np.bincount(where, weights=a[valid]) / a[valid].sum()
+        vocab = out.shape[1]
+        rows = np.nonzero(self.count > gap)[0]
+        # Every stream's match scores in one batched product (no copy of the keys).
+        scores = self.cfg.theta * np.matmul(self.keys, u[:, :, None])[:, :, 0]
+        age = (self.count[:, None] - 1 - np.arange(size)[None, :]) % size  # 0: the newest
+        valid = (age >= gap) & (age < np.minimum(self.count, size)[:, None])
+        scores = np.where(valid, scores, -np.inf)
+        for b in rows:
+            a = np.exp(scores[b] - scores[b].max())
+            p_cache = np.bincount(self.values[b], weights=a, minlength=vocab)
+            words = np.flatnonzero(p_cache)
             lp = logp[b, words].astype(np.float64)
-            out[b, words] = np.log((1 - w) * np.exp(lp) + w * p_cache)
+            out[b, words] = np.log((1 - w) * np.exp(lp) + w * p_cache[words] / a.sum())
         return out
 
 
