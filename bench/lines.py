@@ -2,6 +2,7 @@
 
     python bench/lines.py names SEGMENTED --model DIR [--model DIR2] [--n 500] [--seed 1]
     python bench/lines.py poems SEGMENTED --model DIR [--model DIR2] [--n 200] [--seed 1]
+    ... [--sampling temperature=1.0,min_p=0,...]   (SamplingConfig fields; default: defaults)
 
 SEGMENTED is the character-segmented corpus the models were trained on (`segment --unit
 char`); the held-out lines are the random sample `train --lines` held out. Each model's
@@ -132,7 +133,7 @@ def run_names(args, writers, train, held):
             ("char 3-gram", {"bits_per_char": ngram_bpc(train, held, 3)})]
     samples = {}
     for name, w in writers:
-        names = w.lines("", args.n, SamplingConfig(), seed=args.seed, max_words=40).texts
+        names = w.lines("", args.n, SAMPLING, seed=args.seed, max_words=40).texts
         rows.append((name, name_stats(names, known, real_suffixes)
                      | {"bits_per_char": model_bpc(w, args.segmented)}))
         samples[name] = names[:12]
@@ -149,12 +150,12 @@ def run_poems(args, writers, train, held):
     samples = {}
     for name, w in writers:
         bpc = model_bpc(w, args.segmented)
-        poems = w.lines("", args.n, SamplingConfig(), seed=args.seed).texts
-        free = w.lines("", args.n, SamplingConfig(), seed=args.seed, form="free").texts
-        cont = [w.lines(f, 1, SamplingConfig(), seed=args.seed + i).texts[0]
+        poems = w.lines("", args.n, SAMPLING, seed=args.seed).texts
+        free = w.lines("", args.n, SAMPLING, seed=args.seed, form="free").texts
+        cont = [w.lines(f, 1, SAMPLING, seed=args.seed + i).texts[0]
                 for i, f in enumerate(firsts)]
         heads = ["春夏秋冬", "明月清风", "山高水长", "江南好景", "白云千里"] * 2
-        acro = ["".join(w.acrostic(h, SamplingConfig(), seed=args.seed + i).texts)
+        acro = ["".join(w.acrostic(h, SAMPLING, seed=args.seed + i).texts)
                 for i, h in enumerate(heads)]
         acro_ok = sum(acrostic_ok(a, h) for a, h in zip(acro, heads)) / len(acro)
         rows.append((name, poem_stats(poems) | {"bits_per_char": bpc}))
@@ -174,7 +175,12 @@ def main(argv=None):
     ap.add_argument("--model", action="append", default=[])
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sampling", default="", help="key=value,... SamplingConfig fields")
     args = ap.parse_args(argv)
+    global SAMPLING
+    from readers import parse_system
+
+    SAMPLING = SamplingConfig(**parse_system(f"x=y:{args.sampling}")[2])
     args.n = args.n or (500 if args.kind == "names" else 200)
     writers = [(Path(m).name, Writer.load(m)) for m in args.model]
     holdout = HoldOut(**writers[0][1].config["training"]["holdout"]) if writers \
