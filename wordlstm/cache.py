@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import UserError
+from .model import unit_rows as unit
 
 
 @dataclass
@@ -52,11 +53,6 @@ class CacheConfig:
             return None
         return cls(int(data["size"]), float(data["theta"]), float(data["weight"]),
                    int(data.get("gap", 0)))  # written before the gap existed: none
-
-
-def unit(y: np.ndarray) -> np.ndarray:
-    y = np.asarray(y, np.float32)
-    return y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-8)
 
 
 class NeuralCache:

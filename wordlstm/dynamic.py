@@ -30,11 +30,11 @@ def _head_gradient(h, y, unit_t, unit, log_prior, tau, target):
 
 
 def dynamic_logprobs(step: StepModel, decoder, ids: np.ndarray, targets: np.ndarray,
-                     lr: float, decay: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                     lr: float) -> tuple[np.ndarray, np.ndarray]:
     """(log p of every target, outputs) reading `ids` in order as one stream, the head
-    adapted after every scored word with learning rate `lr` (and pulled back towards the
-    trained head by `decay` a step). The prior decoding only (the vector head's default)."""
-    logp, outputs, _, _ = _read(step, decoder, ids, targets, lr, decay)
+    adapted after every scored word with learning rate `lr`. The prior decoding only (the
+    vector head's default)."""
+    logp, outputs, _, _ = _read(step, decoder, ids, targets, lr)
     return logp, outputs
 
 
@@ -51,11 +51,10 @@ def adapt_head(step: StepModel, decoder, ids, lr: float, most: int = 1024):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def _read(step: StepModel, decoder, ids, targets, lr: float, decay: float = 0.0):
+def _read(step: StepModel, decoder, ids, targets, lr: float):
     """Read `ids` as one stream, one SGD step on the head after every scored target:
     (log p of each target, outputs, final kernel, final bias). The model is not changed."""
-    kernel0, bias0 = step.dense_kernel.astype(np.float64), step.dense_bias.astype(np.float64)
-    kernel, bias = kernel0.copy(), bias0.copy()
+    kernel, bias = step.dense_kernel.astype(np.float64), step.dense_bias.astype(np.float64)
     unit_t = np.ascontiguousarray(decoder.unit_t, np.float32)
     unit = np.ascontiguousarray(unit_t.T)
     prior = np.asarray(decoder.log_prior, np.float32)
@@ -74,9 +73,6 @@ def _read(step: StepModel, decoder, ids, targets, lr: float, decay: float = 0.0)
         gk, gb, logp[t] = _head_gradient(h, y, unit_t, unit, prior, tau, int(targets[t]))
         kernel -= lr * gk
         bias -= lr * gb
-        if decay:
-            kernel += decay * (kernel0 - kernel)
-            bias += decay * (bias0 - bias)
     return logp, outputs, kernel, bias
 
 

@@ -320,7 +320,7 @@ class Group:
         self.steps = 0
         self.cache = None
         self._matrix: np.ndarray | None = None  # prompt_matrix(), while the prompt is read
-        self.score: np.ndarray | None = None  # with track_scores(): summed model log-probs
+        self.score: np.ndarray | None = None  # set by Reranker: summed model log-probs
         # The head each stream reads through: adapted to its prompt (dynamic evaluation),
         # [(kernel, bias, rows)], or None for the model's own.
         self.heads = heads if heads is not None else self._adapted_heads(prompts)
