@@ -34,17 +34,13 @@ from wordlstm.dataset import corpus_ids  # noqa: E402
 from wordlstm.evaluate import evaluate  # noqa: E402
 from wordlstm.generate import SamplingConfig  # noqa: E402
 from wordlstm.rhyme import rhyme_classes  # noqa: E402
-from wordlstm.split import HoldOut, held_out_lines, line_token_counts  # noqa: E402
-from wordlstm.vectors import SegmentedCorpus  # noqa: E402
+from wordlstm.split import HoldOut, split_paragraphs  # noqa: E402
 from wordlstm.writer import Writer  # noqa: E402
 
 
 def split_lines(segmented: str, holdout: HoldOut) -> tuple[list[str], list[str]]:
-    mask = held_out_lines(line_token_counts(segmented), holdout)
-    train, held = [], []
-    for i, tokens in enumerate(SegmentedCorpus(segmented, eos=False)):
-        (held if mask[i] else train).append("".join(tokens))
-    return train, held
+    train, held = split_paragraphs(segmented, holdout)
+    return ["".join(t) for t in train], ["".join(t) for t in held]
 
 
 def ngram_bpc(train: list[str], held: list[str], order: int) -> float:

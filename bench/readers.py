@@ -70,15 +70,11 @@ Write your scores as one JSON object to the file you were told, keyed by the ite
 
 
 def held_out_paragraphs(segmented: str, holdout) -> tuple[str, list[str]]:
-    from wordlstm.split import held_out_lines, line_token_counts
+    from wordlstm.split import split_paragraphs
     from wordlstm.tokens import render
-    from wordlstm.vectors import SegmentedCorpus
 
-    mask = held_out_lines(line_token_counts(segmented), holdout)
-    train, held = [], []
-    for i, tokens in enumerate(SegmentedCorpus(segmented, eos=False)):
-        (held if mask[i] else train).append(render(tokens))
-    return "\n".join(train), held
+    train, held = split_paragraphs(segmented, holdout)
+    return "\n".join(map(render, train)), [render(t) for t in held]
 
 
 def draw_prompts(held: list[str], n: int, seed: int, prompt_chars: int = 12, chars: int = 150,

@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from textstats import CharNgram, ngram_set, text_stats  # noqa: E402
 
 from wordlstm.generate import SamplingConfig  # noqa: E402
-from wordlstm.split import HoldOut, held_out_lines, line_token_counts  # noqa: E402
+from wordlstm.split import HoldOut, split_paragraphs  # noqa: E402
 from wordlstm.tokens import render  # noqa: E402
-from wordlstm.vectors import SegmentedCorpus  # noqa: E402
 from wordlstm.writer import Writer  # noqa: E402
 
 COLUMNS = ["breaks_per_1000", "punct_share", "repeated_4grams", "distinct_bigrams",
@@ -54,11 +53,8 @@ def parse_sampling(spec: str) -> tuple[str, dict]:
 
 def split_text(segmented: str, holdout: HoldOut):
     """(training text, held-out paragraphs), each paragraph as rendered text."""
-    mask = held_out_lines(line_token_counts(segmented), holdout)
-    train, held = [], []
-    for i, tokens in enumerate(SegmentedCorpus(segmented, eos=False)):
-        (held if mask[i] else train).append(render(tokens))
-    return "\n".join(train), held
+    train, held = split_paragraphs(segmented, holdout)
+    return "\n".join(map(render, train)), [render(t) for t in held]
 
 
 def choose_prompts(held: list[str], n: int, prompt_chars: int, chars: int, min_len: int = 200):

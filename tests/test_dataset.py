@@ -80,3 +80,19 @@ def test_lanes_read_the_stream_in_order_batch_after_batch():
     assert len(set((starts[1:] - starts[:-1]).tolist())) == 1  # equal lanes, no overlap
     other, _ = lane_starts(len(ids), 8, 4, np.random.default_rng(5))
     assert other[0] != starts[0] or other[1] != starts[1]  # the cuts move between epochs
+
+
+def test_copies_of_held_out_lines_are_not_trained_on(tmp_path):
+    # A download that repeats a paragraph of its tail earlier (红楼梦's file does): the copy
+    # must not reach the training stream, or the model is measured on text it has read.
+    long = "甲 乙 丙 丁 戊 己 庚 辛 壬 癸 子 丑 寅 卯 辰 巳 午 未 申 酉 戌"  # 21 characters
+    p = tmp_path / "s.txt"
+    p.write_text("a a a a a a a a\n" + long + "\n" + "b " * 30 + "\n" + long + "\n",
+                 encoding="utf-8")
+    index = {"a": 0, "b": 1, EOS: 2}
+    c = corpus_ids(str(p), index, HoldOut(0.3))
+    assert c.held_out_lines == 1
+    assert len(c.val) == 2 + 21  # the tail copy is held out...
+    unk = c.unk
+    assert unk not in c.train.tolist()  # ...and its earlier copy is not trained on
+    assert c.train.tolist().count(1) == 30

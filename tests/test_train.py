@@ -6,7 +6,7 @@ import pytest
 import wordlstm.train as train_mod
 from wordlstm.errors import UserError
 from wordlstm.model import ModelConfig
-from wordlstm.modeldir import load, load_core_weights
+from wordlstm.modeldir import load, load_core_weights, load_keras_model
 from wordlstm.segment import SegmenterConfig
 from wordlstm.train import TrainConfig, train
 
@@ -101,7 +101,8 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
 
     out = tmp_path / "softmax"
     train(str(segmented), str(vectors_file), out, ModelConfig(**TINY, head="softmax"),
-          TrainConfig(epochs=3, batch_size=16), SegmenterConfig(), **QUIET)
+          TrainConfig(epochs=3, batch_size=16, weights_dtype="float32"), SegmenterConfig(),
+          **QUIET)
     m = load(out)
     assert m.config["model"]["head"] == "softmax" and m.config["decoder"]["kind"] == "softmax"
     hist = json.loads((out / "history.json").read_text())["epochs"]
@@ -206,3 +207,38 @@ def test_carry_needs_one_device_and_enough_text(segmented, vectors_file, tmp_pat
     with pytest.raises(UserError, match="streams"):
         train(str(segmented), str(vectors_file), tmp_path / "x", ModelConfig(**TINY),
               TrainConfig(epochs=1, batch_size=100_000, carry=True), SegmenterConfig(), **QUIET)
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(segmented, vectors_file, tmp_path,
+                                                              model_dir):
+    from wordlstm.model import build_core, core_weights, set_core_weights
+
+    m = load(model_dir)  # stored as float16, the default
+    assert m.config["training"]["weights_dtype"] == "float16"
+    lstm, kernel, _ = load_core_weights(model_dir)
+    assert kernel.dtype == np.float32 and lstm[0][0].dtype == np.float32
+    assert np.array_equal(kernel, kernel.astype(np.float16).astype(np.float32))  # rounded
+    full = build_core(ModelConfig.from_json(m.config["model"]))
+    half = build_core(ModelConfig.from_json(m.config["model"]), dtype="float16")
+    for core in (full, half):
+        set_core_weights(core, *core_weights(load_keras_model(model_dir)))
+    full.save(tmp_path / "full.keras")
+    half.save(tmp_path / "half.keras")
+    weight_bytes = sum(np.asarray(w).nbytes for w in full.get_weights())  # float32
+    saved = (tmp_path / "full.keras").stat().st_size - (tmp_path / "half.keras").stat().st_size
+    assert saved >= 0.45 * weight_bytes  # half of every weight's bytes, less file overhead
+    stored = load_keras_model(model_dir)
+    assert all(np.asarray(w).dtype == np.float16 for w in stored.get_weights())
+
+
+def test_without_a_terminal_training_logs_progress_and_the_time_limit_stops_it(
+        segmented, vectors_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "PROGRESS_EVERY", 0.0)
+    lines = []
+    train(str(segmented), str(vectors_file), tmp_path / "m", ModelConfig(**TINY),
+          TrainConfig(epochs=5, batch_size=16, time_limit=1e-6), SegmenterConfig(),
+          verbose=0, log=lines.append)
+    progress = [m for m in lines if "targets," in m and "min to the epoch's end" in m]
+    assert progress and "/s" in progress[0]
+    assert any(m.startswith("time limit:") for m in lines)
+    assert len(json.loads((tmp_path / "m" / "history.json").read_text())["epochs"]) == 1

@@ -155,6 +155,33 @@ def _print_segment_stats(output, stats, strip_boilerplate):
 
 
 @main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--train-part", "train_parts", multiple=True, type=click.Path(dir_okay=False),
+              help="A segmented file of which only the training part joins (its held-out "
+                   "tail stays unseen); repeatable.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The joined segmented file.")
+@click.option("--val-fraction", default=TrainDefaults.val_fraction, show_default=True,
+              help="The held-out fraction of the --train-part files (as they are trained).")
+@quiet_option
+@json_option
+@friendly
+def join(inputs, train_parts, output, val_fraction, quiet, as_json):
+    """Join segmented files into one corpus (to pretrain a base model on many novels)."""
+    from .join import join_segmented
+    from .split import HoldOut
+
+    summary = join_segmented(list(inputs), list(train_parts), output, HoldOut(val_fraction))
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    elif not quiet:
+        click.echo(f"{output}: {summary['lines']:,} lines, {summary['tokens']:,} tokens from "
+                   f"{len(summary['files'])} files; none of the "
+                   f"{summary['held_out_lines_checked']:,} held-out lines of the --train-part "
+                   "files is in it", err=True)
+
+
+@main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the proposed user dictionary here (jieba format) instead of stdout.")
@@ -230,9 +257,17 @@ M, T = ModelDefaults, TrainDefaults
 
 @main.command()
 @click.argument("segmented", type=click.Path(dir_okay=False))
-@click.option("--vectors", "vectors_path", required=True, help="word2vec .bin/.txt file or prefix.")
+@click.option("--vectors", "vectors_path", default=None,
+              help="word2vec .bin/.txt file or prefix (to train from scratch).")
+@click.option("--from", "base", default=None,
+              help="Fine-tune a pretrained model instead: 'base' (the shipped base model of "
+                   "vernacular fiction) or a model dir. The novel's frequent new words join "
+                   "its vocabulary; no --vectors needed.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Model directory to write.")
+@click.option("--time-limit", default=T.time_limit, show_default=True,
+              type=click.FloatRange(0, None),
+              help="Minutes: start no epoch that would end after this (0: no limit).")
 @click.option("--window", default=M.window, show_default=True,
               help="Tokens per training sequence; every position is a target.")
 @click.option("--units", default=M.units, show_default=True, help="LSTM size.")
@@ -298,19 +333,41 @@ M, T = ModelDefaults, TrainDefaults
               help="'all' or N: data-parallel training over that many GPUs (or CPU devices).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=T.precision,
               show_default=True, help="Mixed precision speeds up training on recent GPUs.")
+@click.option("--weights-dtype", type=click.Choice(("float16", "float32")),
+              default=T.weights_dtype, show_default=True,
+              help="How model.keras stores the network (float16: half the size).")
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
 @quiet_option
 @friendly
-def train(segmented, vectors_path, output, init_from, resume, quiet, **options):
+def train(segmented, vectors_path, base, output, init_from, resume, quiet, **options):
     """Train the LSTM that predicts the next word's vector at every position."""
-    from .train import run
+    from .train import FINE_TUNE, run
 
+    if (vectors_path is None) == (base is None):
+        raise UserError("give --vectors (train from scratch) or --from base (fine-tune the "
+                        "base model), not both" if base else
+                        "give --vectors FILE (from `train-vectors`), or --from base to "
+                        "fine-tune the shipped base model")
+    ctx = click.get_current_context()
+    given = {k for k in options
+             if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
+    if base is not None:
+        for k, v in FINE_TUNE.items():  # fine-tuning has its own defaults
+            if k not in given:
+                options[k] = v
+        if init_from:
+            raise UserError("--from already starts from the base's weights; drop --init-from")
     model = _take(options, ModelDefaults)
+    if base is not None:
+        fixed = sorted(k for k in model if k in given and k not in ("dropout",))
+        if fixed:
+            raise UserError(f"--{fixed[0].replace('_', '-')}: a model fine-tuned --from a base "
+                            "keeps the base's architecture; drop the option")
     segmenter = {k: options.pop(k) for k in ("user_dict", "engine", "unit", "to_simplified")}
     log = _stderr_log(quiet)
     result = run(segmented, vectors_path, output, model, options, segmenter, resume=resume,
-                 init_from=init_from, verbose=1 if sys.stderr.isatty() and not quiet else 0,
-                 log=log)
+                 init_from=init_from, base=base,
+                 verbose=1 if sys.stderr.isatty() and not quiet else 0, log=log)
     log(f"{result['out']}: model saved ({len(result['history'])} epochs, keeping epoch "
         f"{result['best_epoch']})")
 
@@ -328,7 +385,8 @@ S, R = SamplingDefaults, RequestDefaults
 @main.command("continue-text")
 @click.argument("prompt", default=R.prompt)
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
-              help="Model directory (default: the shipped 红楼梦 model).")
+              help="Model directory (default: the shipped 红楼梦 model; base: the shipped base model "
+                   "of vernacular fiction).")
 @click.option("-n", "--length", default=R.length, show_default=True,
               help="Words to generate (the most per line with --lines).")
 @click.option("--until", default=None, help="Stop once the text ends with this mark (e.g. 。”).")
@@ -440,7 +498,7 @@ def _echo_word(word: str) -> None:
 @main.command()
 @click.argument("segmented", type=click.Path(dir_okay=False))
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
-              help="Model directory (default: the shipped model).")
+              help="Model directory, or base (default: the shipped 红楼梦 model).")
 @click.option("--whole-file", is_flag=True,
               help="Score every line of SEGMENTED, not the model's held-out part of it.")
 @click.option("--decode", type=click.Choice(DECODINGS), default=None,
@@ -522,7 +580,7 @@ def info(as_json):
 @main.command()
 @click.argument("word")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
-              help="Model directory (default: the shipped model).")
+              help="Model directory, or base (default: the shipped 红楼梦 model).")
 @click.option("--vectors", "vectors_path", default=None, help="A word2vec file instead of a model.")
 @click.option("-k", "--top", "k", default=NEIGHBORS, show_default=True, help="How many neighbours.")
 @json_option
@@ -544,7 +602,7 @@ def neighbors(word, model_dir, vectors_path, k, as_json):
 
 @main.command()
 @click.option("--model", "model_dirs", multiple=True, type=click.Path(file_okay=False),
-              help="Model directory; repeat to serve several (default: the shipped model).")
+              help="Model directory or base; repeat to serve several (default: the shipped model).")
 @click.option("--host", default=ServeDefaults.host, show_default=True,
               help="Address to listen on; 0.0.0.0 serves every interface (no login!).")
 @click.option("--port", default=ServeDefaults.port, show_default=True, type=click.IntRange(0, 65535),

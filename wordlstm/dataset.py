@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UserError
-from .split import HoldOut, held_out_lines, line_token_counts
+from .split import HoldOut, held_out_lines, line_token_counts, training_lines
 from .vectors import EOS, SegmentedCorpus, token_ids
 
 MASKED = -1  # target id of positions that are not scored (UNK)
@@ -59,12 +59,15 @@ def corpus_ids(path: str, index: dict, holdout: HoldOut = HoldOut(),
                         "`wordlstm train-vectors`")
     counts = line_token_counts(path)
     mask = np.ones(len(counts), bool) if whole else held_out_lines(counts, holdout)
+    train_ok = training_lines(path, holdout, held=mask)  # less copies of held-out lines
     streams = {False: array("i", [eos]), True: array("i", [eos])}
     chars: Counter = Counter()
     unknown_chars: list[str] = []
     val_words = val_spelled = train_unknown = 0
     for i, tokens in enumerate(SegmentedCorpus(path, eos=False)):
         held = bool(mask[i])
+        if not held and not train_ok[i]:
+            continue
         ids = token_ids(tokens, index, unk)
         streams[held].extend(ids)
         streams[held].append(eos)

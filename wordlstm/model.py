@@ -92,12 +92,13 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / np.maximum(norms, 1e-8), dtype=np.float32)
 
 
-def build_core(cfg: ModelConfig, carry_batch: int | None = None):
+def build_core(cfg: ModelConfig, carry_batch: int | None = None, dtype: str | None = None):
     """Vectors [B, T, dim] -> outputs [B, T, dim or vocab]: what model.keras ships.
 
     `carry_batch` builds the training variant that carries its LSTM state from one batch to
     the next (truncated backpropagation through time over `carry_batch` streams read in
-    order); it has the same weights as the plain core, which is what ships."""
+    order); it has the same weights as the plain core, which is what ships. `dtype`
+    "float16" stores the weights at half the size (inference runs in numpy, in float32)."""
     from .backend import import_keras
 
     keras = import_keras()
@@ -114,14 +115,14 @@ def build_core(cfg: ModelConfig, carry_batch: int | None = None):
             x = _carried_lstm(keras)(cfg.units, return_sequences=True, stateful=True,
                                      name=f"lstm_{i}")(x)
         else:
-            x = layers.LSTM(cfg.units, return_sequences=True, name=f"lstm_{i}")(x)
+            x = layers.LSTM(cfg.units, return_sequences=True, name=f"lstm_{i}", dtype=dtype)(x)
         if cfg.dropout:
             x = layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     # float32 output even under mixed precision: the loss compares unit vectors closely.
     if cfg.head == "softmax":
-        out = layers.Dense(cfg.vocab_size, name="to_logits", dtype="float32")(x)
+        out = layers.Dense(cfg.vocab_size, name="to_logits", dtype=dtype or "float32")(x)
     else:
-        out = layers.Dense(cfg.dim, name="to_vector", dtype="float32")(x)
+        out = layers.Dense(cfg.dim, name="to_vector", dtype=dtype or "float32")(x)
     return keras.Model(inp, out, name="core")
 
 

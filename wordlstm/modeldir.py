@@ -38,6 +38,8 @@ from .vectors import Vectors, load_vectors
 FORMAT = "wordlstm-model"
 FORMAT_VERSION = 2  # 2: every-position models; the embedding lives in vectors.bin
 PACKAGE_MODEL = Path(__file__).resolve().parent / "default_model"
+PACKAGE_BASE = Path(__file__).resolve().parent / "base_model"
+SHIPPED = {"default": (PACKAGE_MODEL, "default"), "base": (PACKAGE_BASE, "base")}
 
 
 def default_model_dir() -> Path:
@@ -47,6 +49,22 @@ def default_model_dir() -> Path:
         if (p / "config.json").is_file():
             return p
     raise UserError("no default model is installed; pass --model DIR")
+
+
+def resolve_model_dir(model_dir=None) -> Path:
+    """A model dir argument: None is the shipped default; "default" and "base" name the
+    shipped models unless a directory of that name exists here."""
+    if model_dir is None:
+        return default_model_dir()
+    p = Path(model_dir)
+    if str(model_dir) in SHIPPED and not (p / "config.json").is_file():
+        package, name = SHIPPED[str(model_dir)]
+        repo = Path(__file__).resolve().parent.parent / "models" / name
+        for c in (package, repo):
+            if (c / "config.json").is_file():
+                return c
+        raise UserError(f"no {name} model is installed (looked in {package} and {repo})")
+    return p
 
 
 def vocab_hash(words: list[str]) -> str:
@@ -378,7 +396,7 @@ def load_core_weights(model_dir: Path, digest: str | None = None):
 def load_vectors_of(model_dir=None) -> Vectors:
     """Only the vectors of a model dir (default: the shipped model), checked against its
     config.json (for `neighbors`: no network, no Keras)."""
-    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    model_dir = resolve_model_dir(model_dir)
     return load_vectors_checked(model_dir, read_config(model_dir))
 
 
@@ -495,7 +513,7 @@ def check_files(model_dir: Path, config: dict) -> dict:
 def load(model_dir=None, decode: str | None = None) -> LoadedModel:
     """Read and check a model dir (default: the shipped model); `decode` overrides its
     decoding ("prior" or "cosine"), to compare them."""
-    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    model_dir = resolve_model_dir(model_dir)
     config = read_config(model_dir)
     digests = check_files(model_dir, config)
     vectors = load_vectors_checked(model_dir, config)

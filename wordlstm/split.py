@@ -6,6 +6,11 @@ tail: the paragraphs from the one that starts at `fraction` of its tokens from t
 paragraphs, so a held-out paragraph can be continued and compared). A line corpus (names,
 poems: `lines=True`) holds out a seeded random sample of its lines, since its order may mean
 something (an alphabetical list's tail is all names beginning with Y and Z).
+
+Training reads `training_lines`: the other lines, less any that repeat a held-out line word
+for word (`COPY_CHARS` characters or more). Downloads repeat text: 红楼梦's file has three
+paragraphs of its tail again in chapter 60, and a site banner in both parts; without this
+rule every model trained on them had read part of what it is measured on.
 """
 
 from __future__ import annotations
@@ -60,3 +65,46 @@ def held_out_lines(counts: np.ndarray, holdout: HoldOut) -> np.ndarray:
     first = int(np.searchsorted(before, cut))
     mask[min(max(first, 1), n - 1):] = True  # at least one line on each side
     return mask
+
+
+COPY_CHARS = 20  # a training line this long that equals a held-out line is not trained on
+
+
+def _key(tokens: list[str]) -> str:
+    return "".join(tokens)
+
+
+def training_lines(path: str | os.PathLike, holdout: HoldOut,
+                   held: np.ndarray | None = None) -> np.ndarray:
+    """A boolean per non-empty line: True where training (word2vec, the network, a joined
+    corpus) may read the line: not held out, and not a copy of a held-out line."""
+    from .vectors import SegmentedCorpus
+
+    if held is None:
+        held = held_out_lines(line_token_counts(path), holdout)
+    keep = ~held
+    if not held.any():
+        return keep
+    copies = {k for h, tokens in zip(held, SegmentedCorpus(path, eos=False))
+              if h and len(k := _key(tokens)) >= COPY_CHARS}
+    for i, tokens in enumerate(SegmentedCorpus(path, eos=False)):
+        if keep[i] and _key(tokens) in copies:
+            keep[i] = False
+    return keep
+
+
+def split_paragraphs(path: str | os.PathLike, holdout: HoldOut
+                     ) -> tuple[list[list[str]], list[list[str]]]:
+    """(training lines, held-out lines) of a segmented file, as token lists: what training
+    reads and what it is measured on (for benchmarks: the Markov chain fits the first)."""
+    from .vectors import SegmentedCorpus
+
+    held = held_out_lines(line_token_counts(path), holdout)
+    keep = training_lines(path, holdout, held=held)
+    train, out = [], []
+    for i, tokens in enumerate(SegmentedCorpus(path, eos=False)):
+        if held[i]:
+            out.append(tokens)
+        elif keep[i]:
+            train.append(tokens)
+    return train, out

@@ -55,6 +55,10 @@ class TrainConfig:
     carry: bool = False  # carry the LSTM state from batch to batch, reading the text in
     # order (truncated BPTT): the network learns to use context longer than `window`, as
     # generation and evaluation use it (dataset.lanes_dataset)
+    weights_dtype: str = "float16"  # how model.keras stores the network: half the size of
+    # float32 at no measured cost (bench/RESULTS.md, "Base model"); inference is float32
+    time_limit: float = 0.0  # minutes: no epoch starts that would end after this (0: none);
+    # counted from this run's start (a --resume starts the clock again)
     ema: float = 0.998  # validate and ship the exponential moving average of the weights:
     # its momentum per batch, at most 1 - 1/(batches an epoch), so the average spans about an
     # epoch at most (0: the last weights). Averaging is a cheap, standard gain for LSTM LMs.
@@ -69,6 +73,10 @@ class TrainConfig:
             raise UserError("patience must be an integer >= 0")
         if not 0 <= self.ema < 1:
             raise UserError("ema must be in [0, 1)")
+        if self.weights_dtype not in ("float16", "float32"):
+            raise UserError("weights-dtype must be float16 or float32")
+        if not self.time_limit >= 0:
+            raise UserError("time-limit must be >= 0 minutes")
         if self.decode not in DECODINGS:
             raise UserError(f"unknown decoding {self.decode!r}; choose prior or cosine")
         HoldOut(self.val_fraction)  # checks the fraction
@@ -84,6 +92,13 @@ class TrainConfig:
     def from_json(cls, data: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# `train --from base`: what fine-tuning a pretrained model does unless told otherwise; measured
+# on 红楼梦 from the Qing-novel model (models/README.md): half the learning rate of a fresh
+# run, the state carried as the base was trained, and a patience of 2 (the first epochs bring
+# nearly all of the gain).
+FINE_TUNE = {"learning_rate": 1e-3, "carry": True, "patience": 2}
 
 
 def step_model_of(model, embedding: np.ndarray | None = None) -> StepModel:
@@ -241,8 +256,12 @@ class TrainingInterrupted(KeyboardInterrupt):
                          "run the same command with --resume to continue")
 
 
+PROGRESS_EVERY = 30.0  # seconds between progress lines when Keras' bar is off (not a terminal)
+
+
 def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, log,
-                    validator: Validator, ctrl_c: CtrlC | None = None):
+                    validator: Validator, ctrl_c: CtrlC | None = None,
+                    batches: int = 0, lines: bool = False):
     from .backend import import_keras
 
     keras = import_keras()
@@ -250,8 +269,12 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
     class EpochEnd(keras.callbacks.Callback):
         """Validate, adapt the learning rate, and checkpoint after every epoch."""
 
+        def on_train_begin(self, logs=None):
+            self.started, self.epochs_run = time.perf_counter(), 0
+
         def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
+            self.t0 = self.shown = time.perf_counter()
+            self.epoch = epoch + 1
             if tcfg.carry:  # each epoch reads the text from its start again
                 reset_carried_state(self.model.get_layer("core"))
 
@@ -262,6 +285,14 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             # point where a Ctrl-C noted during fitting stops the run.
             if ctrl_c is not None:
                 ctrl_c.check()
+            now = time.perf_counter()
+            if lines and batches and now - self.shown >= PROGRESS_EVERY:
+                self.shown = now
+                done = (batch + 1) / batches
+                rate = done * n_targets / max(now - self.t0, 1e-9)
+                eta = (now - self.t0) * (1 - done) / max(done, 1e-9)
+                log(f"epoch {self.epoch}/{tcfg.epochs}: {done:.0%} of {n_targets:,} targets, {rate:,.0f}/s, "
+                    f"{eta / 60:.1f} min to the epoch's end")
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.t0
@@ -283,10 +314,22 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
                 if p.name not in keep and not p.name.endswith(".part"):
                     p.unlink(missing_ok=True)
             bpc = row.get("val_bits_per_char")
+            self.epochs_run += 1
+            self._check_time(epoch)
             log(f"epoch {epoch + 1}/{tcfg.epochs}: {n_targets:,} targets in {seconds:.0f} s "
                 f"({row['targets_per_s']:,.0f}/s), loss {row['loss']:.4f}"
                 + (f", held-out {bpc:.4f} bits/char" + (" (best)" if improved else "")
                    if bpc is not None else ""))
+
+        def _check_time(self, epoch) -> None:
+            """Stop if one more epoch (as long as this run's average) would pass the limit."""
+            if not tcfg.time_limit or epoch + 1 >= tcfg.epochs:
+                return
+            spent = time.perf_counter() - self.started
+            if spent + spent / self.epochs_run > tcfg.time_limit * 60:
+                log(f"time limit: another epoch would end after {tcfg.time_limit:g} minutes "
+                    f"({spent / 60:.1f} spent): stopping after epoch {epoch + 1}")
+                self.model.stop_training = True
 
         def _validate(self, epoch, row) -> bool:
             """Held-out bits/char into `row`; keep the weights if best, else slow down or stop."""
@@ -342,7 +385,7 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
         log("note: --resume continues the run with the settings it started with: "
             + ", ".join(changed))
     saved["training"].update(epochs=tcfg.epochs, devices=tcfg.devices, precision=tcfg.precision,
-                             patience=tcfg.patience)
+                             patience=tcfg.patience, time_limit=tcfg.time_limit)
     tcfg = TrainConfig.from_json(saved["training"])
     for key in ("epoch", "history", "best_bpc", "best_epoch", "best_weights", "files"):
         if key in saved:
@@ -354,21 +397,26 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
     return cfg, tcfg
 
 
-def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
+def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelConfig,
           tcfg: TrainConfig, segmenter: SegmenterConfig, resume: bool = False,
           verbose: int = 1, log=print, init_from: str | Path | None = None,
-          ctrl_c: CtrlC | None = None) -> dict:
+          ctrl_c: CtrlC | None = None, base: str | Path | None = None) -> dict:
     """Train a model on a segmented file and write a complete model dir to `out`.
 
     `out` is locked while training (a second run into it is refused) and replaced as one step
     at the end. `init_from` starts from another model dir's weights (same vocabulary and
-    architecture): pretraining on other novels, then fine-tuning on this one.
+    architecture): pretraining on other novels, then fine-tuning on this one. `base` (a
+    model dir, instead of `vectors_path`) fine-tunes it with its vocabulary grown by the
+    novel's own words (vocab.extend_vocabulary).
     """
     from .modeldir import check_output_dir, output_lock
     from .vectors import resolve_vectors_path
 
     out = Path(out)
-    if resolve_vectors_path(vectors_path).resolve().parent == out.resolve():
+    if base is not None:
+        if Path(base).resolve() == out.resolve():
+            raise UserError(f"{out}: is the model fine-tuned from; write the new one elsewhere")
+    elif resolve_vectors_path(vectors_path).resolve().parent == out.resolve():
         raise UserError(f"{vectors_path}: the vectors are inside the output directory {out}, "
                         "which is replaced when training ends; keep them elsewhere (e.g. "
                         "corpus/novel.vectors)")
@@ -378,12 +426,12 @@ def train(segmented: str, vectors_path: str, out: str | Path, cfg: ModelConfig,
     check_output_dir(out)  # after the two above: they name the cause more exactly
     with output_lock(out):
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
-                      init_from, ctrl_c)
+                      init_from, ctrl_c, base)
 
 
-def run(segmented: str, vectors_path: str, out: str | Path, model: dict, training: dict,
+def run(segmented: str, vectors_path: str | None, out: str | Path, model: dict, training: dict,
         segmenter: dict, resume: bool = False, init_from: str | Path | None = None,
-        verbose: int = 0, log=print) -> dict:
+        verbose: int = 0, log=print, base: str | Path | None = None) -> dict:
     """`wordlstm train`: settings checked (`model`: ModelConfig fields, head "auto" for the
     measured best head of the corpus's unit; `training`: TrainConfig fields; `segmenter`:
     overrides of what `segment` recorded, None for "as recorded"), then `train`. Ctrl-C
@@ -396,6 +444,8 @@ def run(segmented: str, vectors_path: str, out: str | Path, model: dict, trainin
     out = Path(out)
     check_writable(out / "config.json")
     seg = recorded_config(segmented, **segmenter)
+    if base is not None:
+        base, model = _base_settings(base, seg, model)
     if model.get("head") == "auto":  # measured: bench/RESULTS.md, "Names and poems"
         model = model | {"head": "softmax" if seg.unit == "char" else "vector"}
     cfg, tcfg = ModelConfig(**model), TrainConfig(**training)
@@ -405,9 +455,29 @@ def run(segmented: str, vectors_path: str, out: str | Path, model: dict, trainin
         with CtrlC() as ctrl_c:
             log(summary_line() + f"; {cfg.head} head")
             return train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
-                         verbose=verbose, log=log, init_from=init_from, ctrl_c=ctrl_c)
+                         verbose=verbose, log=log, init_from=init_from, ctrl_c=ctrl_c,
+                         base=base)
     except KeyboardInterrupt:
         raise TrainingInterrupted(out) from None
+
+
+def _base_settings(base, seg: SegmenterConfig, model: dict) -> tuple[Path, dict]:
+    """The base model dir `base` names ('base': the shipped one) and its architecture (with
+    `model`'s dropout), after checking the novel was segmented as the base's text was."""
+    from .modeldir import read_config, resolve_model_dir
+
+    base_dir = resolve_model_dir(base)
+    config = read_config(base_dir)
+    if config["model"].get("head", "vector") != "vector" or config["training"].get("lines"):
+        raise UserError(f"{base}: --from needs a novel model with the vector head")
+    unit = config.get("segmenter", {}).get("unit", "word")
+    if seg.unit != unit:
+        raise UserError(f"the corpus is segmented into {seg.unit}s, the base into {unit}s; "
+                        f"segment it with --unit {unit}")
+    arch = ModelConfig.from_json(config["model"])
+    if "dropout" in model:
+        arch.dropout = model["dropout"]
+    return base_dir, asdict(arch)
 
 
 @dataclass
@@ -421,14 +491,15 @@ class _Run:
     prior: np.ndarray  # log word frequencies of the training targets
     state: dict
     ckpt: Path
+    base: Path | None = None  # the model dir fine-tuned from (`--from`)
 
 
 def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
            segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
-           ctrl_c: CtrlC | None) -> dict:
+           ctrl_c: CtrlC | None, base: Path | None = None) -> dict:
     from .backend import training_scope
 
-    run = _prepare(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, log)
+    run = _prepare(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, log, base)
     with training_scope(run.tcfg.precision, run.tcfg.devices, log) as (scope, n_devices):
         # Every batch must split evenly over the devices.
         batch = max(n_devices, run.tcfg.batch_size - run.tcfg.batch_size % n_devices)
@@ -443,20 +514,24 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
             model = _build_or_resume(run, len(train_ds), resume, init_from, log,
                                      carry_batch=batch if run.tcfg.carry else None)
             _fit(model, run, train_ds, verbose, log, ctrl_c)
-    return _finish(model, run, segmented, out, segmenter, init_from, log, ctrl_c)
+    return _finish(model, run, segmented, out, segmenter, init_from or base, log, ctrl_c)
 
 
 def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
-             segmenter: SegmenterConfig, resume: bool, log) -> _Run:
+             segmenter: SegmenterConfig, resume: bool, log, base: Path | None = None) -> _Run:
     """The vectors, the settings (those of the checkpoint when resuming) and the id streams."""
     from .modeldir import file_hash
 
     ckpt = out / "checkpoint"
-    vectors = load_vectors(vectors_path)
+    if base is not None:
+        vectors, start = _grown_vectors(base, segmented, tcfg, log)
+    else:
+        vectors = load_vectors(vectors_path)
+        start = file_hash(Path(_vectors_file(vectors_path)))
     cfg.dim, cfg.vocab_size = vectors.dim, len(vectors)
     state = {"epoch": 0, "history": [], "model": cfg.to_json(), "training": asdict(tcfg),
              "vocab_sha256": vocab_hash(vectors.words), "segmenter": segmenter.to_json(),
-             "vectors_sha256": file_hash(Path(_vectors_file(vectors_path)))}
+             "vectors_sha256": start}
     if resume:
         cfg, tcfg = _resume_state(ckpt, out, state, tcfg, vectors_path, log)
     corpus = corpus_ids(segmented, vectors.index, tcfg.holdout)
@@ -469,7 +544,31 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
     prior = log_prior(corpus.train[1:], len(vectors))
-    return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt)
+    return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
+
+
+def _grown_vectors(base: Path, segmented: str, tcfg: TrainConfig, log) -> tuple[Vectors, str]:
+    """The base's vectors grown with the novel's words, and a digest of where they came from
+    (the base's vectors file and the words added: the same command gives the same digest, so
+    --resume can check it is continuing the same run)."""
+    import hashlib
+
+    from .modeldir import file_hash, load_vectors_of
+    from .vocab import extend_vocabulary
+
+    grown = extend_vocabulary(load_vectors_of(base), segmented, tcfg.holdout)
+    if grown.traditional_share > 0.02:  # the base reads simplified characters
+        raise UserError(f"{segmented}: {grown.traditional_share:.0%} of its characters are "
+                        "traditional; segment the novel with --to-simplified first")
+    shown = "、".join(grown.new_words[:8])
+    log(f"vocabulary: {len(grown.vectors) - len(grown.new_words) - len(grown.new_chars):,} "
+        f"words of {base}, plus {len(grown.new_words):,} of this novel"
+        + (f" ({shown}…)" if shown else "")
+        + (f" and {len(grown.new_chars):,} new characters" if grown.new_chars else "")
+        + f"; {grown.unknown_share:.1%} of its characters were unknown to the base")
+    digest = hashlib.sha256((file_hash(Path(base) / "vectors.bin") + "\n"
+                             + "\n".join(grown.vectors.words)).encode("utf-8")).hexdigest()
+    return grown.vectors, digest
 
 
 def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
@@ -482,7 +581,10 @@ def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
     cfg, tcfg, state = run.cfg, run.tcfg, run.state
     keras.utils.set_random_seed(tcfg.seed + state["epoch"])
     model = build_model(cfg, initial_embedding(run.vectors.matrix, cfg.target), carry_batch)
-    if init_from is not None and not resume:
+    if run.base is not None and not resume:
+        _init_weights(model, run.base, cfg, run.vectors, grown=True)
+        log(f"starting from the weights of {run.base}")
+    elif init_from is not None and not resume:
         _init_weights(model, Path(init_from), cfg, run.vectors)
         log(f"starting from the weights of {init_from}")
     ema = min(tcfg.ema, 1.0 - 1.0 / max(batches, 2)) if tcfg.ema else 0.0
@@ -509,7 +611,8 @@ def _fit(model, run: _Run, train_ds, verbose: int, log, ctrl_c: CtrlC | None) ->
         model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=state["epoch"],
                   verbose=verbose, shuffle=False,
                   callbacks=_make_callbacks(run.ckpt, tcfg, state, len(run.corpus.train) - 1,
-                                             log, validator, ctrl_c))
+                                             log, validator, ctrl_c, batches=len(train_ds),
+                                             lines=not verbose))
     if state.get("best_epoch", state["epoch"]) != state["epoch"]:
         log(f"keeping epoch {state['best_epoch']}: the best held-out bits/char "
             f"({state['best_bpc']:.4f})")
@@ -521,11 +624,14 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
             log, ctrl_c: CtrlC | None = None) -> dict:
     """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
-    core = build_core(cfg)  # plain float32 copy without optimizer or carried state: what ships
+    # A plain copy without optimizer or carried state, stored as `weights_dtype`: what ships,
+    # and what the decoding and cache are fitted to (its weights rounded as they will load).
+    core = build_core(cfg, dtype=tcfg.weights_dtype)
     set_core_weights(core, *core_weights(model.get_layer("core")))
     embedding = np.asarray(model.get_layer("word_embedding").embeddings, np.float32)
     shipped = Vectors(list(vectors.words), np.ascontiguousarray(embedding[:-1]))
-    step = step_model_of(model, embedding)
+    step = StepModel(InferenceWeights(embedding, *core_weights(core)))
+    log("fitting the decoding, the continuous cache and dynamic evaluation on training text")
     validator = Validator(corpus, vectors.words, cfg, tcfg, run.prior,
                           n_fit=int(min(20_000, 4e8 / len(vectors))))
     decoding = validator.decoding(step)
@@ -621,11 +727,24 @@ def _vectors_file(vectors_path) -> Path:
     return resolve_vectors_path(vectors_path)
 
 
-def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors) -> None:
-    """Copy a trained model dir's embedding and core into `model` (same vocabulary, shapes)."""
+def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
+                  grown: bool = False) -> None:
+    """Copy a trained model dir's embedding and core into `model` (same vocabulary, shapes).
+    `grown`: `vectors` is that model's vocabulary plus new words (their rows taken from
+    `vectors`, every old row from the model)."""
     from .modeldir import load
 
     loaded = load(init_dir)
+    if grown:
+        n = len(loaded.vectors)
+        if loaded.vectors.words != vectors.words[:n]:
+            raise UserError(f"{init_dir}: the grown vocabulary does not start with its own")
+        matrix = np.vstack([loaded.vectors.matrix, vectors.matrix[n:]])
+        model.get_layer("word_embedding").set_weights(
+            [np.vstack([matrix, np.zeros((1, vectors.dim), np.float32)])])
+        w = loaded.weights
+        set_core_weights(model.get_layer("core"), w.lstm, w.dense_kernel, w.dense_bias)
+        return
     if loaded.vectors.words != vectors.words:
         raise UserError(f"{init_dir}: --init-from needs a model with the same vocabulary "
                         "(train it with the same --vectors)")

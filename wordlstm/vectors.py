@@ -155,7 +155,8 @@ class Vectors:
 def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) -> Vectors:
     """Train word2vec on a segmented file's training part, streaming it once per epoch.
 
-    The held-out part (split.held_out_lines, the same lines `train` holds out) is never read.
+    The held-out part (split.held_out_lines, the same lines `train` holds out) is never read,
+    nor copies of its lines elsewhere in the file (split.training_lines).
     With `spell_rare`, words seen fewer than `min_count` times are spelled with their
     characters, and every character keeps a vector: the vocabulary is the frequent words
     plus all characters, so a model can write, and score, any text made of known characters.
@@ -165,11 +166,11 @@ def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) 
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
 
-    from .split import HoldOut, held_out_lines, line_token_counts
+    from .split import HoldOut, training_lines
 
     workers = settings.workers or (os.cpu_count() or 1)
     holdout = HoldOut(settings.val_fraction, settings.lines)
-    select = ~held_out_lines(line_token_counts(corpus_path), holdout)
+    select = training_lines(corpus_path, holdout)
     keep, min_count = None, settings.min_count
     if settings.spell_rare:
         counts = Counter()

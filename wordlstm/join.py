@@ -1,0 +1,124 @@
+"""Joining segmented files into one training corpus: a base model's pretraining text.
+
+A base model pretrains on many novels, one of which may be a novel whose held-out tail must
+stay unseen (红楼梦: every figure of the default model is measured on it). `--train-part`
+files contribute only the lines every training step of that file reads (split.training_lines
+with the same HoldOut), so the tail is never in the joined corpus, and so never read by
+word2vec or the network trained on it. That is checked, not assumed: after writing, every
+long line of the output is looked up among the tails' lines, and a match (a tail paragraph
+that another input quotes whole, or the same novel joined twice) is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+from .errors import UserError
+from .split import (
+    COPY_CHARS,
+    HoldOut,
+    held_out_lines,
+    line_token_counts,
+    training_lines,
+)
+
+
+def _line_key(tokens: list[str]) -> str:
+    return "".join(tokens)
+
+
+def tail_lines(path: str, holdout: HoldOut) -> set[str]:
+    """The held-out lines of a segmented file (as joined text), long enough to be checked."""
+    from .vectors import SegmentedCorpus
+
+    mask = held_out_lines(line_token_counts(path), holdout)
+    return {key for held, tokens in zip(mask, SegmentedCorpus(path, eos=False))
+            if held and len(key := _line_key(tokens)) >= COPY_CHARS}
+
+
+def join_segmented(inputs: list[str], train_parts: list[str], output: str,
+                   holdout: HoldOut | None = None) -> dict:
+    """`wordlstm join`: write `train_parts` (training lines only) then `inputs` (whole) into
+    `output`, atomically, with a sidecar naming the sources; returns that summary.
+
+    The segmenter settings of all files must agree on unit and engine (a corpus of words and
+    characters mixed would train nonsense); `to_simplified` is recorded if any file used it.
+    """
+    from .segment import SegmenterConfig, recorded_config, sidecar_path
+    from .textio import (
+        atomic_output,
+        check_not_input,
+        check_segmented,
+        check_writable,
+        write_json,
+    )
+    from .vectors import SegmentedCorpus
+
+    holdout = holdout or HoldOut()
+    sources = list(train_parts) + list(inputs)
+    if not sources:
+        raise UserError("nothing to join: give segmented files (and/or --train-part files)")
+    if len(set(map(os.path.realpath, sources))) < len(sources):
+        raise UserError("a file is given twice; each source once")
+    check_writable(output)
+    for path in sources:
+        check_segmented(path)
+    check_not_input(output, sources)
+    check_not_input(sidecar_path(output), sources)
+    configs = [recorded_config(p) for p in sources]
+    for p, c in zip(sources, configs):
+        if (c.unit, c.user_dict) != (configs[0].unit, configs[0].user_dict):
+            raise UserError(f"{p}: segmented with --unit {c.unit}"
+                            + (" and a user dictionary" if c.user_dict else "")
+                            + f", unlike {sources[0]}; segment every file the same way")
+    seg: SegmenterConfig = replace(configs[0],
+                                   to_simplified=any(c.to_simplified for c in configs))
+    tails = {p: tail_lines(p, holdout) for p in train_parts}
+    files, lines, tokens = [], 0, 0
+    with atomic_output(output) as f:
+        for path in sources:
+            select = training_lines(path, holdout) if path in tails else None
+            n_lines = n_tokens = 0
+            for toks in SegmentedCorpus(path, eos=False, select=select):
+                f.write(" ".join(toks) + "\n")
+                n_lines += 1
+                n_tokens += len(toks)
+            files.append({"path": str(path), "lines": n_lines, "tokens": n_tokens,
+                          "train_part": path in tails})
+            lines += n_lines
+            tokens += n_tokens
+    leaked = _leaked_lines(output, tails)
+    if leaked:
+        os.unlink(output)
+        raise UserError(f"{leaked} held-out line(s) of the --train-part files occur in the "
+                        "joined text (quoted whole by another input, or a novel given twice): "
+                        f"nothing written to {output}")
+    summary = {"files": files, "lines": lines, "tokens": tokens,
+               "segmenter": seg.to_json(), "holdout": holdout.to_json(),
+               "held_out_lines_checked": sum(len(t) for t in tails.values()),
+               "held_out_lines_found": 0}
+    write_json(sidecar_path(output), summary, indent=1)
+    return summary
+
+
+def _leaked_lines(path: str, tails: dict[str, set[str]]) -> int:
+    """How many lines of the joined file are a held-out line of a --train-part file."""
+    held = set().union(*tails.values()) if tails else set()
+    if not held:
+        return 0
+    n = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if _line_key(line.split()) in held:
+                n += 1
+    return n
+
+
+def read_summary(path: str) -> dict:
+    """The sidecar of a joined file (for tests and `info`)."""
+    from .segment import sidecar_path
+
+    with open(sidecar_path(path), encoding="utf-8") as f:
+        return json.load(f)
