@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fine-tuning the base versus training from scratch, on novels the base never saw
 # (issue 19). Run from the repository root after models/base exists; each run is timed.
-#   bash bench/finetune.sh NOVEL...      (e.g. rulinwaishi jinghuayuan)
+#   bash bench/finetune.sh ft|scratch|both NOVEL...   (e.g. both rulinwaishi jinghuayuan)
 # Needs corpus/NOVEL.seg.txt (segment --to-simplified). Writes models/bench/ft_NOVEL and
 # models/bench/scratch_NOVEL (git-ignored) and prints one JSON line per run.
 set -euo pipefail
@@ -21,16 +21,20 @@ print(json.dumps({"run": name, "seconds": float(seconds), "epochs": len(h),
                   "bits_per_char_plain": round(r.get("bits_per_char_plain", r["bits_per_char"]), 4)}))
 PY
 }
+phase=$1; shift
 for novel in "$@"; do
   seg=corpus/$novel.seg.txt
+  if [ "$phase" != scratch ]; then
   t0=$(date +%s)
-  wordlstm train "$seg" --from models/base -o models/bench/ft_$novel --time-limit "$FT_MINUTES" -q
+  wordlstm train "$seg" --from models/base -o models/bench/ft_$novel --time-limit "$FT_MINUTES"
   t1=$(date +%s)
   report ft_$novel models/bench/ft_$novel $((t1 - t0)) "$seg"
+  fi
+  [ "$phase" = ft ] && continue
   t0=$(date +%s)
   wordlstm train-vectors "$seg" -o corpus/$novel.vectors -q
   wordlstm train "$seg" --vectors corpus/$novel.vectors -o models/bench/scratch_$novel --carry \
-      --time-limit "$SCRATCH_MINUTES" -q
+      --time-limit "$SCRATCH_MINUTES"
   t1=$(date +%s)
   report scratch_$novel models/bench/scratch_$novel $((t1 - t0)) "$seg"
 done

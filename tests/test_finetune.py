@@ -1,5 +1,6 @@
 """`train --from base`: fine-tuning a pretrained model on a novel with its own names."""
 
+import json
 import shutil
 
 import numpy as np
@@ -90,3 +91,22 @@ def test_the_vocabulary_extension_reads_no_held_out_text(novel_from_base):
     words = load_vectors(d / "mine" / "vectors.bin").words
     assert len(set(words)) == len(words)
     assert np.isfinite(load(d / "mine").log_prior).all()
+
+
+def test_an_interrupted_fine_tune_resumes_with_the_same_grown_vocabulary(
+        novel_from_base, model_dir, tmp_path, monkeypatch):
+    import wordlstm.train as train_mod
+    from test_train import _interrupt_after
+
+    d, _ = novel_from_base
+    args = ("train", d / "novel.seg.txt", "--from", model_dir, "-o", tmp_path / "m",
+            "--epochs", "2", "--patience", "0")
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "_make_callbacks", _interrupt_after(1))
+        result = run(*args, ok=False)
+    assert result.exit_code != 0 and "--resume" in result.output
+    assert not (tmp_path / "m" / "config.json").exists()
+    run(*args, "--resume")
+    assert "刘小红" in load(tmp_path / "m").vectors.words
+    history = json.loads((tmp_path / "m" / "history.json").read_text())["epochs"]
+    assert [e["epoch"] for e in history] == [1, 2]

@@ -110,19 +110,25 @@ def build_core(cfg: ModelConfig, carry_batch: int | None = None, dtype: str | No
         x = inp = keras.Input(shape=(None, cfg.dim), name="word_vectors")
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout, name="dropout_in")(x)
+    # A stored float16 copy gets its weights set right after it is built: zero initialisers
+    # (the default orthogonal one needs a QR decomposition JAX has no float16 kernel for).
+    init = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"} if dtype else {}
     for i in range(cfg.layers):
         if carry_batch:
             x = _carried_lstm(keras)(cfg.units, return_sequences=True, stateful=True,
                                      name=f"lstm_{i}")(x)
         else:
-            x = layers.LSTM(cfg.units, return_sequences=True, name=f"lstm_{i}", dtype=dtype)(x)
+            x = layers.LSTM(cfg.units, return_sequences=True, name=f"lstm_{i}", dtype=dtype,
+                            **init)(x)
         if cfg.dropout:
             x = layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     # float32 output even under mixed precision: the loss compares unit vectors closely.
     if cfg.head == "softmax":
-        out = layers.Dense(cfg.vocab_size, name="to_logits", dtype=dtype or "float32")(x)
+        out = layers.Dense(cfg.vocab_size, name="to_logits", dtype=dtype or "float32",
+                           kernel_initializer="zeros" if dtype else "glorot_uniform")(x)
     else:
-        out = layers.Dense(cfg.dim, name="to_vector", dtype=dtype or "float32")(x)
+        out = layers.Dense(cfg.dim, name="to_vector", dtype=dtype or "float32",
+                           kernel_initializer="zeros" if dtype else "glorot_uniform")(x)
     return keras.Model(inp, out, name="core")
 
 
