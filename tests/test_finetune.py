@@ -95,8 +95,9 @@ def test_the_vocabulary_extension_reads_no_held_out_text(novel_from_base):
 
 def test_an_interrupted_fine_tune_resumes_with_the_same_grown_vocabulary(
         novel_from_base, model_dir, tmp_path, monkeypatch):
-    import wordlstm.train as train_mod
     from test_train import _interrupt_after
+
+    import wordlstm.train as train_mod
 
     d, _ = novel_from_base
     args = ("train", d / "novel.seg.txt", "--from", model_dir, "-o", tmp_path / "m",

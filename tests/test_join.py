@@ -53,3 +53,35 @@ def test_sources_must_be_segmented_alike(tmp_path):
         join_segmented([chars], [words], str(tmp_path / "out.seg.txt"))
     with pytest.raises(UserError, match="twice"):
         join_segmented([words], [words], str(tmp_path / "out.seg.txt"))
+
+
+@pytest.mark.corpus
+def test_the_shipped_base_recipe_never_holds_hongloumengs_held_out_tail(tmp_path):
+    """models/README.md's commands, on the real files: the joined pretraining text has none
+    of 红楼梦's held-out paragraphs, and the shipped base model says it was trained on it."""
+    from conftest import SHARED, needs_corpus, run
+
+    hlm = needs_corpus("hongloumeng.txt")
+    others = sorted(p for p in (SHARED / "classics").glob("*.txt")
+                    if p.stem not in ("rulinwaishi", "jinghuayuan"))
+    others += [needs_corpus("sanguoyanyi.txt"), needs_corpus("shuihuzhuan.txt")]
+    run("segment", hlm, "-o", tmp_path / "hlm.seg.txt", "-q")
+    run("segment", *others, "--to-simplified", "-o", tmp_path / "others.seg.txt", "-q")
+    run("join", "--train-part", tmp_path / "hlm.seg.txt", tmp_path / "others.seg.txt",
+        "-o", tmp_path / "base.seg.txt", "-q")
+    mask = held_out_lines(line_token_counts(tmp_path / "hlm.seg.txt"), HoldOut())
+    tail = {"".join(t) for held, t in zip(mask, SegmentedCorpus(tmp_path / "hlm.seg.txt",
+                                                                  eos=False)) if held}
+    tail = {t for t in tail if len(t) >= 20}
+    joined = {"".join(t) for t in SegmentedCorpus(tmp_path / "base.seg.txt", eos=False)}
+    assert len(tail) > 50 and not tail & joined
+    from wordlstm.dataset import corpus_ids
+    from wordlstm.modeldir import load_vectors_of, read_config, resolve_model_dir
+
+    base = resolve_model_dir("base")
+    config = read_config(base)
+    ids = corpus_ids(str(tmp_path / "base.seg.txt"), load_vectors_of(base).index,
+                     HoldOut(**config["training"]["holdout"]))
+    assert config["training"]["corpus"] == "base.seg.txt"
+    assert (len(ids.train), len(ids.val)) == (config["training"]["train_tokens"],
+                                              config["training"]["val_tokens"])
