@@ -11,31 +11,23 @@ that another input quotes whole, or the same novel joined twice) is an error.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 
 from .errors import UserError
 from .split import (
-    COPY_CHARS,
     HoldOut,
+    held_out_keys,
     held_out_lines,
+    line_key,
     line_token_counts,
     training_lines,
 )
 
 
-def _line_key(tokens: list[str]) -> str:
-    return "".join(tokens)
-
-
 def tail_lines(path: str, holdout: HoldOut) -> set[str]:
     """The held-out lines of a segmented file (as joined text), long enough to be checked."""
-    from .vectors import SegmentedCorpus
-
-    mask = held_out_lines(line_token_counts(path), holdout)
-    return {key for held, tokens in zip(mask, SegmentedCorpus(path, eos=False))
-            if held and len(key := _line_key(tokens)) >= COPY_CHARS}
+    return held_out_keys(path, held_out_lines(line_token_counts(path), holdout))
 
 
 def join_segmented(inputs: list[str], train_parts: list[str], output: str,
@@ -111,14 +103,7 @@ def _leaked_lines(path: str, tails: dict[str, set[str]]) -> int:
     n = 0
     with open(path, encoding="utf-8") as f:
         for line in f:
-            if _line_key(line.split()) in held:
+            if line_key(line.split()) in held:
                 n += 1
     return n
 
-
-def read_summary(path: str) -> dict:
-    """The sidecar of a joined file (for tests and `info`)."""
-    from .segment import sidecar_path
-
-    with open(sidecar_path(path), encoding="utf-8") as f:
-        return json.load(f)

@@ -70,8 +70,17 @@ def held_out_lines(counts: np.ndarray, holdout: HoldOut) -> np.ndarray:
 COPY_CHARS = 20  # a training line this long that equals a held-out line is not trained on
 
 
-def _key(tokens: list[str]) -> str:
+def line_key(tokens: list[str]) -> str:
+    """A line as its text (tokens joined), to compare lines across files."""
     return "".join(tokens)
+
+
+def held_out_keys(path: str | os.PathLike, held: np.ndarray) -> set[str]:
+    """The held-out lines (`held`: held_out_lines' mask) at least COPY_CHARS long, as text."""
+    from .vectors import SegmentedCorpus
+
+    return {k for h, tokens in zip(held, SegmentedCorpus(path, eos=False))
+            if h and len(k := line_key(tokens)) >= COPY_CHARS}
 
 
 def training_lines(path: str | os.PathLike, holdout: HoldOut,
@@ -85,10 +94,9 @@ def training_lines(path: str | os.PathLike, holdout: HoldOut,
     keep = ~held
     if not held.any():
         return keep
-    copies = {k for h, tokens in zip(held, SegmentedCorpus(path, eos=False))
-              if h and len(k := _key(tokens)) >= COPY_CHARS}
+    copies = held_out_keys(path, held)
     for i, tokens in enumerate(SegmentedCorpus(path, eos=False)):
-        if keep[i] and _key(tokens) in copies:
+        if keep[i] and line_key(tokens) in copies:
             keep[i] = False
     return keep
 
