@@ -269,3 +269,17 @@ def test_adapting_to_the_prompt_changes_the_head_per_prompt(model_dir):
         assert both == [w.gen.generate([a], 15, g)[0], w.gen.generate([b], 15, g)[0]]
     finally:
         w.gen.dynamic_lr = saved
+
+
+def test_speech_opens_freely_after_a_colon():
+    """DRY's sequence breakers: "宝玉道：“" repeats every few lines in the novel; the colon and
+    quote marks stop a repeat, so the opening quote is never penalised for it."""
+    from wordlstm.generate import Generator
+
+    words = ["</s>", "宝玉", "道", "：", "“", "好", "”"]
+    gen = Generator.__new__(Generator)
+    gen.words, gen.breakers, gen._breakers = words, frozenset({0}), {}
+    said = [1, 2, 3, 4, 5, 6, 1, 2, 3]  # 宝玉道：“好”宝玉道：
+    cfg = SamplingConfig(dry_allowed=1)
+    assert History(said, gen.breakers_for(cfg.dry_breakers)).dry(cfg) == {}
+    assert 4 in History(said, gen.breakers_for("")).dry(cfg)  # without them: penalised

@@ -67,3 +67,34 @@ def test_generation_never_writes_a_blocked_word(model_dir):
     w.gen.guards.rare = lambda n: set(banned)  # as if these were seen once in training
     out = w.gen.generate([prompt] * 4, 30, SamplingConfig(top_p=1.0), seed=3)
     assert not {t for o in out for t in o} & set(banned), [words[i] for i in banned]
+
+
+def test_quotes_stay_whole():
+    words = ["</s>", "，", "宝玉", "笑道", "：", "“", "”", "好"]
+    ix = {w: i for i, w in enumerate(words)}
+    g = Guards(words)
+    inside = [ix["宝玉"], ix["笑道"], ix["："], ix["“"], ix["好"]]
+    ban = set(g.quote_ban(inside).tolist())
+    assert {ix["</s>"], ix["“"]} <= ban and ix["”"] not in ban  # no end, no second opening
+    closed = inside + [ix["”"]]
+    assert set(g.quote_ban(closed).tolist()) == {ix["”"]}  # nothing to close
+    # A new paragraph starts afresh: an open quote in the previous one does not count.
+    assert ix["</s>"] not in g.quote_ban(inside + [ix["</s>"], ix["好"]])
+
+
+def test_generation_keeps_quotes_whole(model_dir):
+    w = _writer(model_dir)
+    ix = w.vectors.index
+    prompt = [ix[t] for t in ("老王", "说", "：", "“")]
+    out = w.gen.generate([prompt] * 8, 40, SamplingConfig(top_p=1.0, temperature=1.5,
+                                                          min_p=0.0), seed=5)
+    for o in out:
+        text = prompt + o
+        depth = 0
+        for t in text:
+            word = w.vectors.words[t]
+            depth += word.count("“") - word.count("”")
+            assert depth in (0, 1), [w.vectors.words[i] for i in text]
+            if t == w.eos:
+                assert depth == 0
+                break

@@ -439,6 +439,12 @@ S, R = SamplingDefaults, RequestDefaults
 @click.option("--cache/--no-cache", default=S.cache, show_default=True,
               help="Mix in the model's continuous cache of the text's own recent words "
                    "(models trained or `fit-cache`d with one).")
+@click.option("--ngram/--no-ngram", default=S.ngram, show_default=True,
+              help="Mix in the model's word n-gram of its training text (models trained or "
+                   "`fit-ngram`ed with one).")
+@click.option("--ngram-weight", default=S.ngram_weight, show_default=True,
+              type=click.FloatRange(-1, 1, max_open=True),
+              help="The n-gram's share of the mixture (-1: the model's fitted weight).")
 @click.option("--adapt/--no-adapt", default=S.adapt, show_default=True,
               help="Adapt the model's head to the prompt first (dynamic evaluation; models with "
                    "a fitted learning rate). It never adapts to its own words.")
@@ -509,14 +515,16 @@ def _echo_word(word: str) -> None:
               help="Dynamic evaluation: adapt the head to the text as it is read, with this "
                    "learning rate (default: the model's fitted one; 0: off). The model's files "
                    "are untouched.")
+@click.option("--ngram/--no-ngram", default=True, show_default=True,
+              help="Mix in the model's word n-gram of its training text (if fitted).")
 @json_option
 @friendly
-def evaluate(segmented, model_dir, whole_file, decode, cache, dynamic_lr, as_json):
+def evaluate(segmented, model_dir, whole_file, decode, cache, dynamic_lr, ngram, as_json):
     """Held-out bits per character (every character counted) and next-word top-1/5/10."""
     from .evaluate import evaluate_file
 
     result = evaluate_file(segmented, model_dir, whole_file, decode, cache=cache,
-                           dynamic_lr=dynamic_lr)
+                           dynamic_lr=dynamic_lr, ngram=ngram)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -536,6 +544,9 @@ def evaluate(segmented, model_dir, whole_file, decode, cache, dynamic_lr, as_jso
                          f"theta {c['theta']:g})")
         if "dynamic_lr" in result:
             parts.append(f"dynamic evaluation (learning rate {result['dynamic_lr']:g})")
+        if "ngram" in result:
+            parts.append(f"the word {result['ngram']['order']}-gram (weight "
+                         f"{result['ngram']['weight']:g})")
         click.echo(f"  with {' and '.join(parts)}; the model alone: "
                    f"{result['bits_per_char_plain']:.4f}")
     click.echo(f"  bits/word: {result['bits_per_word']:.3f}  perplexity {result['perplexity']:,.1f} "
@@ -559,6 +570,22 @@ def fit_cache(segmented, model_dir, quiet):
     from .train import fit_model_cache
 
     fit_model_cache(segmented, model_dir, log=_stderr_log(quiet))
+
+
+@main.command("fit-ngram")
+@click.argument("segmented", type=click.Path(dir_okay=False))
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="Model directory to add the word n-gram of its training text to.")
+@click.option("--order", default=3, show_default=True, type=click.IntRange(2, 4),
+              help="Words of context + 1.")
+@quiet_option
+@friendly
+def fit_ngram(segmented, model_dir, order, quiet):
+    """Count the word n-gram of a model's training text (its training part only) and fit
+    its mixture weight, for a model trained before `train` did so."""
+    from .train import fit_model_ngram
+
+    fit_model_ngram(segmented, model_dir, order=order, log=_stderr_log(quiet))
 
 
 @main.command()

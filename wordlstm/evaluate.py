@@ -128,10 +128,11 @@ def range_bits(logp: np.ndarray, targets: np.ndarray, words: list[str], pos: np.
 
 
 def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: int = 16,
-             cache=None, dynamic_lr: float = 0.0) -> dict:
+             cache=None, dynamic_lr: float = 0.0, ngram=None) -> dict:
     """Everything `wordlstm evaluate` reports for the held-out stream of `corpus`, with the
     continuous cache mixed in if `cache` (cache.CacheConfig) is given, and the head adapted
-    as it reads with `dynamic_lr` (dynamic.dynamic_logprobs; top-k: the plain model's)."""
+    as it reads with `dynamic_lr` (dynamic.dynamic_logprobs; top-k: the plain model's), and
+    the word n-gram mixed in last if `ngram` ((ngram.NgramConfig, ngram.WordNgram)) is given."""
     from .cache import cache_probs, mixed_logprobs
 
     ids = corpus.val
@@ -153,6 +154,10 @@ def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: i
             plain = cross_entropy(logp, targets, corpus, words)["bits_per_char"]
         logp = mixed_logprobs(logp, cache_probs(outputs, targets, cache.size, cache.theta),
                               cache.weight)
+    if ngram is not None and ngram[0].weight > 0:
+        if plain is None:
+            plain = cross_entropy(logp, targets, corpus, words)["bits_per_char"]
+        logp = mixed_logprobs(logp, ngram[1].target_probs(ids), ngram[0].weight)
     result = cross_entropy(logp, targets, corpus, words)
     eos = words.index(EOS) if EOS in words else -1
     result.update(range_bits(logp, targets, words, positions_in_paragraph(ids, eos)))
@@ -162,6 +167,8 @@ def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: i
             result["cache"] = cache.to_json()
         if dynamic_lr > 0:
             result["dynamic_lr"] = dynamic_lr
+        if ngram is not None and ngram[0].weight > 0:
+            result["ngram"] = ngram[0].to_json()
     n = max(int((targets != MASKED).sum()), 1)
     train_t = corpus.train[1:]
     train_t = train_t[train_t < corpus.unk]
@@ -177,11 +184,12 @@ def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: i
 
 def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
                   decode: str | None = None, cache: bool = True,
-                  dynamic_lr: float | None = None) -> dict:
+                  dynamic_lr: float | None = None, ngram: bool = True) -> dict:
     """`wordlstm evaluate`: score a segmented file's held-out part (or, `whole_file`, all of
     it) with a model dir (default: the shipped model), decoded its own way or `decode`'s,
     with the model's continuous cache unless `cache` is False, and with dynamic evaluation at
-    the model's fitted learning rate (`dynamic_lr`: None) or another (0: off)."""
+    the model's fitted learning rate (`dynamic_lr`: None) or another (0: off), and with its
+    word n-gram unless `ngram` is False."""
     from .dataset import corpus_ids
     from .errors import UserError
     from .modeldir import load
@@ -202,7 +210,8 @@ def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
     result = evaluate(loaded.step, loaded.decoder, corpus, loaded.vectors.words,
                       cache=loaded.cache if cache else None,
                       dynamic_lr=float(loaded.config["decoder"].get("dynamic_lr", 0.0))
-                      if dynamic_lr is None else dynamic_lr)
+                      if dynamic_lr is None else dynamic_lr,
+                      ngram=loaded.ngram if ngram else None)
     result["scope"] = "whole file" if whole_file else "held-out part"
     return result
 

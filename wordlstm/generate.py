@@ -43,6 +43,9 @@ class SamplingConfig:
     dry_allowed: int = 1  # ... repeats up to this many tokens are free; at temperature 0.6
     # the issue-10 setting (0.8 nats, 2 free) let 600 characters loop (repeated 4-grams 18%)
     dry_range: int = 1024  # ... looking this many tokens back (constant work per word)
+    dry_breakers: str = "：:“”「」\""  # ... and no repeat runs across these marks or a
+    # paragraph end (DRY's own defaults are the newline, ':' and '"'): penalising the repeat
+    # of "道：“", the novel's way into speech, broke paragraphs after "道：" instead
     paragraph_bias: float = 0.0  # nats added to a paragraph end's log-probability, and
     punct_bias: float = -1.0  # ... to each punctuation mark's. Left to itself the model
     # drifts towards punctuation in its own text (bench/writing.py: 17-18% against the
@@ -58,6 +61,8 @@ class SamplingConfig:
     other_scripts: bool = False  # letters of another script than the vocabulary's main one
     # (Latin or Cyrillic in a Chinese novel) only where the prompt has that script
     headings: bool = False  # let a continuation write a chapter heading (第N回)
+    quotes: bool = True  # keep quotes whole: no paragraph end inside an open quote, no
+    # closing mark without one (guards.Guards.quote_ban)
     rerank: int = 0  # sample this many candidates for each next clause and keep the one the
     # model scores best (mean log-probability a word); 0: word by word (generate.Reranker)
     clause_words: int = 24  # a clause candidate ends at a clause mark or after this many words
@@ -67,6 +72,9 @@ class SamplingConfig:
     # if it has one fitted (cache.NeuralCache; config.json decoder.cache). Off: readers
     # scored text written with it lower (it pulls the prompt's words back in: "我宝玉听了"),
     # though it lowers held-out bits/char (evaluate uses it)
+    ngram: bool = False  # mix in the model's word n-gram of its training text, if it has one
+    # (ngram.WordNgram; config.json decoder.ngram), at its fitted weight or `ngram_weight`
+    ngram_weight: float = -1.0  # the n-gram's share of the mixture instead (-1: the fitted one)
     adapt: bool = False  # adapt the head to the prompt first (dynamic evaluation, if the model
     # has a fitted learning rate: config.json decoder.dynamic_lr); never to its own words
 
@@ -96,6 +104,8 @@ class SamplingConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise UserError(f"{name.replace('_', '-')} must be a number >= 0")
+        if not (self.ngram_weight == -1.0 or 0 <= self.ngram_weight < 1):
+            raise UserError("ngram-weight must be in [0, 1) (or -1: the model's fitted weight)")
         if self.context not in ("carry", "window"):
             raise UserError(f"unknown context mode {self.context!r}; choose window or carry")
 
@@ -237,8 +247,10 @@ class Generator:
     """Continue prompts word by word with a StepModel and a decoder."""
 
     def __init__(self, step_model: StepModel, words: list[str], decoder, window: int,
-                 eos_id: int | None = None, guards=None, cache=None, dynamic_lr: float = 0.0):
+                 eos_id: int | None = None, guards=None, cache=None, dynamic_lr: float = 0.0,
+                 ngram=None):
         self.model = step_model
+        self.ngram = ngram  # (ngram.NgramConfig, ngram.WordNgram) of the model, or None
         self.dynamic_lr = dynamic_lr  # head adaptation to each prompt (dynamic.adapt_head)
         self.guards = guards  # guards.Guards: what a continuation may not write
         self.cache = cache  # cache.CacheConfig of the model, if it has a fitted cache
@@ -248,9 +260,17 @@ class Generator:
         self.unk = len(words)
         self.decoder = decoder
         self.pad = eos_id if eos_id is not None else self.unk
-        # A repeat does not run on across a paragraph end (DRY's sequence breakers).
+        # A repeat does not run on across a paragraph end (and SamplingConfig.dry_breakers).
         self.breakers = frozenset() if eos_id is None else frozenset({eos_id})
+        self._breakers: dict[str, frozenset] = {}
         self.punct_ids = np.array([i for i, w in enumerate(words) if is_punctuation(w)], np.int64)
+
+    def breakers_for(self, marks: str) -> frozenset:
+        """DRY's sequence breakers: the paragraph end and the words that are one of `marks`."""
+        if marks not in self._breakers:
+            self._breakers[marks] = self.breakers | frozenset(
+                i for i, w in enumerate(self.words) if len(w) == 1 and w in marks)
+        return self._breakers[marks]
 
     def start(self, prompt: list[int]) -> list[int]:
         """What the network reads for `prompt`: every training paragraph starts after a
@@ -314,7 +334,8 @@ class Group:
                     made[tuple(p)] = gen.guards.blocked(p, cfg.min_count, not cfg.other_scripts)
                 self.blocked[b] = made[tuple(p)]
         self.ctx = [gen.start(p) for p in prompts]
-        self.history = [History(p, gen.breakers) for p in prompts]
+        breakers = gen.breakers_for(cfg.dry_breakers)
+        self.history = [History(p, breakers) for p in prompts]
         self.out: list[list[int]] = [[] for _ in prompts]
         self.done = [False] * len(prompts)
         self.steps = 0
@@ -386,6 +407,19 @@ class Group:
                 and m[b, t + 1] < self.gen.unk]
         self.cache.add(y[rows], m[rows, t + 1], np.array(rows, np.int64))
 
+    def _mix_ngram(self, logp: np.ndarray) -> np.ndarray:
+        """The rows mixed with the word n-gram's p(w | each stream's last words)."""
+        from .ngram import mix_rows
+
+        ngcfg, ngram = self.gen.ngram
+        weight = ngcfg.weight if self.cfg.ngram_weight < 0 else self.cfg.ngram_weight
+        if weight <= 0:
+            return logp
+        k = ngram.order - 1
+        pad = [self.gen.pad] * k
+        hist = np.array([(pad + h.tokens[-k:])[-k:] for h in self.history], np.int64)
+        return mix_rows(logp, ngram.probs(hist), weight)
+
     def choose(self, logp: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         """One step: the next id of every stream from its row of log-probabilities (a stream
         that has stopped still draws, so a seed gives the same text in any batch); `y`, the
@@ -393,6 +427,8 @@ class Group:
         gen, cfg = self.gen, self.cfg
         if self.cache is not None and y is not None:
             logp = self.cache.mix(logp, y)
+        if cfg.ngram and gen.ngram is not None:
+            logp = self._mix_ngram(logp)
         model_logp = logp.copy() if self.score is not None else None
         if cfg.paragraph_bias and gen.eos_id is not None:
             logp[:, gen.eos_id] += cfg.paragraph_bias
@@ -401,10 +437,13 @@ class Group:
         nxt = np.empty(len(self.out), dtype=np.int64)
         for b, out in enumerate(self.out):
             banned = self.blocked[b]
-            if gen.guards is not None and not cfg.headings:
-                heading = gen.guards.heading_ban(self.history[b].tokens)
-                if heading is not None:
-                    banned = heading if banned is None else np.concatenate([banned, heading])
+            if gen.guards is not None:
+                rules = [gen.guards.quote_ban(self.history[b].tokens)] if cfg.quotes else []
+                if not cfg.headings:
+                    rules.append(gen.guards.heading_ban(self.history[b].tokens))
+                for ban in rules:
+                    if ban is not None and len(ban):
+                        banned = ban if banned is None else np.concatenate([banned, ban])
             allowed = self.constrain(b, out) if self.constrain is not None else None
             if self.prefer is not None:
                 allowed = _preferred(logp[b], allowed, self.prefer(b, out))

@@ -50,6 +50,9 @@ def training_counts(log_prior: np.ndarray | None, targets: int | None) -> np.nda
     return np.rint(np.exp(lp) * (targets + len(lp)) - 1.0)
 
 
+OPEN, CLOSE = ("“", "「"), ("”", "」")
+
+
 class Guards:
     """The ids a continuation may not write (`blocked(prompt)`), and the chapter-heading rule
     (`heading_ban(tokens)`), for one vocabulary."""
@@ -71,6 +74,13 @@ class Guards:
         self.numeral = {i for i, w in enumerate(words) if w and set(w) <= NUMERALS}
         self.hui = np.array([i for i, w in enumerate(words) if w.startswith("回")], np.int64)
         self.eos = {i for i, w in enumerate(words) if w == eos}
+        # Quote marks, as (opened - closed) per id: a paragraph does not end inside a quote.
+        self.quote = {i: sum(w.count(o) for o in OPEN) - sum(w.count(c) for c in CLOSE)
+                      for i, w in enumerate(words) if any(q in w for q in OPEN + CLOSE)}
+        self.eos_ids = np.array(sorted(self.eos), np.int64)
+        self.closers = np.array([i for i, d in self.quote.items() if d < 0], np.int64)
+        self.openers = np.array([i for i, d in self.quote.items() if d > 0], np.int64)
+        self.inside = np.concatenate([self.eos_ids, self.openers])
 
     def rare(self, min_count: int) -> set[int]:
         """Ids seen fewer than `min_count` times in training (none if the counts are unknown)."""
@@ -90,6 +100,23 @@ class Guards:
         if scripts:
             out |= {i for i, s in self.foreign.items() if not s <= seen_scripts and i not in prompt}
         return np.array(sorted(out), np.int64)
+
+    def quote_ban(self, tokens: list[int], lookback: int = 2048) -> np.ndarray | None:
+        """Ids that would break the current paragraph's quotes: its end or a second opening
+        mark while a quote is open (97% of 红楼梦's paragraphs close theirs; quotes inside
+        quotes are ‘’), a closing mark while none is."""
+        if not self.quote:
+            return None
+        depth = 0
+        for t in reversed(tokens[-lookback:]):
+            if t in self.eos:
+                break
+            depth += self.quote.get(t, 0)
+        if depth > 0:
+            return self.inside
+        if depth == 0:
+            return self.closers
+        return None
 
     def heading_ban(self, tokens: list[int]) -> np.ndarray | None:
         """Ids that would begin or complete a chapter heading after `tokens`: words starting

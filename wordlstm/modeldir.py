@@ -98,13 +98,13 @@ def versions() -> dict:
             "backend": keras.backend.backend(), "numpy": np.__version__}
 
 
-FILES = ("model.keras", "vectors.bin", "prior.npy", "lines.npy", "user_dict.txt")
+FILES = ("model.keras", "vectors.bin", "prior.npy", "lines.npy", "user_dict.txt", "ngram.npz")
 
 
 def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
                    segmenter: SegmenterConfig, training: dict, history: dict,
                    line_info: dict | None = None, decoder: dict | None = None,
-                   log_prior: np.ndarray | None = None) -> None:
+                   log_prior: np.ndarray | None = None, ngram=None) -> None:
     """Write a complete model dir (`core`: the Keras core model) as one step.
 
     Everything is written into a new sibling directory, with each file's SHA-256 in
@@ -140,6 +140,8 @@ def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
         if log_prior is not None:  # word frequencies for the prior decoder (PriorDecoder)
             with open(new / "prior.npy", "wb") as f:
                 np.save(f, np.asarray(log_prior, np.float32), allow_pickle=False)
+        if ngram is not None:  # the word n-gram mixed with the network (ngram.WordNgram)
+            ngram.save(new / "ngram.npz")
         config["decoder"] = decoder or {"kind": "cosine"}
         config["files"] = {name: file_hash(new / name) for name in FILES if (new / name).is_file()}
         write_json(new / "history.json", history)
@@ -489,6 +491,20 @@ class LoadedModel:
         from .cache import CacheConfig
 
         return CacheConfig.from_json((self.config.get("decoder") or {}).get("cache"))
+
+    @functools.cached_property
+    def ngram(self):
+        """(ngram.NgramConfig, ngram.WordNgram) fitted for this model, or None. Read when
+        first asked for, from the file whose SHA-256 `load` checked."""
+        from .ngram import NgramConfig, WordNgram
+
+        cfg = NgramConfig.from_json((self.config.get("decoder") or {}).get("ngram"))
+        if cfg is None:
+            return None
+        if not (self.model_dir / "ngram.npz").is_file():
+            raise UserError(f"{self.model_dir}: ngram.npz is missing; copy the whole model "
+                            "directory")
+        return cfg, WordNgram.load(self.model_dir / "ngram.npz", len(self.vectors))
 
     def segmenter_config(self) -> SegmenterConfig:
         return segmenter_config(self.model_dir, self.config)

@@ -14,6 +14,7 @@ finished model dir is written only at the end.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import time
@@ -121,6 +122,7 @@ class Validator:
         rng = np.random.default_rng(tcfg.seed)
         n = len(corpus.train)
         start = int(rng.integers(0, max(1, n - n_fit - 1)))
+        self.fit_start = start
         self.fit_ids = corpus.train[start:start + n_fit + 1]
 
     def decoding(self, step: StepModel) -> dict:
@@ -648,6 +650,13 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                                 validator.fit_ids, corpus.unk)
         log(f"dynamic evaluation: learning rate {decoding['dynamic_lr']:g} (fitted on "
             f"{DYNAMIC_FIT:,} training positions)")
+    ngram = None
+    if decoding["kind"] != "softmax" and not tcfg.lines:
+        ngcfg, ngram = fit_ngram_on(step, decoding, shipped.matrix, run.prior, corpus.train,
+                                    validator.fit_start, len(validator.fit_ids) - 1, corpus.unk)
+        decoding["ngram"] = ngcfg.to_json()
+        log(f"word {ngcfg.order}-gram of the training text: weight {ngcfg.weight:g} (fitted on "
+            "the same positions, counted without them)")
     training = asdict(tcfg) | {"corpus": Path(segmented).name,
                                "tokens": int(len(corpus.train) + len(corpus.val)),
                                "train_tokens": int(len(corpus.train)),
@@ -661,7 +670,7 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
         ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
     save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state["history"]},
                    line_info=line_info, decoder=decoding,
-                   log_prior=run.prior if decoding["kind"] == "prior" else None)
+                   log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram)
     shutil.rmtree(run.ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
 
@@ -676,6 +685,77 @@ def fit_cache_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.
     outputs = stream_outputs(step, ids, pieces=8)
     logp, _ = target_logprobs(make_decoder(decoding, matrix, prior), outputs, targets, ks=())
     return fit_cache(outputs, targets, logp)
+
+
+def fit_ngram_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.ndarray,
+                 train: np.ndarray, start: int, n_fit: int, unk: int, order: int = 3):
+    """The word n-gram of the training stream `train` and its mixture weight, fitted by
+    maximum likelihood on `train[start:start + n_fit + 1]` with the n-gram counted on the
+    rest (counted on its own test text it would claim every word). The network did train
+    on those positions, so the weight errs low. Returns (NgramConfig, WordNgram of all of
+    `train`)."""
+    from .ngram import NgramConfig, WordNgram, fit_weight
+
+    ids = train[start:start + n_fit + 1]
+    rest = np.concatenate([train[:start], train[start + n_fit + 1:]])
+    if len(rest) < len(ids):  # a small text: count one half, fit on the other
+        half = len(train) // 2
+        rest, ids = train[:half], train[half:half + n_fit + 1]
+    p_ngram = WordNgram.fit(rest, unk, order).target_probs(ids)
+    targets = targets_of(ids[1:], unk)
+    outputs = stream_outputs(step, ids, pieces=8)
+    logp, _ = target_logprobs(make_decoder(decoding, matrix, prior), outputs, targets, ks=())
+    ok = (targets >= 0) & np.isfinite(logp)
+    weight = fit_weight(logp, p_ngram, ok)
+    return NgramConfig(order, weight), WordNgram.fit(train, unk, order)
+
+
+def fit_model_ngram(segmented: str, model_dir: str, positions: int = 20_000, order: int = 3,
+                    log=print) -> dict:
+    """`wordlstm fit-ngram`: count the word n-gram of a model's training text (its training
+    part only, as the model's own hold-out says), fit its weight, and add both to the model
+    dir (a new directory swapped in whole, as `train` writes one)."""
+    from .modeldir import output_lock
+
+    with output_lock(Path(model_dir)):
+        return _fit_model_ngram(segmented, model_dir, positions, order, log)
+
+
+def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
+    from .modeldir import file_hash, load, replace_dir
+    from .textio import check_segmented
+
+    check_segmented(segmented)
+    loaded = load(model_dir)
+    if loaded.config["model"].get("head", "vector") != "vector":
+        raise UserError(f"{model_dir}: the n-gram mixture is fitted for the vector head")
+    holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
+    corpus = corpus_ids(segmented, loaded.vectors.index, holdout)
+    if len(corpus.train) < 1000:
+        raise UserError(f"{segmented}: too little training text to fit the n-gram on")
+    positions = min(positions, len(corpus.train) // 2)
+    rng = np.random.default_rng(loaded.config["training"].get("seed", 1))
+    start = int(rng.integers(0, len(corpus.train) - positions - 1))
+    ngcfg, ngram = fit_ngram_on(loaded.step, loaded.config["decoder"], loaded.vectors.matrix,
+                                loaded.log_prior, corpus.train, start, positions, corpus.unk,
+                                order)
+    out = Path(loaded.model_dir)
+    new = out.parent / f".{out.name}.new-{os.getpid()}"
+    shutil.rmtree(new, ignore_errors=True)
+    try:
+        shutil.copytree(out, new)
+        ngram.save(new / "ngram.npz")
+        config = dict(loaded.config)
+        config["decoder"] = dict(config["decoder"]) | {"ngram": ngcfg.to_json()}
+        config["files"] = dict(config.get("files") or {}) | {"ngram.npz": file_hash(new / "ngram.npz")}
+        write_json(new / "config.json", config)
+        replace_dir(new, out)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    log(f"{model_dir}: word {order}-gram of {len(corpus.train):,} training tokens, weight "
+        f"{ngcfg.weight:g} (fitted on {positions:,} training positions counted without them)")
+    return config["decoder"]
 
 
 DYNAMIC_FIT = 3000  # training positions the dynamic-evaluation learning rate is chosen on

@@ -100,7 +100,7 @@ class Writer:
         self.gen = Generator(loaded.step, self.vectors.words, loaded.decoder, loaded.window,
                              self.eos, guards=Guards(self.vectors.words, loaded.log_prior,
                                            _train_targets(self.config)),
-                             cache=loaded.cache,
+                             cache=loaded.cache, ngram=loaded.ngram,
                              dynamic_lr=float(loaded.config["decoder"].get("dynamic_lr", 0.0)))
         self.unit = self.config["segmenter"].get("unit", "word")
         self._rhymes = None
