@@ -47,7 +47,10 @@ def parse_sampling(spec: str) -> tuple[str, dict]:
     settings = {}
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
-        settings[key.strip()] = type(getattr(SamplingConfig(), key.strip()))(value)
+        kind = type(getattr(SamplingConfig(), key.strip()))
+        # bool("false") is True: booleans are read as words
+        settings[key.strip()] = (value.strip().lower() in ("1", "true", "yes") if kind is bool
+                                 else kind(value))
     return name, settings
 
 

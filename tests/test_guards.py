@@ -87,7 +87,7 @@ def test_generation_keeps_quotes_whole(model_dir):
     ix = w.vectors.index
     prompt = [ix[t] for t in ("老王", "说", "：", "“")]
     out = w.gen.generate([prompt] * 8, 40, SamplingConfig(top_p=1.0, temperature=1.5,
-                                                          min_p=0.0), seed=5)
+                                                          min_p=0.0, quotes=True), seed=5)
     for o in out:
         text = prompt + o
         depth = 0

@@ -35,10 +35,32 @@ PRECISIONS = ("float32", "mixed")  # `train --precision`
 VIRTUAL_CPUS = "WORDLSTM_VIRTUAL_CPUS"  # split the CPU into N devices (tests of --devices)
 
 
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": None}
+
+
+def check_backend() -> str:
+    """KERAS_BACKEND (default tensorflow) is one Keras knows and its engine is installed;
+    else one line saying what to set or install (Keras itself would raise a traceback)."""
+    from .errors import UserError
+
+    name = os.environ.get("KERAS_BACKEND", "").strip() or "tensorflow"
+    if name not in BACKENDS:
+        raise UserError(f"KERAS_BACKEND={name!r} is not a Keras backend; use one of "
+                        f"{', '.join(BACKENDS)}")
+    module = BACKENDS[name]
+    if module is not None and importlib.util.find_spec(module) is None:
+        extra = {"jax": "pip install 'wordlstm[jax]'", "torch": "pip install torch"}.get(
+            name, f"pip install {module}")
+        raise UserError(f"KERAS_BACKEND={name} but {module} is not installed here ({extra}), "
+                        "or choose another backend")
+    return name
+
+
 def import_keras():
     """`import keras`, quietly; the backend comes from KERAS_BACKEND as usual."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
+    check_backend()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     virtual = int(os.environ.get(VIRTUAL_CPUS, "0") or 0)
     if virtual > 1 and os.environ.get("KERAS_BACKEND") == "jax":

@@ -232,7 +232,8 @@ def names(inputs, output, min_count, encoding, quiet, as_json):
 @click.option("--lines", "lines", is_flag=True,
               help="Line corpus: hold out random lines, as `train --lines` does.")
 @click.option("--workers", default=Word2VecDefaults.workers, help="Threads (default: all cores).")
-@click.option("--seed", default=Word2VecDefaults.seed, show_default=True)
+@click.option("--seed", default=Word2VecDefaults.seed, show_default=True,
+              type=click.IntRange(0, 2**32 - 1))
 @click.option("--text", "as_text", is_flag=True, help="Write the word2vec text format instead.")
 @quiet_option
 @json_option
@@ -306,7 +307,7 @@ M, T = ModelDefaults, TrainDefaults
               help="Learning-rate factor after an epoch without better held-out bits/char.")
 @click.option("--val-fraction", default=T.val_fraction, show_default=True,
               help="Held out, never trained on: the tail (or, with --lines, random lines).")
-@click.option("--seed", default=T.seed, show_default=True)
+@click.option("--seed", default=T.seed, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--ema", default=T.ema, show_default=True,
               help="Validate and ship the moving average of the weights, with this momentum "
                    "per batch (0: the last weights).")
@@ -390,7 +391,8 @@ S, R = SamplingDefaults, RequestDefaults
 @click.option("-n", "--length", default=R.length, show_default=True,
               help="Words to generate (the most per line with --lines).")
 @click.option("--until", default=None, help="Stop once the text ends with this mark (e.g. 。”).")
-@click.option("--seed", default=None, type=int, help="Random seed: same seed, same text.")
+@click.option("--seed", default=None, type=click.IntRange(0, 2**32 - 1),
+              help="Random seed: same seed, same text.")
 @click.option("--greedy", is_flag=True, help="Always take the likeliest word (no sampling).")
 @click.option("--temperature", default=S.temperature, show_default=True,
               help="1.0 samples the model's own distribution; lower is safer, higher wilder.")
@@ -434,6 +436,12 @@ S, R = SamplingDefaults, RequestDefaults
 @click.option("--other-scripts", is_flag=True,
               help="Allow letters of other scripts (Latin or Cyrillic in a Chinese novel) the "
                    "prompt does not have.")
+@click.option("--quotes/--no-quotes", default=S.quotes, show_default=True,
+              help="Keep quotes whole: no paragraph end or second “ inside an open quote, no ” "
+                   "without one.")
+@click.option("--dry-breakers", default=S.dry_breakers, show_default=True,
+              help="Marks a DRY repeat does not run across (besides a paragraph end), e.g. "
+                   "'：“”' (DRY's own defaults).")
 @click.option("--headings", is_flag=True,
               help="Allow the continuation to write a chapter heading (第N回).")
 @click.option("--cache/--no-cache", default=S.cache, show_default=True,
@@ -473,12 +481,21 @@ def continue_text(model_dir, quiet, as_json, **options):
     request = request.printable(log)
     writer = Writer.load(model_dir, log=log)
     stream = request.streams and not as_json  # one continuation: show each word as it comes
-    if stream:
-        click.echo(request.prompt, nl=False)
+    shown = []  # the prompt goes out with the first word: an error prints nothing on stdout
+
+    def echo_word(word: str) -> None:
+        if not shown:
+            shown.append(True)
+            click.echo(request.prompt, nl=False)
+        click.echo(word, nl=False)
+        sys.stdout.flush()
+
     t0 = time.perf_counter()
-    result = writer.write(request, cfg, on_word=_echo_word if stream else None)
+    result = writer.write(request, cfg, on_word=echo_word if stream else None)
     seconds = time.perf_counter() - t0
     if stream:
+        if not shown:
+            click.echo(request.prompt, nl=False)
         click.echo()
         sys.stdout.flush()  # before the summary on stderr
     if as_json:
@@ -494,11 +511,6 @@ def continue_text(model_dir, quiet, as_json, **options):
         log(f"dropped {result.dropped} generated line(s) that are in the training file")
     n_words = sum(result.words)
     log(f"{n_words} words in {seconds:.2f} s ({n_words / max(seconds, 1e-9):,.0f} words/s)")
-
-
-def _echo_word(word: str) -> None:
-    click.echo(word, nl=False)
-    sys.stdout.flush()
 
 
 @main.command()
@@ -551,11 +563,18 @@ def evaluate(segmented, model_dir, whole_file, decode, cache, dynamic_lr, ngram,
                    f"{result['bits_per_char_plain']:.4f}")
     click.echo(f"  bits/word: {result['bits_per_word']:.3f}  perplexity {result['perplexity']:,.1f} "
                f"(per segmented word)")
+    if result["oov_share"] > UNKNOWN_WARN:
+        click.echo(f"warning: {result['oov_share']:.0%} of the positions are characters the "
+                   "model never saw; the figure above is mostly their price, not the model's "
+                   "fit to the text", err=True)
     click.echo(f"  unknown characters: {result['oov_share']:.2%} of positions; words spelled "
                f"with their characters: {result['words_not_in_vocab']:.2%}")
     for k in ("top1", "top5", "top10"):
         click.echo(f"  {k:>6}: {result[k]:.2%}")
     click.echo(f"  baseline (always {result['baseline_word']!r}): top1 {result['baseline_top1']:.2%}")
+
+
+UNKNOWN_WARN = 0.05  # evaluate warns when more of the positions than this are unknown
 
 
 @main.command("fit-cache")
@@ -600,8 +619,9 @@ def info(as_json):
         d["fused_lstm"] = bool(d["gpus"]) and fused_lstm_reason() is None
         click.echo(json.dumps(d))
     else:
+        line = summary_line()  # first: a failure prints nothing on stdout
         click.echo(f"wordlstm {__version__}")
-        click.echo(summary_line())
+        click.echo(line)
 
 
 @main.command()
@@ -609,7 +629,8 @@ def info(as_json):
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Model directory, or base (default: the shipped 红楼梦 model).")
 @click.option("--vectors", "vectors_path", default=None, help="A word2vec file instead of a model.")
-@click.option("-k", "--top", "k", default=NEIGHBORS, show_default=True, help="How many neighbours.")
+@click.option("-k", "--top", "k", default=NEIGHBORS, show_default=True,
+              type=click.IntRange(1, 10_000), help="How many neighbours.")
 @json_option
 @friendly
 def neighbors(word, model_dir, vectors_path, k, as_json):

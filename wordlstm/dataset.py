@@ -40,6 +40,10 @@ class CorpusIds:
     val_unknown_chars: list = field(default_factory=list)  # each held-out UNK's character
     char_counts: Counter = field(default_factory=Counter)  # characters of the training text
     held_out_lines: int = 0
+    # Scoring another file (evaluate --whole-file) with no training stream at hand: the
+    # model's own training figures stand in for it (evaluate.training_stats_of).
+    train_positions: int | None = None  # training targets
+    train_word_counts: np.ndarray | None = None  # each word's count among them
 
     @property
     def unk(self) -> int:

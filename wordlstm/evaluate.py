@@ -77,7 +77,7 @@ def char_unigram(char_counts) -> tuple[dict, float]:
 def cross_entropy(logp: np.ndarray, targets: np.ndarray, corpus: CorpusIds,
                   words: list[str]) -> dict:
     """Open-vocabulary bits per character (and per segmented word) of the held-out stream."""
-    n_train = max(len(corpus.train) - 1, 1)
+    n_train = max(corpus.train_positions or len(corpus.train) - 1, 1)
     p_oov = min(max(corpus.train_unknown, 0.5) / n_train, 0.5)  # never 0: unseen can happen
     unigram, unseen = char_unigram(corpus.char_counts)
     known = targets != MASKED
@@ -172,7 +172,9 @@ def evaluate(step_model, decoder, corpus: CorpusIds, words: list[str], pieces: i
     n = max(int((targets != MASKED).sum()), 1)
     train_t = corpus.train[1:]
     train_t = train_t[train_t < corpus.unk]
-    base = int(np.argmax(np.bincount(train_t, minlength=corpus.unk))) if len(train_t) else 0
+    counts = (corpus.train_word_counts if corpus.train_word_counts is not None
+              else np.bincount(train_t, minlength=corpus.unk))
+    base = int(np.argmax(counts)) if len(counts) and counts.max() > 0 else 0
     result.update({f"top{k}": v / n for k, v in hits.items()})
     result["baseline_word"] = words[base]
     result["baseline_top1"] = float((targets == base).sum() / n)
@@ -203,10 +205,10 @@ def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
     if len(corpus.val) < 2:
         raise UserError(f"{segmented}: no held-out text to evaluate")
     if whole_file and len(corpus.train) < 2:
-        # Scoring another file: the unknown-character rate and character frequencies come
-        # from the file itself, since the model's training text is not at hand.
-        corpus.train, corpus.char_counts = corpus.val, _char_counts(segmented)
-        corpus.train_unknown = int((corpus.val == corpus.unk).sum())
+        # Scoring another file: unknown characters are priced as the model's training text
+        # would price them (how often it had one, and the chance of a character it never
+        # saw), never from the file being scored (a file of emoji would score itself cheap).
+        training_stats_of(loaded, corpus)
     result = evaluate(loaded.step, loaded.decoder, corpus, loaded.vectors.words,
                       cache=loaded.cache if cache else None,
                       dynamic_lr=float(loaded.config["decoder"].get("dynamic_lr", 0.0))
@@ -216,11 +218,26 @@ def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
     return result
 
 
-def _char_counts(segmented: str):
+def training_stats_of(loaded, corpus) -> None:
+    """Fill `corpus`'s training figures from the model dir: its training targets and unknown
+    positions (config.json), each word's count (from prior.npy) and so each character's."""
     from collections import Counter
 
-    counts = Counter()
-    with open(segmented, encoding="utf-8") as f:
-        for line in f:
-            counts.update(line.replace(" ", "").strip())
-    return counts
+    from .errors import UserError
+    from .guards import training_counts
+
+    training = loaded.config.get("training") or {}
+    n = int(training.get("train_tokens") or 0) - 1
+    counts = training_counts(loaded.log_prior, n) if n > 0 else None
+    if counts is None:
+        raise UserError(f"{loaded.model_dir}: its config.json does not say how much text it "
+                        "was trained on, so another file's unknown characters cannot be priced")
+    corpus.train_positions = n
+    corpus.train_unknown = int(training.get("unknown_tokens") or 0)
+    corpus.train_word_counts = counts
+    chars: Counter = Counter()
+    for word, c in zip(loaded.vectors.words, counts):
+        if c > 0 and word != EOS:
+            for ch in word:
+                chars[ch] += int(c)
+    corpus.char_counts = chars

@@ -59,6 +59,10 @@ class Request:
             raise UserError("--novel-only and --form go with --lines N")
         if self.line_length is not None and self.line_length < 2:
             raise UserError("--line-length must be at least 2")
+        check_seed(self.seed)
+        for name, text in (("prompt", self.prompt), ("prefix", self.prefix),
+                           ("until", self.until), ("acrostic", self.acrostic)):
+            check_text(text, name)
 
     @property
     def streams(self) -> bool:
@@ -70,6 +74,28 @@ class Request:
         escape sequence must not reach the terminal), noting it."""
         return replace(self, prompt=printable(self.prompt, "the prompt", log),
                        prefix=printable(self.prefix, "--prefix", log))
+
+
+SEED_MAX = 2**32 - 1  # what every engine's generator takes (numpy's, TensorFlow's, gensim's)
+
+
+def check_seed(seed) -> None:
+    """A seed is a whole number 0..SEED_MAX (numpy raises a traceback on a negative one)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed <= SEED_MAX):
+        raise UserError(f"seed must be a whole number from 0 to {SEED_MAX}, not {seed!r}")
+
+
+def check_text(text: str | None, name: str) -> None:
+    """Text is real Unicode: a lone surrogate (undecodable bytes in a terminal's argv, or
+    JSON's "\ud800") cannot be segmented, printed or encoded."""
+    if text is None:
+        return
+    for i, c in enumerate(text):
+        if "\ud800" <= c <= "\udfff":
+            raise UserError(f"{name}: character {i + 1} is not text (a lone surrogate, "
+                            f"U+{ord(c):04X}: bytes this terminal's encoding could not "
+                            "decode); give it as UTF-8")
 
 
 def printable(text: str, what: str, log=lambda msg: None) -> str:

@@ -1,0 +1,96 @@
+"""Hostile input to the CLI, round two (issue 20): each case one `error:` line, nothing on
+stdout, no traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import assert_clear_error, run
+
+
+def _cli(*args, env=None):
+    """The real command in a subprocess (its own environment, its own stdout)."""
+    return subprocess.run([sys.executable, "-m", "wordlstm.cli", *map(str, args)],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=300)
+
+
+def test_a_negative_seed_is_refused(model_dir):
+    r = run("continue-text", "老王", "--model", model_dir, "--seed", "-1", ok=False)
+    assert r.exit_code != 0 and "Traceback" not in r.output and "--seed" in r.output
+    from wordlstm.errors import UserError
+    from wordlstm.writer import Request
+
+    with pytest.raises(UserError, match="seed"):
+        Request(prompt="老王", seed=-1)
+
+
+def test_a_prompt_with_undecodable_bytes_is_one_error(model_dir):
+    r = _cli("continue-text", os.fsdecode(b"\xff\xfe\xe8\x80\x81\xe7\x8e\x8b"), "--model",
+             model_dir, "-n", "3")
+    assert_clear_error(r, "prompt", "surrogate")
+    assert r.stdout == ""
+
+
+def test_a_json_lone_surrogate_is_refused():
+    from wordlstm.errors import UserError
+    from wordlstm.writer import Request
+
+    with pytest.raises(UserError, match="prompt"):
+        Request(prompt=json.loads('"\\ud800老王"'))
+
+
+@pytest.mark.parametrize("backend", ["bogus", "torch"])
+def test_an_unusable_backend_is_named(model_dir, backend):
+    import importlib.util
+
+    if backend == "torch" and importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed here")
+    r = _cli("info", env={"KERAS_BACKEND": backend})
+    assert_clear_error(r, "KERAS_BACKEND")
+    assert r.stdout == ""
+
+
+def test_a_network_too_large_for_memory_is_refused_before_allocating(segmented, vectors_file,
+                                                                     tmp_path):
+    r = run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "--units",
+            "100000", "--epochs", "1", ok=False)
+    assert_clear_error(r, "GiB", "--units")
+    assert not (tmp_path / "m").exists()
+
+
+def test_one_target_a_batch_is_refused(segmented, vectors_file, tmp_path):
+    r = run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "--window",
+            "1", "--batch-size", "1", "--epochs", "1", ok=False)
+    assert_clear_error(r, "--batch-size")
+    assert not (tmp_path / "m").exists()
+
+
+def test_another_files_unknown_characters_are_priced_by_the_model(model_dir, segmented,
+                                                                  tmp_path):
+    """A file of characters the model never saw must not score better than its own text."""
+    junk = tmp_path / "emoji.seg.txt"
+    junk.write_text(("😀 🎉 😂 老王 说 。\n" * 300), encoding="utf-8")
+    own = json.loads(run("evaluate", segmented, "--model", model_dir, "--whole-file",
+                         "--json").output)
+    other = run("evaluate", junk, "--model", model_dir, "--whole-file")
+    scored = json.loads(run("evaluate", junk, "--model", model_dir, "--whole-file",
+                            "--json").output)
+    assert scored["oov_share"] > 0.4
+    assert scored["bits_per_char"] > own["bits_per_char"] + 3
+    assert "warning:" in other.output and "never saw" in other.output
+
+
+@pytest.mark.parametrize("k", ["0", "-1"])
+def test_neighbors_needs_a_positive_count(model_dir, k):
+    r = run("neighbors", "老王", "--model", model_dir, "-k", k, ok=False)
+    assert r.exit_code != 0 and "Traceback" not in r.output and "-k" in r.output
+
+
+def test_a_failed_continuation_prints_nothing_on_stdout(model_dir):
+    r = _cli("continue-text", "𠀀𠀁𠀂", "--model", model_dir, "-n", "3")
+    assert_clear_error(r, "vocabulary")
+    assert r.stdout == ""
