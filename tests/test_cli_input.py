@@ -7,13 +7,12 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import assert_clear_error, run
 
 
 def _cli(*args, env=None):
     """The real command in a subprocess (its own environment, its own stdout)."""
-    return subprocess.run([sys.executable, "-m", "wordlstm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "wordlstm.cli", *map(str, args)], check=False,
                           capture_output=True, text=True, env={**os.environ, **(env or {})},
                           timeout=300)
 

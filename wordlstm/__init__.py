@@ -27,7 +27,9 @@ _EXPORTS = {
     "SegmenterConfig": "segment",
     "UserError": "errors",  # every problem the user can fix; str() is the one-line message
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "Writer", "Request", "Generation", "SamplingConfig", "load_model",
+           "evaluate_file", "segment_to_file", "SegmenterConfig", "UserError"]
+assert set(__all__) == {"__version__", *_EXPORTS}
 
 
 def __getattr__(name: str):
