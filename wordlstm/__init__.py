@@ -27,8 +27,18 @@ _EXPORTS = {
     "SegmenterConfig": "segment",
     "UserError": "errors",  # every problem the user can fix; str() is the one-line message
 }
-__all__ = ["__version__", "Writer", "Request", "Generation", "SamplingConfig", "load_model",
-           "evaluate_file", "segment_to_file", "SegmenterConfig", "UserError"]
+__all__ = [
+    "Generation",
+    "Request",
+    "SamplingConfig",
+    "SegmenterConfig",
+    "UserError",
+    "Writer",
+    "__version__",
+    "evaluate_file",
+    "load_model",
+    "segment_to_file",
+]
 assert set(__all__) == {"__version__", *_EXPORTS}
 
 
