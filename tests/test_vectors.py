@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 
 from wordlstm.errors import UserError
-from wordlstm.vectors import (EOS, SegmentedCorpus, Vectors, load_vectors, resolve_vectors_path,
-                              save_vectors)
+from wordlstm.vectors import (
+    EOS,
+    SegmentedCorpus,
+    Vectors,
+    load_vectors,
+    resolve_vectors_path,
+    save_vectors,
+)
 
 
 def _small():
@@ -78,3 +84,34 @@ def test_corpus_stream_adds_paragraph_ends(tmp_path):
 def test_train_word2vec_gives_vocab_with_eos(vectors_file):
     v = load_vectors(vectors_file)
     assert EOS in v and "院子" in v and v.dim == 16
+
+
+# --- issue 20, item 11: the writer and the reader agree on the longest word -----------------
+
+def test_a_very_long_frequent_token_does_not_make_an_unreadable_file(tmp_path):
+    from wordlstm.vectors import MAX_WORD_BYTES, Word2VecSettings, train_word2vec
+
+    long = "长" * 1200  # 3,600 bytes of UTF-8, three times
+    corpus = tmp_path / "s.txt"
+    corpus.write_text("".join(f"老王 在 {long if i % 20 == 0 else '院子'} 里 说话 。\n"
+                              for i in range(60)), encoding="utf-8")
+    for spell_rare in (True, False):
+        v = train_word2vec(str(corpus), Word2VecSettings(size=8, epochs=1, workers=1,
+                                                         min_count=3, spell_rare=spell_rare,
+                                                         val_fraction=0.0))
+        assert long not in v and all(len(w.encode()) <= MAX_WORD_BYTES for w in v.words)
+        back = load_vectors(save_vectors(v, tmp_path / "v.bin"))  # its own file reads back
+        assert back.words == v.words
+        assert ("长" in back) == spell_rare  # spelled with its characters, or left out
+
+
+def test_a_word_no_file_can_hold_is_refused_when_writing(tmp_path):
+    from wordlstm.vectors import MAX_WORD_BYTES
+
+    for word in ("长" * (MAX_WORD_BYTES // 3 + 1), "a b", "a\nb", ""):
+        v = Vectors(["的", word], np.zeros((2, 3), np.float32))
+        with pytest.raises(UserError, match=f"{MAX_WORD_BYTES} bytes"):
+            save_vectors(v, tmp_path / "v.bin")
+        assert not list(tmp_path.iterdir())  # nothing written
+    v = Vectors(["的", "长" * (MAX_WORD_BYTES // 3)], np.ones((2, 3), np.float32))
+    assert load_vectors(save_vectors(v, tmp_path / "v.bin")).words == v.words  # at the limit

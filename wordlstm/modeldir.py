@@ -23,7 +23,8 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from .errors import UserError
 from .model import ModelConfig, core_weights
 from .segment import SegmenterConfig
 from .textio import atomic_output, write_json
-from .vectors import Vectors, load_vectors
+from .vectors import Vectors
 
 FORMAT = "wordlstm-model"
 FORMAT_VERSION = 2  # 2: every-position models; the embedding lives in vectors.bin
@@ -79,14 +80,34 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_json(path: Path) -> dict:
+def _one_line(text: str, limit: int = 300) -> str:
+    """`text` as one line of at most `limit` characters (messages quote hostile files)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_json(data: bytes, path: Path):
+    """JSON from a file's bytes, with one clear error for anything that is not JSON (also
+    nesting too deep for the parser, or numbers too long to convert)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        # JSONDecodeError is a ValueError, as is an integer of more than 4,300 digits
+        raise UserError(f"{path}: not valid JSON ({_one_line(err, 200)})") from None
+
+
+def read_json(path: Path) -> dict:
+    from .vectors import open_regular
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: missing")
+    try:
+        with open_regular(path) as f:
+            data = f.read()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
+    return parse_json(data, path)
 
 
 def versions() -> dict:
@@ -203,8 +224,7 @@ def output_lock(out: Path):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / f".{out.name}.lock"
-    f = open(path, "a+")
-    try:
+    with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -217,30 +237,148 @@ def output_lock(out: Path):
         f.write(f"pid {os.getpid()}")
         f.flush()
         yield
+
+
+class _Vanished(UserError):
+    """The directory, its config.json or a file it records is not there: perhaps replaced
+    (replace_dir) while being read, so the read is tried again."""
+
+
+READ_ATTEMPTS = 3  # reads of a model dir that keeps vanishing (being replaced) before giving up
+
+
+@dataclass
+class ModelFiles:
+    """A model dir read once: its checked config.json and the bytes of its files (`data`),
+    each checked against config.json's SHA-256 record (`digests`). Everything is parsed
+    from these bytes, never reopened by name: a directory replaced meanwhile cannot mix
+    models (time of check = time of use)."""
+
+    model_dir: Path
+    config: dict
+    data: dict
+    digests: dict
+
+
+def read_model_files(model_dir: Path, wanted=FILES) -> ModelFiles:
+    """config.json and the `wanted` files of a model dir, read through one descriptor of the
+    directory (all opened before any is read, so a directory swapped by `replace_dir` is
+    read whole from one model), and checked: every `wanted` file there must be in the
+    record, and match its SHA-256; every recorded one must be there."""
+    import time
+
+    model_dir = Path(model_dir)
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _read_model_files(model_dir, tuple(wanted))
+        except _Vanished:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _open_in(dir_fd, model_dir: Path, name: str):
+    """`name` in the directory (a binary file object), None if it is not there."""
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the load
+    try:
+        if dir_fd is None:
+            fd = os.open(model_dir / name, flags)
+        else:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise UserError(f"{model_dir / name}: cannot read it ({err.strerror or err})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{model_dir / name}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_model_files(model_dir: Path, wanted: tuple) -> ModelFiles:
+    dir_fd = None
+    if os.open in os.supports_dir_fd:
+        try:
+            dir_fd = os.open(model_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except FileNotFoundError:
+            raise _Vanished(f"{model_dir}: no such model directory") from None
+        except NotADirectoryError:
+            raise UserError(f"{model_dir}: no such model directory (it is a file)") from None
+        except OSError as err:
+            raise UserError(f"{model_dir}: cannot read it ({err.strerror or err})") from None
+    elif not model_dir.is_dir():
+        raise _Vanished(f"{model_dir}: no such model directory")
+    handles = {}
+    try:
+        for name in ("config.json", *wanted):  # all opened first: one directory's files
+            f = _open_in(dir_fd, model_dir, name)
+            if f is not None:
+                handles[name] = f
+        if "config.json" not in handles:
+            raise _Vanished(f"{model_dir}: not a wordlstm model directory (no config.json; "
+                            "`wordlstm train -o DIR` makes one)")
+        try:
+            config = parse_config(handles["config.json"].read(), model_dir)
+            record = config["files"]
+            for name in wanted:
+                if name in handles and name not in record:
+                    raise UserError(f"{model_dir}: {name} is not in config.json's record of the "
+                                    "model's files: it does not belong to this model; copy "
+                                    "the whole model directory again")
+                if name in record and name not in handles:
+                    raise _Vanished(f"{model_dir}: {name} is missing; copy the whole model "
+                                    "directory")
+            data, digests = {}, {}
+            for name in wanted:
+                if name not in handles:
+                    continue
+                data[name] = handles[name].read()
+                digests[name] = hashlib.sha256(data[name]).hexdigest()
+                if digests[name] != record[name]:
+                    raise UserError(f"{model_dir}: {name} is not the file this model was saved "
+                                    "with (its SHA-256 differs from config.json's): the files "
+                                    "do not belong together; copy the whole model directory "
+                                    "again")
+        except OSError as err:
+            raise UserError(f"{model_dir}: cannot read it ({err.strerror or err})") from None
+        return ModelFiles(model_dir, config, data, digests)
     finally:
-        f.close()
+        for f in handles.values():
+            f.close()
+        if dir_fd is not None:
+            os.close(dir_fd)
 
 
 def read_config(model_dir: Path) -> dict:
     """config.json, checked for format, version and every field's type and range (before
-    anything is allocated from it), with a clear error for old, foreign or damaged dirs."""
+    anything is allocated from it), with a clear error for old, foreign or damaged dirs.
+    (`load` reads it together with the files it describes: `read_model_files`.)"""
+    return read_model_files(model_dir, ()).config
+
+
+def parse_config(data: bytes, model_dir: Path) -> dict:
+    """config.json's bytes, parsed and checked (see read_config)."""
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: no such model directory")
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"{model_dir}: not a wordlstm model directory (no config.json; "
-                        "`wordlstm train -o DIR` makes one)")
-    config = read_json(model_dir / "config.json")
+    config = parse_json(data, model_dir / "config.json")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise UserError(f"{model_dir}: not a wordlstm model directory")
     version = config.get("format_version")
     if version != FORMAT_VERSION:
-        raise UserError(f"{model_dir}: model format version {version}, this wordlstm reads "
-                        f"version {FORMAT_VERSION}; retrain it with `wordlstm train`")
+        raise UserError(f"{model_dir}: model format version {_one_line(repr(version), 40)}, "
+                        f"this wordlstm reads version {FORMAT_VERSION}; retrain it with "
+                        "`wordlstm train`")
     try:
         validate_config(config)
-    except (UserError, TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
-        raise UserError(f"{model_dir / 'config.json'}: damaged or edited by hand ({err})") from None
+    except KeyError as err:
+        raise UserError(f"{model_dir / 'config.json'}: damaged or edited by hand (a setting "
+                        f"is missing: {_one_line(repr(err.args[0]), 80)})") from None
+    except (UserError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+            RecursionError) as err:
+        raise UserError(f"{model_dir / 'config.json'}: damaged or edited by hand "
+                        f"({_one_line(err)})") from None
     return config
 
 
@@ -283,6 +421,11 @@ def validate_config(config: dict) -> None:
     if not isinstance(seg, dict) or seg.get("engine") not in ENGINES \
             or seg.get("unit") not in UNITS:
         raise UserError("segmenter must name an engine and a unit")
+    from dataclasses import fields
+
+    unknown = sorted(str(k) for k in set(seg) - {f.name for f in fields(SegmenterConfig)})
+    if unknown:
+        raise UserError(f"segmenter has unknown settings ({_one_line(', '.join(unknown), 80)})")
     for key in ("hmm", "to_simplified"):
         _bool(seg[key], f"segmenter.{key}")
     if "normalize_punct" in seg:
@@ -323,10 +466,30 @@ def validate_config(config: dict) -> None:
         for form in line_info.get("forms", []):
             _int(form[0], 1, 1000, "lines.forms")
             _int(form[1], 1, 1000, "lines.forms")
-    files = config.get("files", {})
+    if dec.get("ngram") is not None:
+        from .ngram import NgramConfig
+
+        ng = dec["ngram"]
+        if not isinstance(ng, dict):
+            raise UserError("decoder.ngram must be an object")
+        NgramConfig(_int(ng["order"], 1, 10, "decoder.ngram.order"),
+                    _float(ng["weight"], -1e-9, 1.0, "decoder.ngram.weight"))
+    files = config.get("files")
     if not isinstance(files, dict) or not all(
-            isinstance(v, str) and len(v) == 64 and k in FILES for k, v in files.items()):
-        raise UserError("files must map the model's files to SHA-256 digests")
+            isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+            and k in FILES for k, v in files.items()):
+        raise UserError("files must map the model's files to SHA-256 digests (a record every "
+                        "model dir has since format version 2; copy the whole model directory "
+                        "again, or retrain)")
+    needed = ["model.keras", "vectors.bin"]
+    needed += ["prior.npy"] if dec["kind"] == "prior" else []
+    needed += ["user_dict.txt"] if seg.get("user_dict") else []
+    needed += ["ngram.npz"] if dec.get("ngram") else []
+    needed += ["lines.npy"] if line_info is not None else []
+    unlisted = [n for n in needed if n not in files]
+    if unlisted:
+        raise UserError(f"files does not record {', '.join(unlisted)} (every file the model "
+                        "uses has its SHA-256 there); copy the whole model directory again")
 
 
 def segmenter_config(model_dir: Path, config: dict) -> SegmenterConfig:
@@ -353,36 +516,79 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
+def _read_model_file(model_dir: Path, name: str) -> bytes:
+    """One file of a model dir, read once (no check: see read_model_files)."""
+    from .vectors import open_regular
+
+    path = Path(model_dir) / name
+    if not path.exists():
+        raise UserError(f"{model_dir}: {name} is missing")
+    try:
+        with open_regular(path) as f:
+            return f.read()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
+
+
+def _check_digest(model_dir: Path, name: str, data: bytes, expected: str | None) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    if expected is not None and digest != expected:
+        raise UserError(f"{model_dir}: {name} is not the file this model was saved with (its "
+                        "SHA-256 differs from config.json's): the files do not belong "
+                        "together; copy the whole model directory again")
+    return digest
+
+
 def load_keras_model(model_dir: Path, compile: bool = False):
+    """The Keras core of a model dir (for training and benches; `load` needs no Keras when
+    its weights are cached)."""
+    return _keras_model_from(_read_model_file(model_dir, "model.keras"),
+                             Path(model_dir) / "model.keras", compile)
+
+
+def _keras_model_from(data: bytes, path: Path, compile: bool = False):
+    """A Keras model from model.keras's bytes (the bytes that were checked), through a private
+    temporary copy: Keras reads a path."""
+    import tempfile
+
     from .backend import import_keras
 
     keras = import_keras()
-
-    path = Path(model_dir) / "model.keras"
-    if not path.is_file():
-        raise UserError(f"{model_dir}: model.keras is missing")
+    tmp = tempfile.mkdtemp(prefix="wordlstm-model-")
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except Exception as err:  # Keras raises many types for a corrupt or foreign file
-        raise UserError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from None
+        copy = Path(tmp) / "model.keras"
+        with open(copy, "wb") as f:
+            f.write(data)
+        return keras.saving.load_model(copy, compile=compile, safe_mode=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot load the model ({err.strerror or err})") from None
+    except Exception as err:  # noqa: BLE001 -- Keras raises many types for a bad file
+        raise UserError(f"{path}: cannot load the model ({type(err).__name__}: "
+                        f"{_one_line(err)})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_core_weights(model_dir: Path, digest: str | None = None):
-    """The core's weights as numpy arrays, from a cache keyed by model.keras's SHA-256 when
-    it is unchanged (no Keras import), else via Keras."""
-    path = Path(model_dir) / "model.keras"
-    if not path.is_file():
-        raise UserError(f"{model_dir}: model.keras is missing")
-    cache = _cache_dir() / f"{digest or file_hash(path)}.v2.npz"
+    """The core's weights as numpy arrays, from a cache keyed by model.keras's SHA-256 (no
+    Keras import), else via Keras. model.keras is read once: the bytes hashed are the bytes
+    loaded (`digest`, if given, must be theirs)."""
+    data = _read_model_file(model_dir, "model.keras")
+    digest = _check_digest(Path(model_dir), "model.keras", data, digest)
+    return _core_weights(Path(model_dir) / "model.keras", data, digest)
+
+
+def _core_weights(path: Path, data: bytes, digest: str):
+    cache = _cache_dir() / f"{digest}.v2.npz"
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
                 n = int(z["layers"])
                 return ([(z[f"k{i}"], z[f"r{i}"], z[f"b{i}"]) for i in range(n)],
                         z["dense_kernel"], z["dense_bias"])
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             pass  # a broken cache entry is rebuilt below
-    lstm, kernel, bias = core_weights(load_keras_model(model_dir))
+    lstm, kernel, bias = core_weights(_keras_model_from(data, path))
     try:
         arrays = {"dense_kernel": kernel, "dense_bias": bias, "layers": np.array(len(lstm))}
         for i, (k, r, b) in enumerate(lstm):
@@ -390,7 +596,7 @@ def load_core_weights(model_dir: Path, digest: str | None = None):
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(cache, "wb") as f:
             np.savez(f, **arrays)
-    except OSError:
+    except (OSError, UserError):
         pass  # no writable cache: still works, just slower next time
     return lstm, kernel, bias
 
@@ -398,16 +604,23 @@ def load_core_weights(model_dir: Path, digest: str | None = None):
 def load_vectors_of(model_dir=None) -> Vectors:
     """Only the vectors of a model dir (default: the shipped model), checked against its
     config.json (for `neighbors`: no network, no Keras)."""
-    model_dir = resolve_model_dir(model_dir)
-    return load_vectors_checked(model_dir, read_config(model_dir))
+    files = read_model_files(resolve_model_dir(model_dir), ("vectors.bin",))
+    return _checked_vectors(files.model_dir, files.config, files.data["vectors.bin"])
 
 
 def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
-    """The model dir's vectors, verified to be the ones the model was trained with."""
-    path = Path(model_dir) / "vectors.bin"
-    if not path.is_file():
-        raise UserError(f"{model_dir}: vectors.bin is missing")
-    vectors = load_vectors(path)
+    """The model dir's vectors, verified to be the ones the model was trained with (read
+    once: the bytes hashed are the bytes parsed)."""
+    data = _read_model_file(model_dir, "vectors.bin")
+    _check_digest(Path(model_dir), "vectors.bin", data, (config.get("files") or {}).get(
+        "vectors.bin"))
+    return _checked_vectors(Path(model_dir), config, data)
+
+
+def _checked_vectors(model_dir: Path, config: dict, data: bytes) -> Vectors:
+    from .vectors import parse_vectors
+
+    vectors = parse_vectors(data, Path(model_dir) / "vectors.bin")
     mcfg = config["model"]
     if vectors.dim != mcfg["dim"] or len(vectors) != mcfg["vocab_size"]:
         raise UserError(f"{model_dir}: vectors.bin is {len(vectors)}x{vectors.dim} but the model "
@@ -418,29 +631,69 @@ def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
     return vectors
 
 
-def load_log_prior(model_dir: Path, config: dict) -> np.ndarray | None:
-    """prior.npy (log word frequencies), checked against the vocabulary; None if absent."""
+def _npy(data: bytes, path: Path) -> np.ndarray:
+    """An array from a .npy file's bytes (no pickles)."""
+    import io
+
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"{path}: cannot read it ({_one_line(err)})") from None
+
+
+def load_log_prior(model_dir: Path, config: dict, data: bytes | None) -> np.ndarray | None:
+    """prior.npy's bytes (log word frequencies), checked against the vocabulary; None if
+    there is none."""
     path = Path(model_dir) / "prior.npy"
-    if not path.is_file():
+    if data is None:
         if (config.get("decoder") or {}).get("kind") == "prior":
             raise UserError(f"{model_dir}: prior.npy is missing (the model decodes with word "
                             "frequencies); copy the whole model directory")
         return None
-    try:
-        prior = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read it ({err})") from None
-    if prior.shape != (config["model"]["vocab_size"],):
+    prior = _npy(data, path)
+    if prior.shape != (config["model"]["vocab_size"],) or prior.dtype.kind != "f":
         raise UserError(f"{path}: {prior.shape[0] if prior.ndim else 0} entries for a "
                         f"{config['model']['vocab_size']}-word vocabulary: they do not match")
     return prior
 
 
+def _line_hashes(model_dir: Path, data: bytes | None) -> np.ndarray:
+    if data is None:
+        raise UserError(f"{model_dir}: no lines.npy; --novel-only needs a model trained with "
+                        "--lines")
+    hashes = _npy(data, Path(model_dir) / "lines.npy")
+    if hashes.ndim != 1 or hashes.dtype.kind not in "iu":
+        raise UserError(f"{model_dir}/lines.npy: not a list of line hashes; copy the whole "
+                        "model directory")
+    return hashes
+
+
 def training_line_hashes(model_dir: Path) -> np.ndarray:
-    path = Path(model_dir) / "lines.npy"
-    if not path.is_file():
-        raise UserError(f"{model_dir}: no lines.npy; --novel-only needs a model trained with --lines")
-    return np.load(path, allow_pickle=False)
+    """lines.npy, checked against the dir's config.json (a LoadedModel has its own:
+    `LoadedModel.line_hashes`, the file checked when it was loaded)."""
+    files = read_model_files(model_dir, ("lines.npy",))
+    return _line_hashes(files.model_dir, files.data.get("lines.npy"))
+
+
+def _private_copy(data: bytes, digest: str, name: str) -> str:
+    """A file holding `data` (SHA-256 `digest`) for a library that reads a path (jieba's user
+    dictionary): in the cache, by content, so a model dir replaced after `load` does not
+    change what is read."""
+    import atexit
+    import tempfile
+
+    path = _cache_dir() / "files" / digest / name
+    try:
+        if not (path.is_file() and file_hash(path) == digest):
+            with atomic_output(path, "wb") as f:
+                f.write(data)
+        return str(path)
+    except (OSError, UserError):  # no writable cache: a temporary file, for this process
+        tmp = tempfile.mkdtemp(prefix="wordlstm-")
+        atexit.register(shutil.rmtree, tmp, True)
+        with open(Path(tmp) / name, "wb") as f:
+            f.write(data)
+        return str(Path(tmp) / name)
 
 
 def check_weights(model_dir: Path, config: dict, weights: InferenceWeights) -> None:
@@ -459,7 +712,10 @@ class LoadedModel:
     """A model directory read once and checked (`load`): what generation, evaluation and the
     benches use. The model as trained is apart from what it writes, as gensim keeps Word2Vec
     apart from KeyedVectors: `step` is the network as numpy, `decoder` turns its outputs into
-    log-probabilities (the model's own decoding, or `decode`: "prior" or "cosine")."""
+    log-probabilities (the model's own decoding, or `decode`: "prior" or "cosine").
+    Files used later (the n-gram, the training lines, the user dictionary) are kept as the
+    bytes `load` checked (`files`), so they are this model's even if the directory is
+    replaced meanwhile."""
 
     model_dir: Path
     config: dict
@@ -467,6 +723,7 @@ class LoadedModel:
     weights: InferenceWeights
     log_prior: np.ndarray | None
     decode: str | None = None
+    files: dict = field(default_factory=dict, repr=False)  # name -> checked bytes
 
     @property
     def window(self) -> int:
@@ -492,50 +749,66 @@ class LoadedModel:
 
         return CacheConfig.from_json((self.config.get("decoder") or {}).get("cache"))
 
+    def _file(self, name: str) -> bytes | None:
+        """A file of this model as `load` checked it (or, for a LoadedModel made otherwise,
+        read now and checked against this model's record); None if the model has none."""
+        if name in self.files:
+            return self.files[name]
+        expected = (self.config.get("files") or {}).get(name)
+        if expected is None:
+            return None
+        data = _read_model_file(self.model_dir, name)
+        _check_digest(self.model_dir, name, data, expected)
+        return data
+
     @functools.cached_property
     def ngram(self):
-        """(ngram.NgramConfig, ngram.WordNgram) fitted for this model, or None. Read when
-        first asked for, from the file whose SHA-256 `load` checked."""
+        """(ngram.NgramConfig, ngram.WordNgram) fitted for this model, or None: from the
+        ngram.npz bytes `load` checked."""
         from .ngram import NgramConfig, WordNgram
 
         cfg = NgramConfig.from_json((self.config.get("decoder") or {}).get("ngram"))
         if cfg is None:
             return None
-        if not (self.model_dir / "ngram.npz").is_file():
+        data = self._file("ngram.npz")
+        if data is None:
             raise UserError(f"{self.model_dir}: ngram.npz is missing; copy the whole model "
                             "directory")
-        return cfg, WordNgram.load(self.model_dir / "ngram.npz", len(self.vectors))
+        return cfg, WordNgram.load(self.model_dir / "ngram.npz", len(self.vectors), data=data)
+
+    def line_hashes(self) -> np.ndarray:
+        """The training lines' hashes (lines.npy as `load` checked it), for --novel-only."""
+        return _line_hashes(self.model_dir, self._file("lines.npy"))
 
     def segmenter_config(self) -> SegmenterConfig:
-        return segmenter_config(self.model_dir, self.config)
+        """How prompts are segmented; the user dictionary is the one `load` checked (a
+        private copy of its bytes: the segmenter reads a path)."""
+        seg = dict(self.config["segmenter"])
+        if seg.get("user_dict"):
+            data = self._file("user_dict.txt")
+            if data is None:
+                raise UserError(f"{self.model_dir}: user_dict.txt is missing; copy the whole "
+                                "model directory")
+            seg["user_dict"] = _private_copy(data, hashlib.sha256(data).hexdigest(),
+                                             "user_dict.txt")
+        return SegmenterConfig(**seg)
 
 
-def check_files(model_dir: Path, config: dict) -> dict:
-    """Each file's SHA-256 against config.json's record: the model's own files, not another
-    model's copied in, nor a half-replaced directory. Returns the digests."""
-    digests = {}
-    for name, expected in (config.get("files") or {}).items():
-        path = Path(model_dir) / name
-        if not path.is_file():
-            raise UserError(f"{model_dir}: {name} is missing; copy the whole model directory")
-        digests[name] = file_hash(path)
-        if digests[name] != expected:
-            raise UserError(f"{model_dir}: {name} is not the file this model was saved with "
-                            "(its SHA-256 differs from config.json's): the files do not "
-                            "belong together; copy the whole model directory again")
-    return digests
+LAZY = ("ngram.npz", "lines.npy", "user_dict.txt")  # read at load, used later
 
 
 def load(model_dir=None, decode: str | None = None) -> LoadedModel:
     """Read and check a model dir (default: the shipped model); `decode` overrides its
-    decoding ("prior" or "cosine"), to compare them."""
-    model_dir = resolve_model_dir(model_dir)
-    config = read_config(model_dir)
-    digests = check_files(model_dir, config)
-    vectors = load_vectors_checked(model_dir, config)
-    lstm, kernel, bias = load_core_weights(model_dir, digests.get("model.keras"))
+    decoding ("prior" or "cosine"), to compare them. Every file is read once, through one
+    descriptor of the directory, and parsed from the bytes whose SHA-256 was checked."""
+    files = read_model_files(resolve_model_dir(model_dir))
+    model_dir, config, data = files.model_dir, files.config, files.data
+    vectors = _checked_vectors(model_dir, config, data.pop("vectors.bin"))
+    lstm, kernel, bias = _core_weights(model_dir / "model.keras", data.pop("model.keras"),
+                                       files.digests["model.keras"])
     embedding = np.vstack([vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
     weights = InferenceWeights(embedding, lstm, kernel, bias)
     check_weights(model_dir, config, weights)
-    return LoadedModel(model_dir, config, vectors, weights, load_log_prior(model_dir, config),
-                       decode)
+    prior = load_log_prior(model_dir, config, data.pop("prior.npy", None))
+    return LoadedModel(model_dir, config, vectors, weights, prior, decode,
+                       files={name: data[name] for name in LAZY if name in data})

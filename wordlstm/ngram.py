@@ -164,18 +164,27 @@ class WordNgram:
             np.savez_compressed(f, **arrays)
 
     @classmethod
-    def load(cls, path: Path, vocab: int) -> WordNgram:
-        """Read `ngram.npz` (no pickles), checked against the model's vocabulary size."""
+    def load(cls, path: Path, vocab: int, data: bytes | None = None) -> WordNgram:
+        """Read `ngram.npz` (no pickles), checked against the model's vocabulary size; from
+        `data` (its bytes, as checked by modeldir.load) when given, `path` naming it."""
+        import io
+        import zipfile
+
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(io.BytesIO(data) if data is not None else path,
+                         allow_pickle=False) as z:
+                if not hasattr(z, "files"):
+                    raise ValueError("not an .npz archive")
                 order = int(z["order"])
+                if order not in ORDERS:
+                    raise ValueError(f"order {order}")
                 if int(z["vocab"]) != vocab:
                     raise UserError(f"{path}: an n-gram of {int(z['vocab']):,} words for a "
                                     f"{vocab:,}-word model; copy the whole model directory")
                 grams = {k: (z[f"keys{k}"].astype(np.int64), z[f"counts{k}"].astype(np.int64))
                          for k in range(2, order + 1)}
                 unigram = z["unigram"]
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise UserError(f"{path}: not a readable n-gram file ({exc})") from None
         for k, (keys, counts) in grams.items():
             if keys.shape != counts.shape or (len(keys) > 1 and (np.diff(keys) <= 0).any()) \

@@ -14,6 +14,7 @@ finished model dir is written only at the end.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import sys
@@ -171,11 +172,57 @@ def _checkpoint_files(ckpt: Path, epoch: int) -> dict:
     return {"weights": f"weights-{epoch}.weights.h5", "optimizer": f"optimizer-{epoch}.npz"}
 
 
+class _H5Buffer(io.BytesIO):
+    """An in-memory `.weights.h5` for `model.save_weights` (Keras checks the name's ending
+    and hands anything else than a path to h5py, which writes file objects)."""
+
+    def __str__(self) -> str:
+        return "checkpoint.weights.h5"
+
+
+def _write_checkpoint_file(path: Path, data: bytes) -> None:
+    """`data` as `path`, written to a temporary name and renamed: a full disk (or any write
+    error) is one UserError and leaves no partial file. Checkpoint files are serialized in
+    memory first because HDF5 writing straight to a full disk left a half-written file,
+    "Exception ignored" tracebacks from h5py and then a segfault."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        reason = (err.strerror or str(err)).splitlines()[0].lower()
+        resume = ("; then the same command with --resume continues from the last saved "
+                  "epoch") if (path.parent / "state.json").is_file() else ""
+        raise UserError(f"{path.parent}: cannot write the checkpoint's {path.name} "
+                        f"({_size(len(data))}): {reason}; free some space or train "
+                        f"into another -o directory{resume}") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{max(n / 1e3, 0.1):.1f} KB"
+
+
+def _save_weights(model, path: Path) -> None:
+    """model.save_weights(path), serialized in memory and written atomically."""
+    buffer = _H5Buffer()
+    model.save_weights(buffer)
+    _write_checkpoint_file(path, buffer.getvalue())
+
+
 def _save_optimizer(model, path: Path) -> None:
     arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _write_checkpoint_file(path, buffer.getvalue())
+
+
+def _save_state(path: Path, state: dict) -> None:
+    """state.json, written last: it names the epoch's files (atomically, as they are)."""
+    import json
+
+    text = json.dumps(state, ensure_ascii=False, indent=2) + "\n"
+    _write_checkpoint_file(path, text.encode("utf-8"))
 
 
 def _load_optimizer(model, path: Path) -> None:
@@ -305,12 +352,12 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             with averaged_weights(self.model):  # what ships is validated, and kept if best
                 improved = self._validate(epoch, row)
             files = _checkpoint_files(ckpt, epoch + 1)
-            self.model.save_weights(ckpt / files["weights"])  # the raw weights, to resume
+            _save_weights(self.model, ckpt / files["weights"])  # the raw weights, to resume
             _save_optimizer(self.model, ckpt / files["optimizer"])
             state["history"].append(row)
             state["epoch"] = epoch + 1
             state["files"] = files
-            write_json(ckpt / "state.json", state)  # last: names this epoch's files
+            _save_state(ckpt / "state.json", state)  # last: names this epoch's files
             keep = {files["weights"], files["optimizer"], state.get("best_weights"), "state.json"}
             for p in ckpt.iterdir():
                 if p.name not in keep and not p.name.endswith(".part"):
@@ -338,13 +385,17 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             step = step_model_of(self.model)
             decoding = validator.decoding(step)
             bpc = validator.bits_per_char(step, decoding)
-            ckpt.mkdir(parents=True, exist_ok=True)
+            try:
+                ckpt.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(f"{ckpt}: cannot make the checkpoint directory "
+                                f"({err.strerror or err})") from None
             if bpc is None:
                 return False
             row["val_bits_per_char"] = round(bpc, 5)
             if bpc < state.get("best_bpc", float("inf")):
                 name = f"best-{epoch + 1}.weights.h5"
-                self.model.save_weights(ckpt / name)
+                _save_weights(self.model, ckpt / name)
                 state.update(best_bpc=bpc, best_epoch=epoch + 1, best_weights=name)
                 return True
             since = epoch + 1 - state["best_epoch"]
@@ -531,6 +582,8 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         vectors = load_vectors(vectors_path)
         start = file_hash(Path(_vectors_file(vectors_path)))
     cfg.dim, cfg.vocab_size = vectors.dim, len(vectors)
+    check_batch(cfg, tcfg)
+    check_memory(cfg, tcfg)
     state = {"epoch": 0, "history": [], "model": cfg.to_json(), "training": asdict(tcfg),
              "vocab_sha256": vocab_hash(vectors.words), "segmenter": segmenter.to_json(),
              "vectors_sha256": start}
@@ -547,6 +600,58 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         f"training; {len(vectors):,}-word vocabulary")
     prior = log_prior(corpus.train[1:], len(vectors))
     return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
+
+
+def check_batch(cfg: ModelConfig, tcfg: TrainConfig) -> None:
+    """The contrastive loss scores each target against the batch's other targets: with one
+    target a batch it is 0 whatever the weights, and a model that learned nothing is saved."""
+    if cfg.head == "vector" and cfg.loss == "contrastive" and tcfg.batch_size * cfg.window < 2:
+        raise UserError(f"--batch-size {tcfg.batch_size} x --window {cfg.window} gives one "
+                        "target a batch; the contrastive loss needs others to contrast it "
+                        "with (use a larger --batch-size)")
+
+
+def training_bytes(cfg: ModelConfig, tcfg: TrainConfig) -> int:
+    """About how much memory training this network takes: its weights five times over
+    (weights, gradients, Adam's two moments, the moving average), and one batch's
+    activations forward and back (an estimate, within a factor of about two)."""
+    params = cfg.vocab_size * cfg.dim
+    inputs = cfg.dim
+    for _ in range(cfg.layers):
+        params += 4 * cfg.units * (inputs + cfg.units + 1)
+        inputs = cfg.units
+    params += cfg.units * (cfg.vocab_size if cfg.head == "softmax" else cfg.dim)
+    positions = tcfg.batch_size * cfg.window
+    acts = positions * cfg.units * cfg.layers * 10
+    acts += positions * (cfg.vocab_size if cfg.head == "softmax" else min(cfg.negatives,
+                                                                           positions)) * 3
+    return 4 * (5 * params + 2 * acts)
+
+
+def available_bytes() -> int | None:
+    """Memory this process could still take (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(cfg: ModelConfig, tcfg: TrainConfig) -> None:
+    """Refuse, before anything is allocated, a network that cannot fit in memory (an engine
+    would fail deep inside with a multi-line out-of-memory traceback, or the kernel kill it)."""
+    need, have = training_bytes(cfg, tcfg), available_bytes()
+    if have is not None and need > 0.9 * have:
+        raise UserError(f"this network needs about {need / 2**30:,.1f} GiB to train (--units "
+                        f"{cfg.units}, --layers {cfg.layers}, {cfg.vocab_size:,} words, "
+                        f"--batch-size {tcfg.batch_size}); {have / 2**30:,.1f} GiB is free: "
+                        "use fewer --units or --layers, or a smaller --batch-size")
 
 
 def _grown_vectors(base: Path, segmented: str, tcfg: TrainConfig, log) -> tuple[Vectors, str]:

@@ -176,7 +176,8 @@ def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) 
         counts = Counter()
         for tokens in SegmentedCorpus(corpus_path, select=select):
             counts.update(tokens)
-        keep = {w for w, c in counts.items() if c >= settings.min_count}
+        # A word a vectors file cannot hold (longer than MAX_WORD_BYTES) is spelled too.
+        keep = {w for w, c in counts.items() if c >= settings.min_count and word_fits(w)}
         min_count = 1  # what remains is frequent words and characters
 
     class _Progress(CallbackAny2Vec):
@@ -188,7 +189,7 @@ def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) 
     model = Word2Vec(vector_size=settings.size, window=settings.window, sg=settings.sg,
                      negative=settings.negative, sample=settings.sample,
                      min_count=min_count, workers=workers, seed=settings.seed)
-    model.build_vocab(corpus_iterable=corpus)
+    model.build_vocab(corpus_iterable=corpus, trim_rule=_trim_unwritable)
     if len(model.wv) == 0:
         raise UserError(f"{corpus_path}: no word occurs {settings.min_count} times; "
                         "lower --min-count or use a larger corpus")
@@ -199,6 +200,14 @@ def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) 
     vec = Vectors(list(model.wv.index_to_key), np.asarray(model.wv.vectors, dtype=np.float32))
     vec.train_stats = stats
     return vec
+
+
+def _trim_unwritable(word, count, min_count):
+    """gensim's vocabulary rule: a word no vectors file can hold (`word_fits`) is left out
+    (with spell_rare it never gets here: it is spelled with its characters)."""
+    from gensim import utils
+
+    return utils.RULE_DEFAULT if word_fits(word) else utils.RULE_DISCARD
 
 
 def resolve_vectors_path(path: str | os.PathLike) -> Path:
@@ -255,14 +264,44 @@ def train_vectors_file(segmented: str, output: str | os.PathLike, settings: dict
     return summary
 
 
-def _is_binary(path: Path) -> bool:
+MAX_WORD_BYTES = 1000  # the longest word (UTF-8 bytes) a vectors file may hold, read or written
+MAX_DIM = 10_000
+_BREAKS = (" ", "\n", "\r")  # characters that would end a word in the file: never in one
+
+
+def word_fits(word: str) -> bool:
+    """Whether `word` can be a word of a vectors file (written and read back as itself)."""
+    try:
+        size = len(word.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return 0 < size <= MAX_WORD_BYTES and not any(c in word for c in _BREAKS)
+
+
+def open_regular(path: str | os.PathLike):
+    """`path` opened for reading in binary, refused with a clear error if it is not a regular
+    file (a FIFO would block, a directory cannot be read)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _is_binary(path: Path, data: bytes) -> bool:
     if path.suffix in (".bin",):
         return True
     if path.suffix in (".txt", ".vec"):
         return False
-    with open(path, "rb") as f:
-        f.readline()
-        body = f.read(4096)
+    nl = data.find(b"\n")
+    body = data[nl + 1:nl + 1 + 4096] if nl >= 0 else b""
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -270,21 +309,18 @@ def _is_binary(path: Path) -> bool:
     return False
 
 
-def _read_header(path: Path) -> tuple[int, int]:
-    with open(path, "rb") as f:
-        head = f.readline(200)
-    parts = head.split()
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) == 0:
+def _read_header(path: Path, data: bytes) -> tuple[int, int, int]:
+    """(words, dimensions, where the first word starts) from the first line."""
+    nl = data.find(b"\n", 0, 200)
+    parts = data[:nl].split() if nl >= 0 else []
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 12 for p in parts) \
+            or int(parts[1]) == 0:
         raise UserError(f"{path}: not a word2vec file (its first line must be '<words> <dims>')")
-    return int(parts[0]), int(parts[1])
+    return int(parts[0]), int(parts[1]), nl + 1
 
 
-MAX_DIM = 10_000
-
-
-def _check_header(path: Path, count: int, dim: int, binary: bool) -> None:
+def _check_header(path: Path, count: int, dim: int, binary: bool, size: int) -> None:
     """The header's claim against the file's size, before anything is allocated from it."""
-    size = path.stat().st_size
     if count < 1 or not 1 <= dim <= MAX_DIM:
         raise UserError(f"{path}: header says {count} words of {dim} dimensions; not a usable "
                         "word2vec file")
@@ -295,21 +331,29 @@ def _check_header(path: Path, count: int, dim: int, binary: bool) -> None:
                         "word2vec)")
 
 
-def _read_binary(path: Path, count: int, dim: int) -> Vectors:
-    """Read word2vec C binary with numpy: ~20x faster to start than importing gensim."""
-    data = np.fromfile(path, dtype=np.uint8)
-    pos = data[:200].tobytes().index(b"\n") + 1
-    raw = data.tobytes()
+def _finish(path: Path, words: list, matrix: np.ndarray) -> Vectors:
+    if not np.isfinite(matrix).all():
+        raise UserError(f"{path}: holds vectors that are not finite numbers (NaN or inf)")
+    if len(set(words)) != len(words):
+        raise UserError(f"{path}: the same word appears twice; not a valid vectors file")
+    return Vectors(words, matrix)
+
+
+def _read_binary(path: Path, raw: bytes, pos: int, count: int, dim: int) -> Vectors:
+    """Parse word2vec C binary with numpy: ~20x faster to start than importing gensim."""
     words = []
     matrix = np.empty((count, dim), dtype=np.float32)
     width = 4 * dim
     for i in range(count):
         while pos < len(raw) and raw[pos] in b"\n\r":
             pos += 1  # a line end after the previous vector (optional in the format)
-        end = raw.find(b" ", pos)
-        if end < 0 or end - pos > 1000 or end + 1 + width > len(raw):
+        end = raw.find(b" ", pos, pos + MAX_WORD_BYTES + 1)
+        if end <= pos or end + 1 + width > len(raw):
+            long = end < 0 and len(raw) - pos > MAX_WORD_BYTES + width
             raise UserError(f"{path}: not a valid word2vec binary file (truncated or corrupt "
-                            f"at word {i + 1} of {count}, byte offset {pos})")
+                            f"at word {i + 1} of {count}, byte offset {pos}"
+                            + (f": no word ends within {MAX_WORD_BYTES} bytes, the longest "
+                               "a word may be" if long else "") + ")")
         try:
             words.append(raw[pos:end].decode("utf-8"))
         except UnicodeDecodeError:
@@ -319,36 +363,86 @@ def _read_binary(path: Path, count: int, dim: int) -> Vectors:
     if raw[pos:].strip():
         raise UserError(f"{path}: holds more than the {count:,} vectors its header says "
                         "(a damaged header); not a valid word2vec file")
-    if not np.isfinite(matrix).all():
-        raise UserError(f"{path}: holds vectors that are not finite numbers (NaN or inf)")
-    if len(set(words)) != len(words):
-        raise UserError(f"{path}: the same word appears twice; not a valid vectors file")
-    return Vectors(words, matrix)
+    return _finish(path, words, matrix)
+
+
+def _read_text(path: Path, f, count: int, dim: int) -> Vectors:
+    """Parse word2vec text (`f` after its header line): one line per word, the word and `dim`
+    numbers, space-separated. Streamed: memory is the matrix, not the file."""
+    words = []
+    matrix = np.empty((count, dim), dtype=np.float32)
+    for lineno, raw in enumerate(f, 2):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n").rstrip(" ")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not a valid word2vec text file (line {lineno:,} is not "
+                            "UTF-8)") from None
+        if not line.strip():
+            continue
+        if len(words) == count:
+            raise UserError(f"{path}: holds more than the {count:,} vectors its header says "
+                            "(a damaged header); not a valid word2vec file")
+        parts = line.split(" ")
+        if len(parts) != dim + 1 or not word_fits(parts[0]):
+            raise UserError(f"{path}: not a valid word2vec text file (line {lineno:,}: "
+                            f"expected a word of at most {MAX_WORD_BYTES} bytes and {dim} "
+                            "numbers)")
+        try:
+            matrix[len(words)] = [float(x) for x in parts[1:]]
+        except ValueError:
+            raise UserError(f"{path}: not a valid word2vec text file (line {lineno:,}: not "
+                            "numbers)") from None
+        words.append(parts[0])
+    if len(words) != count:
+        raise UserError(f"{path}: header says {count:,} words but the file holds "
+                        f"{len(words):,}")
+    return _finish(path, words, matrix)
+
+
+def _parse(f, size: int, path: Path, data: bytes | None = None) -> Vectors:
+    head = f.read(200 + 4096)  # the header line and a sample after it
+    count, dim, pos = _read_header(path, head)
+    binary = _is_binary(path, head)
+    _check_header(path, count, dim, binary, size)
+    if binary:
+        if data is None:
+            f.seek(0)
+            data = f.read()
+        return _read_binary(path, data, pos, count, dim)
+    f.seek(pos)
+    return _read_text(path, f, count, dim)
+
+
+def parse_vectors(data: bytes, path: str | os.PathLike) -> Vectors:
+    """Vectors from a word2vec file's bytes (`path`: its name, for the format and messages),
+    with one clear error for anything else."""
+    import io
+
+    return _parse(io.BytesIO(data), len(data), Path(path), data)
 
 
 def load_vectors(path: str | os.PathLike) -> Vectors:
-    """Read word2vec binary or text vectors, with one clear error for anything else."""
+    """Read word2vec binary or text vectors (one open file, read once), with one clear error
+    for anything else."""
     p = resolve_vectors_path(path)
-    count, dim = _read_header(p)
-    binary = _is_binary(p)
-    _check_header(p, count, dim, binary)
-    if binary:
-        return _read_binary(p, count, dim)
-    from gensim.models import KeyedVectors
-
     try:
-        kv = KeyedVectors.load_word2vec_format(str(p), binary=False, unicode_errors="strict")
-    except (ValueError, EOFError, UnicodeDecodeError, IndexError) as err:
-        raise UserError(f"{p}: not a valid word2vec text file ({err})") from None
-    if len(kv) != count or kv.vector_size != dim:
-        raise UserError(f"{p}: header says {count}x{dim} but the file holds "
-                        f"{len(kv)}x{kv.vector_size}")
-    return Vectors(list(kv.index_to_key), np.asarray(kv.vectors, dtype=np.float32))
+        with open_regular(p) as f:
+            return _parse(f, os.fstat(f.fileno()).st_size, p)
+    except OSError as err:
+        raise UserError(f"{p}: cannot read it ({err.strerror or err})") from None
 
 
 def save_vectors(vectors: Vectors, path: str | os.PathLike, binary: bool = True) -> Path:
-    """Write word2vec C format atomically (binary by default: exact and compact)."""
+    """Write word2vec C format atomically (binary by default: exact and compact). Every word
+    must be one `load_vectors` reads back (`word_fits`)."""
     from gensim.models import KeyedVectors
+
+    bad = next((w for w in vectors.words if not word_fits(w)), None)
+    if bad is not None:
+        shown = bad[:20] + ("…" if len(bad) > 20 else "")
+        raise UserError(f"{path}: cannot write the word {shown!r} ({len(bad):,} characters): "
+                        f"a vectors file's words are 1 to {MAX_WORD_BYTES} bytes of UTF-8 "
+                        "without spaces or line breaks")
 
     kv = KeyedVectors(vectors.dim, dtype=np.float32)
     kv.add_vectors(vectors.words, vectors.matrix)

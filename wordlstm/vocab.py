@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .split import HoldOut, training_lines
-from .vectors import EOS, SegmentedCorpus, Vectors
+from .vectors import EOS, SegmentedCorpus, Vectors, word_fits
 
 MIN_COUNT = 3  # as train-vectors: rarer words stay spelled with their characters
 
@@ -51,7 +51,8 @@ def extend_vocabulary(base: Vectors, segmented: str, holdout: HoldOut | None = N
                 chars[c] += n
     new_chars = sorted(c for c in chars if c not in index and c != EOS)
     new_words = sorted((w for w, n in counts.items()
-                        if n >= min_count and len(w) > 1 and w not in index and w != EOS),
+                        if n >= min_count and len(w) > 1 and w not in index and w != EOS
+                        and word_fits(w)),  # a word no vectors file can hold is spelled
                        key=lambda w: (-counts[w], w))
     matrix = base.matrix
     mean = matrix.mean(axis=0)

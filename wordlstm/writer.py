@@ -15,7 +15,7 @@ import numpy as np
 from .errors import UserError
 from .guards import Guards
 from .generate import Generator, Reranker, check_time_limit, rhyme_preference, verse_plan
-from .modeldir import load, training_line_hashes
+from .modeldir import load
 from .segment import Segmenter
 from .stepmodel import PrefixCache
 from .textio import normalize_line
@@ -289,7 +289,7 @@ class Writer:
         out). A poem model writes its corpus's regular form (or `form`), with
         rhyming even clauses where the model allows."""
         self._require_lines("--lines")
-        known = training_line_hashes(self.model_dir) if novel_only else None
+        known = self.loaded.line_hashes() if novel_only else None
         result = Generation([])
         start = self.encode(prefix, result)
         head = self.encode(prompt, result)
