@@ -608,10 +608,19 @@ def fit_ngram(segmented, model_dir, order, quiet):
 
 
 @main.command()
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Print this model's card instead (a model dir, default, or base).")
 @json_option
 @friendly
-def info(as_json):
-    """Which Keras backend, devices and LSTM kernel training would use."""
+def info(model_dir, as_json):
+    """Which Keras backend, devices and LSTM kernel training would use; with --model, the
+    model's card (what it was trained on, how good it is, what it is for)."""
+    if model_dir is not None:
+        from .card import model_card
+
+        text = model_card(model_dir)
+        click.echo(json.dumps({"card": text}, ensure_ascii=False) if as_json else text, nl=False)
+        return
     from .backend import describe, fused_lstm_reason, summary_line
 
     if as_json:

@@ -167,6 +167,9 @@ def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
         config["files"] = {name: file_hash(new / name) for name in FILES if (new / name).is_file()}
         write_json(new / "history.json", history)
         write_json(new / "config.json", config)
+        from .card import write_card
+
+        write_card(new, name=out.name)  # README.md: the model card (not a model file)
         replace_dir(new, out)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)

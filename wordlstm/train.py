@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .card import char_baseline, corpus_record
 from .dataset import (CorpusIds, check_trainable, corpus_ids, lanes_dataset, sequences_dataset,
                       targets_of)
 from .decoding import DECODINGS, CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
@@ -769,7 +770,10 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                "unknown_tokens": int(corpus.train_unknown),
                                "holdout": tcfg.holdout.to_json(),
                                "best_epoch": state.get("best_epoch", state["epoch"]),
-                               "init_from": str(init_from) if init_from else None}
+                               "init_from": str(init_from) if init_from else None,
+                               "corpus_file": corpus_record(segmented),
+                               "command": _command_line(),
+                               "char5_bits_per_char": char_baseline(segmented, tcfg.holdout)}
     line_info = line_stats(segmented) if tcfg.lines else None
     if ctrl_c is not None:
         ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
@@ -778,6 +782,15 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                    log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram)
     shutil.rmtree(run.ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
+
+
+def _command_line() -> str | None:
+    """The command as typed, for the model card (None when training was called from Python)."""
+    import shlex
+
+    if not sys.argv or Path(sys.argv[0]).name not in ("wordlstm", "cli.py", "__main__.py"):
+        return None
+    return shlex.join(["wordlstm", *sys.argv[1:]])
 
 
 def fit_cache_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.ndarray,
