@@ -2,10 +2,10 @@
 install must load them as an editable one does)."""
 
 import fnmatch
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
