@@ -176,9 +176,12 @@ def main(argv=None):
     global SAMPLING
     from readers import parse_system
 
-    SAMPLING = SamplingConfig(**parse_system(f"x=y:{args.sampling}")[2])
+    given = parse_system(f"x=y:{args.sampling}")[2]
+    SAMPLING = SamplingConfig(**given)
     args.n = args.n or (500 if args.kind == "names" else 200)
     writers = [(Path(m).name, Writer.load(m)) for m in args.model]
+    if writers:  # the model's own defaults (config.json "sampling"), as continue-text uses
+        SAMPLING = writers[0][1].sampling(SAMPLING, given=set(given))
     holdout = HoldOut(**writers[0][1].config["training"]["holdout"]) if writers \
         else HoldOut(lines=True)
     train, held = split_lines(args.segmented, holdout)

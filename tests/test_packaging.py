@@ -10,7 +10,8 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("package", ["wordlstm.default_model", "wordlstm.base_model"])
+@pytest.mark.parametrize("package", ["wordlstm.default_model", "wordlstm.base_model",
+                                     "wordlstm.dinos_model"])
 def test_every_shipped_model_file_is_package_data(package):
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     folder = ROOT / config["package-dir"][package]

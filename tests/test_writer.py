@@ -137,3 +137,27 @@ def test_prefix_changes_text_but_is_not_printed(model_dir):
     primed = w.continue_text("老王", 15, cfg, prefix="小红听了，心里很伤心").texts
     assert plain != primed
     assert not primed[0].startswith("小红听了")
+
+
+def test_a_line_model_carries_its_own_sampling_defaults(poem_model):
+    """Names and poems are written with the line settings the model was saved with, unless
+    the user sets a field; prose models have none."""
+    import json
+
+    from wordlstm.generate import SamplingConfig
+    from wordlstm.train import LINE_SAMPLING
+    from wordlstm.writer import Writer
+
+    config = json.loads((poem_model / "m" / "config.json").read_text(encoding="utf-8"))
+    assert config["sampling"] == LINE_SAMPLING
+    w = Writer.load(poem_model / "m")
+    cfg = w.sampling(SamplingConfig(temperature=0.7), given={"temperature"})
+    assert cfg.temperature == 0.7 and cfg.min_p == LINE_SAMPLING["min_p"]
+    assert w.sampling(SamplingConfig()).temperature == LINE_SAMPLING["temperature"]
+
+
+def test_a_prose_model_keeps_the_prose_defaults(model_dir):
+    from wordlstm.generate import SamplingConfig
+    from wordlstm.writer import Writer
+
+    assert Writer.load(model_dir).sampling(SamplingConfig()) == SamplingConfig()

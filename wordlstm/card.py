@@ -67,7 +67,7 @@ def card_text(name: str, config: dict, history: dict, baseline: float | None = N
     sha = f", SHA-256 `{corpus['sha256']}`" if "sha256" in corpus else ""
     out.append(f"- `{corpus['file']}`{size}{sha}.")
     if training.get("tokens"):
-        held = holdout.get("mode", "tail")
+        held = "lines drawn at random" if holdout.get("lines") else "the file's tail"
         out.append(f"- {training['tokens']:,} tokens: {training.get('train_tokens', 0):,} "
                    f"trained on, {training.get('val_tokens', 0):,} held out "
                    f"({held}, {holdout.get('fraction', 0.05):.0%}), never read by any "

@@ -380,6 +380,15 @@ def _take(options: dict, config_class) -> dict:
     return {f.name: options.pop(f.name) for f in fields(config_class) if f.name in options}
 
 
+def _given(options: dict) -> set[str]:
+    """The options typed on the command line (not left at their defaults)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {k for k in options if ctx.get_parameter_source(k) not in
+            (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)}
+
+
 S, R = SamplingDefaults, RequestDefaults
 
 
@@ -480,6 +489,7 @@ def continue_text(model_dir, quiet, as_json, **options):
     log = _stderr_log(quiet or as_json)
     request = request.printable(log)
     writer = Writer.load(model_dir, log=log)
+    cfg = writer.sampling(cfg, given=_given(options))  # the model's own defaults, then flags
     stream = request.streams and not as_json  # one continuation: show each word as it comes
     shown = []  # the prompt goes out with the first word: an error prints nothing on stdout
 

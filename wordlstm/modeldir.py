@@ -40,7 +40,9 @@ FORMAT = "wordlstm-model"
 FORMAT_VERSION = 2  # 2: every-position models; the embedding lives in vectors.bin
 PACKAGE_MODEL = Path(__file__).resolve().parent / "default_model"
 PACKAGE_BASE = Path(__file__).resolve().parent / "base_model"
-SHIPPED = {"default": (PACKAGE_MODEL, "default"), "base": (PACKAGE_BASE, "base")}
+PACKAGE_DINOS = Path(__file__).resolve().parent / "dinos_model"
+SHIPPED = {"default": (PACKAGE_MODEL, "default"), "base": (PACKAGE_BASE, "base"),
+           "dinos": (PACKAGE_DINOS, "dinos")}
 
 
 def default_model_dir() -> Path:
@@ -53,8 +55,8 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_dir(model_dir=None) -> Path:
-    """A model dir argument: None is the shipped default; "default" and "base" name the
-    shipped models unless a directory of that name exists here."""
+    """A model dir argument: None is the shipped default; "default", "base" and "dinos" name
+    the shipped models unless a directory of that name exists here."""
     if model_dir is None:
         return default_model_dir()
     p = Path(model_dir)
@@ -125,7 +127,8 @@ FILES = ("model.keras", "vectors.bin", "prior.npy", "lines.npy", "user_dict.txt"
 def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
                    segmenter: SegmenterConfig, training: dict, history: dict,
                    line_info: dict | None = None, decoder: dict | None = None,
-                   log_prior: np.ndarray | None = None, ngram=None) -> None:
+                   log_prior: np.ndarray | None = None, ngram=None,
+                   sampling: dict | None = None) -> None:
     """Write a complete model dir (`core`: the Keras core model) as one step.
 
     Everything is written into a new sibling directory, with each file's SHA-256 in
@@ -164,6 +167,8 @@ def save_model_dir(out: Path, core, cfg: ModelConfig, vectors: Vectors,
         if ngram is not None:  # the word n-gram mixed with the network (ngram.WordNgram)
             ngram.save(new / "ngram.npz")
         config["decoder"] = decoder or {"kind": "cosine"}
+        if sampling:  # the model's own generation defaults (Writer.sampling)
+            config["sampling"] = sampling
         config["files"] = {name: file_hash(new / name) for name in FILES if (new / name).is_file()}
         write_json(new / "history.json", history)
         write_json(new / "config.json", config)
@@ -212,6 +217,10 @@ def check_output_dir(out: Path) -> None:
         raise UserError(f"{out}: exists and is not a directory")
     names = {p.name for p in out.iterdir()}
     ours = set(FILES) | {"config.json", "history.json", "checkpoint"}
+    card = out / "README.md"  # the model card train wrote (card.CARD), not a user's README
+    if card.is_file() and card.stat().st_size < 1 << 20 and \
+            "A wordlstm model:" in card.read_text(encoding="utf-8", errors="replace"):
+        ours.add("README.md")
     if names - ours:
         raise UserError(f"{out}: holds other files than a wordlstm model "
                         f"({', '.join(sorted(names - ours)[:3])}); the model directory is "

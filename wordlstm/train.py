@@ -779,9 +779,17 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
         ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
     save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state["history"]},
                    line_info=line_info, decoder=decoding,
-                   log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram)
+                   log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram,
+                   sampling=dict(LINE_SAMPLING) if tcfg.lines else None)
     shutil.rmtree(run.ckpt, ignore_errors=True)
     return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
+
+
+# A line model's generation defaults (names, poems): issue 14's settings. The prose defaults
+# (temperature 0.6, min-p, strong DRY) wrote 70% "-saurus" names against the list's 46%
+# (bench/RESULTS.md, "Line models under the new prose defaults").
+LINE_SAMPLING = {"temperature": 1.0, "min_p": 0.0, "dry_multiplier": 0.8, "dry_allowed": 2,
+                 "min_count": 0}
 
 
 def _command_line() -> str | None:

@@ -137,6 +137,20 @@ class Writer:
         """`decode` overrides the model's decoding ("cosine" or "prior"), for comparisons."""
         return cls(load(model_dir, decode), log)
 
+    def sampling(self, cfg, given=frozenset()):
+        """`cfg` with the model's own sampling defaults (config.json "sampling", e.g. a line
+        model's: the prose defaults suit names and poems badly) for every field not in
+        `given` (what the user set)."""
+        from dataclasses import fields, replace
+
+        own = self.config.get("sampling") or {}
+        names = {f.name for f in fields(cfg)}
+        unknown = sorted(set(own) - names)
+        if unknown:
+            raise UserError(f"{self.model_dir}: config.json sampling has unknown settings "
+                            f"({', '.join(unknown)[:80]})")
+        return replace(cfg, **{k: v for k, v in own.items() if k not in given})
+
     def words(self, ids) -> list[str]:
         return [self.vectors.words[i] for i in ids]
 
