@@ -51,7 +51,7 @@ def card_text(name: str, config: dict, history: dict, baseline: float | None = N
     epochs = history.get("epochs") or []
     best = training.get("best_epoch")
     row = next((e for e in epochs if e.get("epoch") == best), epochs[-1] if epochs else {})
-    bpc = row.get("val_bits_per_char")
+    bpc = training.get("held_out_bits_per_char", row.get("val_bits_per_char"))
     holdout = training.get("holdout") or {}
     lines_model = "lines" in config
     out = [f"# {name}", ""]

@@ -756,6 +756,11 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                                 validator.fit_ids, corpus.unk)
         log(f"dynamic evaluation: learning rate {decoding['dynamic_lr']:g} (fitted on "
             f"{DYNAMIC_FIT:,} training positions)")
+    # The saved model's own figure (float16-rounded weights, the decoding fitted to them):
+    # exactly what `evaluate --no-cache --dynamic 0 --no-ngram` reports for this file.
+    saved_bpc = validator.bits_per_char(step, decoding)
+    if saved_bpc is not None:
+        log(f"held-out bits/char of the saved network: {saved_bpc:.4f}")
     ngram = None
     if decoding["kind"] != "softmax" and not tcfg.lines:
         ngcfg, ngram = fit_ngram_on(step, decoding, shipped.matrix, run.prior, corpus.train,
@@ -771,6 +776,7 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                "holdout": tcfg.holdout.to_json(),
                                "best_epoch": state.get("best_epoch", state["epoch"]),
                                "init_from": str(init_from) if init_from else None,
+                               "held_out_bits_per_char": saved_bpc,
                                "corpus_file": corpus_record(segmented),
                                "command": _command_line(),
                                "char5_bits_per_char": char_baseline(segmented, tcfg.holdout)}
