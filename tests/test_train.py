@@ -242,3 +242,25 @@ def test_without_a_terminal_training_logs_progress_and_the_time_limit_stops_it(
     assert progress and "/s" in progress[0]
     assert any(m.startswith("time limit:") for m in lines)
     assert len(json.loads((tmp_path / "m" / "history.json").read_text())["epochs"]) == 1
+
+
+def test_tensorboard_event_files_are_readable(segmented, vectors_file, tmp_path):
+    """`train --tensorboard DIR`: one point an epoch that TensorBoard itself reads."""
+    import shutil
+    import subprocess
+
+    pytest.importorskip("tensorflow")
+    if shutil.which("tensorboard") is None:
+        pytest.skip("tensorboard is not installed (pip install tensorboard)")
+    from conftest import TINY, run
+
+    logs = tmp_path / "tb"
+    run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "--epochs", "2",
+        "--window", TINY["window"], "--units", TINY["units"], "--layers", "1", "--dropout",
+        "0", "--tensorboard", logs, "-q")
+    out = subprocess.run(["tensorboard", "--inspect", "--logdir", str(logs)], check=False,
+                         capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    for tag in ("loss", "held_out_bits_per_char", "learning_rate", "targets_per_s"):
+        assert tag in text, text[-2000:]
+    assert "max_step           2" in text or "max_step 2" in " ".join(text.split()), text[-2000:]

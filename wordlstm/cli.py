@@ -269,6 +269,9 @@ M, T = ModelDefaults, TrainDefaults
 @click.option("--time-limit", default=T.time_limit, show_default=True,
               type=click.FloatRange(0, None),
               help="Minutes: start no epoch that would end after this (0: no limit).")
+@click.option("--tensorboard", default="", metavar="DIR",
+              help="Write TensorBoard event files here (loss, held-out bits/char, learning "
+                   "rate, targets/s per epoch): tensorboard --logdir DIR. Needs TensorFlow.")
 @click.option("--window", default=M.window, show_default=True,
               help="Tokens per training sequence; every position is a target.")
 @click.option("--units", default=M.units, show_default=True, help="LSTM size.")

@@ -62,6 +62,8 @@ class TrainConfig:
     # float32 at no measured cost (bench/RESULTS.md, "Base model"); inference is float32
     time_limit: float = 0.0  # minutes: no epoch starts that would end after this (0: none);
     # counted from this run's start (a --resume starts the clock again)
+    tensorboard: str = ""  # a directory for TensorBoard event files, one point an epoch:
+    # loss, held-out bits/char, learning rate, targets/s ("": none; needs TensorFlow)
     ema: float = 0.998  # validate and ship the exponential moving average of the weights:
     # its momentum per batch, at most 1 - 1/(batches an epoch), so the average spans about an
     # epoch at most (0: the last weights). Averaging is a cheap, standard gain for LSTM LMs.
@@ -309,6 +311,21 @@ class TrainingInterrupted(KeyboardInterrupt):
 PROGRESS_EVERY = 30.0  # seconds between progress lines when Keras' bar is off (not a terminal)
 
 
+def check_tensorboard(logdir: str) -> None:
+    """`--tensorboard DIR` writes event files through TensorFlow's summary writer (what
+    TensorBoard reads; it works whatever the Keras backend): refuse early where it is missing,
+    or where DIR cannot be a directory."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UserError("--tensorboard writes TensorBoard's event files with TensorFlow, which "
+                        "is not installed here (pip install tensorflow); the same figures are "
+                        "in the model dir's history.json")
+    p = Path(logdir)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--tensorboard {logdir}: exists and is not a directory")
+
+
 def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, log,
                     validator: Validator, ctrl_c: CtrlC | None = None,
                     batches: int = 0, lines: bool = False):
@@ -411,7 +428,31 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
                 log(f"held-out bits/char did not improve: learning rate {lr:.2g}")
             return False
 
-    return [EpochEnd()]
+    class TensorBoardLog(keras.callbacks.Callback):
+        """One point an epoch in TensorBoard: the row EpochEnd just added to the history
+        (loss, held-out bits/char, learning rate, targets/s) at step = epoch; after EpochEnd."""
+
+        writer = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            import tensorflow as tf
+
+            if self.writer is None:
+                self.writer = tf.summary.create_file_writer(tcfg.tensorboard)
+            row = state["history"][-1]
+            with self.writer.as_default():
+                for key, tag in (("loss", "loss"), ("val_bits_per_char", "held_out_bits_per_char"),
+                                 ("learning_rate", "learning_rate"),
+                                 ("targets_per_s", "targets_per_s")):
+                    if row.get(key) is not None:
+                        tf.summary.scalar(tag, float(row[key]), step=int(row["epoch"]))
+            self.writer.flush()
+
+        def on_train_end(self, logs=None):
+            if self.writer is not None:
+                self.writer.close()
+
+    return [EpochEnd(), TensorBoardLog()] if tcfg.tensorboard else [EpochEnd()]
 
 
 def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors_path: str,
@@ -439,7 +480,8 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
         log("note: --resume continues the run with the settings it started with: "
             + ", ".join(changed))
     saved["training"].update(epochs=tcfg.epochs, devices=tcfg.devices, precision=tcfg.precision,
-                             patience=tcfg.patience, time_limit=tcfg.time_limit)
+                             patience=tcfg.patience, time_limit=tcfg.time_limit,
+                             tensorboard=tcfg.tensorboard)
     tcfg = TrainConfig.from_json(saved["training"])
     for key in ("epoch", "history", "best_bpc", "best_epoch", "best_weights", "files"):
         if key in saved:
@@ -478,6 +520,8 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
         raise UserError(f"{segmented}: the corpus is inside the output directory {out}; "
                         "keep it elsewhere")
     check_output_dir(out)  # after the two above: they name the cause more exactly
+    if tcfg.tensorboard:
+        check_tensorboard(tcfg.tensorboard)
     with output_lock(out):
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
                       init_from, ctrl_c, base)
