@@ -147,7 +147,7 @@ def test_model_dir_with_mismatched_vectors(model_dir, tmp_path):
     save_vectors(Vectors(v.words[:-1], v.matrix[:-1]), d / "vectors.bin")
     assert_clear_error(run("continue-text", "老王", "--model", d, ok=False), "do not belong together")
     # neighbors reads only the vectors, but checks them against config.json too
-    assert_clear_error(run("neighbors", "老王", "--model", d, ok=False), "do not match")
+    assert_clear_error(run("neighbors", "老王", "--model", d, ok=False), "do not belong together")
 
 
 def test_model_dir_from_older_version(model_dir, tmp_path):

@@ -137,6 +137,9 @@ def _print_segment_stats(output, stats, strip_boilerplate):
                f"{stats.distinct:,} distinct words from {stats.bytes / 1e6:.1f} MB "
                f"({', '.join(sorted({f['encoding'] for f in stats.files}))}) in "
                f"{stats.seconds:.1f} s, {stats.mb_per_s:.2f} MB/s, engine {stats.engine}", err=True)
+    for f in stats.files:  # where another encoding also read the file: why this one
+        if f.get("detection"):
+            click.echo(f"note: {f.get('path', '')}: {f['detection']}", err=True)
     if stats.replaced:
         click.echo(f"replaced {stats.replaced:,} undecodable bytes with U+FFFD", err=True)
     if stats.chapters:

@@ -55,6 +55,7 @@ def join_segmented(inputs: list[str], train_parts: list[str], output: str,
     if len(set(map(os.path.realpath, sources))) < len(sources):
         raise UserError("a file is given twice; each source once")
     check_writable(output)
+    check_writable(sidecar_path(output))
     for path in sources:
         check_segmented(path)
     check_not_input(output, sources)

@@ -116,11 +116,19 @@ def user_dictionary(inputs: list[str], output: str | None = None, min_count: int
     to `output`, how many name occurrences it makes whole tokens)."""
     from .errors import UserError
     from .segment import SegmenterConfig, default_jobs, segment_lines
-    from .textio import atomic_output, check_not_input, check_writable, iter_lines, normalize_line
+    from .textio import (
+        atomic_output,
+        check_not_input,
+        check_text_inputs,
+        check_writable,
+        iter_lines,
+        normalize_line,
+    )
 
     if output:
         check_writable(output)
         check_not_input(output, inputs)
+    check_text_inputs(inputs, encoding)  # before any work: segmenting workers start next
 
     def raw_lines():  # streamed: read again for the repair count
         return (line for path in inputs for line in iter_lines(path, encoding=encoding))

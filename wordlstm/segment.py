@@ -14,8 +14,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Iterable, Iterator
 
 from .errors import UserError
 from .punct import normalize_punct
@@ -35,28 +35,86 @@ def _has_rjieba() -> bool:
     return True
 
 
-# jieba's own user-dictionary line format: word [frequency] [POS tag]
-_USER_DICT_LINE = re.compile(r"^(.+?)( [0-9]+)?( [a-z]+)?$")
+# User dictionaries are bounded before jieba sees them: jieba keeps every prefix of every
+# entry in memory (one 40,000-character entry took 4.98 GB; entries summing to 2.56 million
+# characters, 0.5 GB). jieba's own dictionary: 349,046 entries, 1,016,260 characters, the
+# longest 16, 5.1 MB; each limit is above that, the worst case they allow ~250 MB and ~1 s.
+MAX_USER_DICT_ENTRY_CHARS = 64  # characters in one entry (real words are short)
+MAX_USER_DICT_ENTRIES = 400_000  # entries (lines with a word)
+MAX_USER_DICT_CHARS = 1_200_000  # characters of all entries together: the prefixes jieba keeps
+MAX_USER_DICT_BYTES = 8 << 20  # size of the file
+MAX_USER_DICT_FREQ = 10 ** 12  # a frequency (jieba's whole dictionary counts 6e7)
+MAX_USER_DICT_TAG = 16  # letters of a part-of-speech tag (jieba's: nr, ns, vn, eng, ...)
+
+# jieba's user-dictionary line: word [frequency] [POS tag]; the word has no spaces (jieba
+# cuts text at them, so it could never match one) and no control characters (binary data).
+_USER_DICT_TAG = re.compile(r"[a-z]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_FILE_KINDS = {"S_ISDIR": "a directory", "S_ISFIFO": "a FIFO (named pipe)",
+               "S_ISCHR": "a character device", "S_ISBLK": "a block device",
+               "S_ISSOCK": "a socket"}
 
 
-def read_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
-    """(word, frequency or None, tag or None) for each line, parsed as jieba parses it."""
-    entries = []
+def check_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
+    """The entries (word, frequency or None, tag or None) of a jieba user dictionary, after
+    checking it against the limits above; `UserError` naming the file, the line and the limit
+    otherwise. Reads at most MAX_USER_DICT_BYTES (+1) and gives jieba nothing: callers load
+    what this returns, so a refused dictionary loads nothing."""
+    import stat
+
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                m = _USER_DICT_LINE.match(line)
-                if m is None:
-                    raise UserError(f"{path}: line {lineno} is not 'word [freq] [tag]'")
-                word, freq, tag = m.groups()
-                entries.append((word, int(freq) if freq else None, tag.strip() if tag else None))
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: user dictionary is not UTF-8 (byte offset {err.start})") from None
+        st = os.stat(path)
     except FileNotFoundError:
         raise UserError(f"{path}: user dictionary not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for f, k in _FILE_KINDS.items() if getattr(stat, f)(st.st_mode)),
+                    "not a file")
+        raise UserError(f"{path}: user dictionary is not a regular file ({kind})")
+    too_big = f"a user dictionary may be at most {MAX_USER_DICT_BYTES:,} bytes"
+    if st.st_size > MAX_USER_DICT_BYTES:
+        raise UserError(f"{path}: {st.st_size:,} bytes; {too_big}")
+    with open(path, "rb") as f:
+        data = f.read(MAX_USER_DICT_BYTES + 1)
+    if len(data) > MAX_USER_DICT_BYTES:  # it grew since the stat
+        raise UserError(f"{path}: more than {MAX_USER_DICT_BYTES:,} bytes; {too_big}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        before = data[:err.start]
+        lineno = len(before.splitlines()) + (not before or before.endswith((b"\n", b"\r")))
+        raise UserError(f"{path}: line {lineno}: not UTF-8 (byte {err.start:,} of the file); "
+                        "save the user dictionary as UTF-8") from None
+    entries = []
+    chars = 0
+    for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        word = parts[0]
+        where = f"{path}: line {lineno}:"
+        if len(word) > MAX_USER_DICT_ENTRY_CHARS:
+            raise UserError(f"{where} an entry of {len(word):,} characters; user dictionary "
+                            f"entries are words of at most {MAX_USER_DICT_ENTRY_CHARS} characters")
+        freq = tag = None
+        rest = parts[1:]
+        if rest and rest[0].isascii() and rest[0].isdigit() and len(rest[0]) <= 13:
+            freq = int(rest.pop(0))
+        if rest and len(rest[0]) <= MAX_USER_DICT_TAG and _USER_DICT_TAG.fullmatch(rest[0]):
+            tag = rest.pop(0)
+        if rest or (freq is not None and freq > MAX_USER_DICT_FREQ) or _CONTROL.search(word):
+            why = "control characters (binary data?)" if _CONTROL.search(word) else \
+                f"frequency a whole number up to {MAX_USER_DICT_FREQ:,}, tag up to " \
+                f"{MAX_USER_DICT_TAG} lowercase letters"
+            raise UserError(f"{where} not 'word [frequency] [tag]' ({why}): {line.strip()[:40]!r}")
+        chars += len(word)
+        if chars > MAX_USER_DICT_CHARS:
+            raise UserError(f"{where} the entries add up to more than {MAX_USER_DICT_CHARS:,} "
+                            "characters, the most a user dictionary may hold (jieba keeps "
+                            "every prefix of every entry in memory)")
+        if len(entries) >= MAX_USER_DICT_ENTRIES:
+            raise UserError(f"{where} more than {MAX_USER_DICT_ENTRIES:,} entries, the most a "
+                            "user dictionary may hold")
+        entries.append((word, freq, tag))
     return entries
 
 
@@ -91,6 +149,12 @@ class SegmenterConfig:
     normalize_punct: bool = False  # standard full-width marks first (punct.normalize_punct);
     # `segment` turns it on for word units, and old model dirs, which lack it, mean False
 
+    def __post_init__(self):
+        # Bounded where the setting is made (segment, train and a model dir's copy), before
+        # any work; a missing file is left to the command that needs it (its own message).
+        if self.user_dict and os.path.lexists(self.user_dict):
+            check_user_dict(self.user_dict)
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -101,8 +165,8 @@ class Segmenter:
     def __init__(self, config: SegmenterConfig = SegmenterConfig()):
         if config.unit not in UNITS:
             raise UserError(f"unknown unit {config.unit!r}; choose word or char")
-        if config.user_dict and not os.path.isfile(config.user_dict):
-            raise UserError(f"{config.user_dict}: user dictionary not found")
+        # read and checked here; _build gives jieba exactly these entries (no second read)
+        self._user_entries = check_user_dict(config.user_dict) if config.user_dict else []
         self.config = config
         self.engine = resolve_engine(config.engine, config.user_dict, config.unit)
         # rjieba's own cut (no user dictionary): it also cuts whole blocks of lines at once
@@ -143,7 +207,7 @@ class Segmenter:
         tk = jieba.Tokenizer()
         tk.initialize()
         if self.config.user_dict:
-            entries = read_user_dict(self.config.user_dict)
+            entries = self._user_entries
             for word, freq, tag in entries:
                 tk.add_word(word, freq, tag)  # what jieba's load_userdict does, line by line
             if self.engine == "rjieba":
@@ -436,8 +500,8 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
     stats.replaced = sum(r.replaced for r in reads)
     stats.distinct = len(distinct)
     stats.other_scripts = other_scripts(distinct)
-    stats.files = [{"path": r.path, "encoding": r.encoding, "bytes": r.bytes,
-                    "replaced": r.replaced} for r in reads]
+    stats.files = [{"path": r.path, "encoding": r.encoding, "detection": r.detection,
+                    "bytes": r.bytes, "replaced": r.replaced} for r in reads]
     if stats.tokens == 0:
         raise UserError(f"{', '.join(map(str, paths))}: no text found (empty after normalising)")
     return stats
@@ -489,17 +553,20 @@ def segment_to_file(inputs: list[str], output: str, config: SegmenterConfig, *,
     """`wordlstm segment`: check the inputs and the output (before any work), segment into
     `output` atomically and record the settings next to it (`sidecar_path`, which `train`
     reads). `progress(total_bytes)` may return a progress bar. Returns (stats, summary)."""
-    from .textio import atomic_output, check_not_input, check_writable, detect_encoding, write_json
+    from .textio import (
+        atomic_output,
+        check_not_input,
+        check_text_inputs,
+        check_writable,
+        write_json,
+    )
 
     check_writable(output)
+    check_writable(sidecar_path(output))
     check_not_input(output, inputs)
     check_not_input(sidecar_path(output), inputs)
-    for path in inputs:  # missing, empty or binary inputs fail here, before any work
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: no such file")
-        if encoding is None:
-            detect_encoding(path)
-    total = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
+    check_text_inputs(inputs, encoding)  # bad inputs or encoding fail here, before any work
+    total = sum(os.path.getsize(p) for p in inputs)
     bar = progress(total) if progress is not None else None
     try:
         with atomic_output(output) as out:

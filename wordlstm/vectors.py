@@ -244,6 +244,7 @@ def train_vectors_file(segmented: str, output: str | os.PathLike, settings: dict
     settings = Word2VecSettings(**settings)
     path, summary_path = output_paths(output, text)
     check_writable(path)
+    check_writable(summary_path)  # the .json summary too, before hours of training
     check_not_input(path, [segmented])
     check_not_input(summary_path, [segmented])
     bar = progress(settings.epochs) if progress is not None else None
