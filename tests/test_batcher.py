@@ -131,3 +131,42 @@ def test_cancel_time_limit_and_a_failing_request(writer):
         assert not batcher.active
     finally:
         batcher.close()
+
+
+def test_a_full_batch_holds_new_jobs_and_their_clock_starts_when_they_join(writer):
+    """Rows beyond max_rows wait their turn; a job's on_start (where a server starts its
+    time limit, issue 20 item 23) runs when it joins the batch, not when it was submitted."""
+    ids, _ = writer.continuation("阿明")
+    batcher = Batcher(writer.gen, max_rows=2)
+    try:
+        cancel = Budget()
+        long = writer.gen.group([ids] * 2, 100000, SamplingConfig(), seed=1)
+        started = []
+        _, d1, _ = submit(batcher, long, budget=cancel, on_start=lambda: started.append("long"))
+        gone = Budget()
+        left = writer.gen.group([ids], 5, SamplingConfig(), seed=3)
+        _, d3, o3 = submit(batcher, left, budget=gone, on_start=lambda: started.append("left"))
+        late = writer.gen.group([ids], 5, SamplingConfig(), seed=2)
+        _, d2, o2 = submit(batcher, late, on_start=lambda: started.append("late"))
+        time.sleep(0.3)
+        assert started == ["long"] and len(batcher.active) == 1  # the batch is full
+        gone.cancelled = True  # its client went away while it waited: it never starts
+        cancel.cancelled = True
+        assert d1.wait(30) and d2.wait(30) and d3.wait(30)
+        assert isinstance(o3["err"], Cancelled)
+        assert started == ["long", "late"] and o2["err"] is None and len(late.out[0]) == 5
+    finally:
+        batcher.close()
+
+
+def test_jobs_waiting_at_shutdown_are_told(writer):
+    ids, _ = writer.continuation("阿明")
+    batcher = Batcher(writer.gen, max_rows=1)
+    long = writer.gen.group([ids], 100000, SamplingConfig(), seed=1)
+    _, d1, o1 = submit(batcher, long)
+    waiting = writer.gen.group([ids], 5, SamplingConfig(), seed=2)
+    _, d2, o2 = submit(batcher, waiting)
+    time.sleep(0.2)
+    batcher.close()
+    assert d1.wait(10) and d2.wait(10)
+    assert isinstance(o1["err"], Cancelled) and isinstance(o2["err"], Cancelled)

@@ -93,3 +93,13 @@ def test_a_failed_continuation_prints_nothing_on_stdout(model_dir):
     r = _cli("continue-text", "𠀀𠀁𠀂", "--model", model_dir, "-n", "3")
     assert_clear_error(r, "vocabulary")
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("flags", [["--paragraph-bias", "1e39"], ["--dry-base", "1e300"],
+                                   ["--temperature", "5e-324"], ["--form", "50x50"],
+                                   ["--form", ""]])
+def test_numbers_past_any_effect_are_refused_by_name(model_dir, poem_model, flags):
+    model = poem_model / "m" if flags[0] == "--form" else model_dir
+    extra = ["--lines", "1"] if flags[0] == "--form" else []
+    r = run("continue-text", "春", "--model", model, "-n", "5", *flags, *extra, ok=False)
+    assert_clear_error(r, flags[0].lstrip("-").split("-")[0])

@@ -1,10 +1,12 @@
 """`wordlstm serve`: the JSON API on a real server over loopback, and the co-writing page
 driven in headless Chromium (Debian's chromium + chromium-driver through Selenium)."""
 
+import asyncio
 import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -142,7 +144,7 @@ def test_line_model_modes(server):
 
 
 @pytest.mark.parametrize("body, status, words", [
-    ({"prompt": "宝玉", "top_p": 2}, 400, "top-p"),
+    ({"prompt": "宝玉", "top_p": 2}, 400, "top_p"),
     ({"prompt": "宝玉", "temperature": "hot"}, 422, "temperature"),
     ({"prompt": "宝玉", "length": 10**6}, 400, "at most"),
     ({"prompt": "宝" * 5000}, 400, "characters"),
@@ -237,6 +239,453 @@ def test_serve_refuses_a_bad_model_and_warns_on_all_interfaces(tmp_path):
         assert "warning: serving on 0.0.0.0" in err
     finally:
         s.stop()
+
+
+# -- in-process: the ASGI application called directly, requests as simultaneous as asyncio
+# makes them ---------------------------------------------------------------------------------
+
+
+async def call(app, method, path, body=None, *, raw=None, host="127.0.0.1:8000", leave=None):
+    """One request to the ASGI `app`: (status, headers, parsed JSON or text). The client is
+    gone (receive answers http.disconnect) once `leave` (an asyncio.Event) is set."""
+    data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(data)).encode())]
+    if host is not None:
+        headers.append((b"host", host.encode("latin-1")))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    gone = leave or asyncio.Event()
+    sent = False
+    response = {"status": None, "headers": {}, "body": b""}
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": data, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            response["status"] = message["status"]
+            response["headers"] = {k.decode().lower(): v.decode()
+                                   for k, v in message.get("headers", [])}
+        elif message["type"] == "http.response.body":
+            response["body"] += message.get("body", b"")
+
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        if response["status"] is None:  # raised after its 500 answer, as uvicorn logs it
+            raise
+    finally:
+        gone.set()
+    text = response["body"].decode("utf-8")  # always valid UTF-8
+    kind = response["headers"].get("content-type", "")
+    return response["status"], response["headers"], json.loads(text) if "json" in kind else text
+
+
+def ask(app, method, path, body=None, **kw):
+    return asyncio.run(call(app, method, path, body, **kw))
+
+
+def admission_of(app):
+    while not hasattr(app, "state"):  # through the middleware to the FastAPI app
+        app = app.app
+    return app.state.admission
+
+
+@pytest.fixture(scope="module")
+def tiny(model_dir, poem_model):
+    """The tiny prose model ("model", the default) and the poem model ("m"), loaded once."""
+    from wordlstm.serve import load_models
+
+    return load_models([model_dir, poem_model / "m"])
+
+
+def app_of(models, **config):
+    from wordlstm.serve import ServeConfig, create_app
+
+    return create_app(models, ServeConfig(**config))
+
+
+@pytest.mark.parametrize("active, waiting, n", [(1, 0, 4), (2, 2, 8), (1, 1, 6), (3, 0, 3)])
+def test_admission_is_atomic(active, waiting, n):
+    """n requests at once: `active` take a slot, `waiting` queue, the rest are turned away,
+    and never more than `active` hold a slot (issue 20, item 8)."""
+    from wordlstm.serve import Admission, Busy, ServeConfig
+
+    adm = Admission(ServeConfig(max_active=active, max_waiting=waiting, max_wait=30))
+    peak = 0
+
+    async def main():
+        hold = asyncio.Event()
+
+        async def client():
+            nonlocal peak
+            try:
+                taken = await adm.acquire()
+            except Busy:
+                return "busy"
+            peak = max(peak, adm.active)
+            await hold.wait()
+            adm.release(taken)
+            return "ok"
+
+        tasks = [asyncio.create_task(client()) for _ in range(n)]
+        await asyncio.sleep(0.2)  # every one of them has asked
+        counts = (adm.active, adm.waiting)
+        hold.set()
+        return counts, await asyncio.gather(*tasks)
+
+    counts, got = asyncio.run(main())
+    assert counts == (active, waiting)
+    assert got.count("busy") == n - active - waiting and peak <= active
+    assert (adm.active, adm.waiting) == (0, 0)
+
+
+def test_admission_passes_on_a_slot_given_up_while_queued():
+    """A queued request that gives up (timed out, or its client left) leaves the queue, and a
+    slot handed to it just as it gave up goes to the next in line."""
+    from wordlstm.serve import Admission, Busy, ServeConfig
+
+    adm = Admission(ServeConfig(max_active=1, max_waiting=2, max_wait=0.2))
+
+    async def main():
+        taken = await adm.acquire()
+        with pytest.raises(Busy, match="within"):
+            await adm.acquire()  # waits 0.2 s, then gives up
+        assert adm.waiting == 0
+        a = asyncio.create_task(adm.acquire())
+        b = asyncio.create_task(adm.acquire())
+        await asyncio.sleep(0)
+        adm.release(taken)  # the slot goes to a ...
+        a.cancel()  # ... which gives up before it runs: b must get it
+        got = await b
+        assert adm.active == 1 and adm.waiting == 0
+        adm.release(got)
+        assert adm.active == 0
+
+    asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def one_slot():
+    """A server with one generation slot and no queue."""
+    s = Server("--max-active", "1", "--max-waiting", "0", "--time-limit", "60")
+    yield s
+    s.stop()
+
+
+def test_simultaneous_requests_at_admission(one_slot):
+    """Four requests released together by a barrier against one slot and no queue: one is
+    served, three are turned away at once (issue 20, item 8: all four got 200)."""
+    barrier = threading.Barrier(4)
+    results = []
+
+    def client():
+        conn = http.client.HTTPConnection(one_slot.host, one_slot.port, timeout=120)
+        conn.connect()
+        barrier.wait()
+        conn.request("POST", "/api/continue", json.dumps({"prompt": "宝玉", "length": 100}),
+                     {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        results.append((r.status, r.getheader("Retry-After"), json.loads(r.read())))
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(status for status, _, _ in results) == [200, 503, 503, 503], results
+    for status, retry, got in results:
+        if status == 503:
+            assert "busy" in got["error"] and int(retry) >= 1
+
+
+@pytest.mark.parametrize("body", [{"prompt": "宝玉", "length": 2000, "samples": 16},
+                                  {"prompt": "宝玉", "length": 2000, "context": "window"}],
+                         ids=["batched", "thread-pool"])
+def test_a_client_that_goes_away_stops_its_generation(one_slot, body):
+    """A non-streaming request whose client disconnects stops generating and frees its slot
+    (issue 20, item 9: it went on for the whole time limit)."""
+    data = json.dumps(body).encode()
+    sock = socket.create_connection((one_slot.host, one_slot.port), timeout=10)
+    sock.sendall(b"POST /api/continue HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    time.sleep(1)  # it is generating
+    sock.close()
+    deadline = time.monotonic() + 20  # the request alone takes minutes, the time limit is 60 s
+    while True:
+        status, _, got = one_slot.post("/api/continue", {"prompt": "宝玉", "length": 5})
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status == 200, got
+
+
+@pytest.mark.parametrize("path, body", [("/api/continue", {"prompt": "老王", "length": 5}),
+                                        ("/api/next", {"text": "老王"})])
+def test_a_queued_client_that_goes_away_leaves_the_queue(tiny, path, body):
+    """Connect-and-drop requests must not hold the queue (issue 20, item 9) either."""
+    app = app_of(tiny, max_active=1, max_waiting=1, max_wait=60)
+    admission = admission_of(app)
+
+    async def main():
+        taken = await admission.acquire()  # another request holds the only slot
+        leave = asyncio.Event()
+        queued = asyncio.create_task(call(app, "POST", path, body, leave=leave))
+        await asyncio.sleep(0.2)
+        assert admission.waiting == 1
+        leave.set()
+        await asyncio.wait_for(queued, 10)  # not the 60 s it would wait for a slot
+        assert admission.waiting == 0
+        admission.release(taken)
+        assert admission.active == 0
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("extra", [{}, {"context": "window"}], ids=["batched", "thread-pool"])
+def test_time_limit_counts_generating_time_not_the_queue(tiny, extra):
+    """A request queued for longer than the time limit still gets its whole time limit once
+    it generates (issue 20, item 23: the clock started when it arrived)."""
+    app = app_of(tiny, max_active=1, max_waiting=1, time_limit=1.0)
+    admission = admission_of(app)
+
+    async def main():
+        taken = await admission.acquire()  # another request holds the only slot
+        queued = asyncio.create_task(call(app, "POST", "/api/continue",
+                                          {"prompt": "老王", "length": 5, **extra}))
+        await asyncio.sleep(1.5)  # past the time limit, while queued
+        admission.release(taken)
+        return await queued
+
+    status, _, got = asyncio.run(main())
+    assert status == 200, got
+    assert got["words"] == [5]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "127.0.0.1", "localhost", "LocalHost:80",
+                                  "localhost.:8000", "[::1]:8000", "127.0.0.2:8000"])
+def test_loopback_names_are_accepted_when_bound_to_loopback(tiny, host):
+    status, _, got = ask(app_of(tiny), "GET", "/api/model", host=host)
+    assert status == 200, got
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "localhost.evil.example",
+                                  "127.0.0.1.nip.io", "192.168.1.5:8000", "", None])
+@pytest.mark.parametrize("method, path", [("GET", "/api/model"), ("GET", "/"),
+                                          ("GET", "/static/app.js"), ("GET", "/openapi.json"),
+                                          ("POST", "/api/continue"), ("POST", "/api/next")])
+def test_other_host_names_are_refused_dns_rebinding(tiny, host, method, path):
+    """A page on another origin whose name resolves to this machine cannot drive the API
+    (issue 20, item 18: any Host was accepted)."""
+    body = {"prompt": "老王"} if method == "POST" else None
+    status, _, got = ask(app_of(tiny), method, path, body, host=host)
+    assert status == 421, got
+    assert set(got) == {"error"} and "Host" in got["error"]
+
+
+def test_configured_names_are_accepted_when_bound_elsewhere(tiny):
+    app = app_of(tiny, host="0.0.0.0", allowed_hosts=("Wordlstm.LAN",))
+    for host in ("wordlstm.lan:8000", "192.168.1.5:8000", "[fe80::1]:8000", "localhost"):
+        status, _, got = ask(app, "GET", "/api/model", host=host)
+        assert status == 200, (host, got)
+    status, _, got = ask(app, "GET", "/api/model", host="evil.example")
+    assert status == 421 and "allow-host" in got["error"]
+    status, _, _ = ask(app_of(tiny, host="0.0.0.0", allowed_hosts=("*",)), "GET", "/api/model",
+                       host="evil.example")
+    assert status == 200
+
+
+def test_a_live_server_refuses_another_host(one_slot):
+    conn = http.client.HTTPConnection(one_slot.host, one_slot.port, timeout=30)
+    conn.request("GET", "/api/model", headers={"Host": "rebind.example:8000"})
+    r = conn.getresponse()
+    assert r.status == 421 and "Host" in json.loads(r.read())["error"]
+    conn.close()
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"lines": 1, "form": "50x50"}, ["form 50x50", "2,550 words", "2,000"]),
+    ({"lines": 16, "form": "40x50"}, ["form 40x50", "2,050 words"]),
+    ({"lines": 1, "form": "five"}, ["form", "5x4"]),
+    ({"lines": 1, "form": "0x4"}, ["form"]),
+    ({"lines": 1, "form": ""}, ["form", "5x4"]),  # found by the fuzzer: "" was taken as none
+    ({"lines": 1, "form": " 5x4"}, ["form", "5x4"]),
+    ({"form": ""}, ["form", "lines"]),
+])
+def test_verse_forms_are_bound_by_the_servers_limits(tiny, body, words):
+    """A form's line is as many words as its clauses make: bound by max_length like any line
+    (issue 20, item 19: 50x50 wrote 2,550 words in one line)."""
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue", {"model": "m", **body})
+    assert status == 400, got
+    for w in words:
+        assert w in got["error"]
+
+
+def test_verse_form_within_a_small_limit(tiny):
+    app = app_of(tiny, max_length=20)
+    status, _, got = ask(app, "POST", "/api/continue",
+                         {"model": "m", "lines": 2, "form": "5x2", "seed": 1})
+    assert status == 200 and len(got["texts"]) == 2, got
+    status, _, got = ask(app, "POST", "/api/continue", {"model": "m", "lines": 1, "form": "5x4"})
+    assert status == 400 and "form 5x4" in got["error"] and "24 words" in got["error"]
+
+
+@pytest.mark.parametrize("path, body, words", [
+    ("/api/continue", {"acrostic": "春" * 40}, ["acrostic", "40 characters", "32"]),
+    ("/api/continue", {"acrostic": "春夏秋冬", "line_length": 20}, ["acrostic", "line_length",
+                                                                "84 words", "50"]),
+    ("/api/continue", {"prompt": "春", "lines": 20}, ["lines 20", "16"]),
+    ("/api/continue", {"prompt": "春", "samples": 20}, ["samples 20", "16"]),
+    ("/api/continue", {"prompt": "春", "length": 51}, ["length 51", "50"]),
+    ("/api/continue", {"prompt": "春", "length": 0}, ["length"]),
+    ("/api/continue", {"prompt": "春", "samples": 0}, ["samples"]),
+    ("/api/continue", {"prompt": "春", "lines": 0}, ["lines"]),
+    ("/api/continue", {"acrostic": "春夏", "line_length": 1}, ["line_length"]),
+    ("/api/continue", {"prompt": "春", "form": "5x4"}, ["form", "lines"]),
+    ("/api/continue", {"prompt": "春", "prefix": "夏" * 4000}, ["prompt and prefix",
+                                                              "4,001 characters", "4,000"]),
+    ("/api/next", {"text": "春", "prefix": "夏" * 4000}, ["text and prefix", "4,001 characters",
+                                                        "4,000"]),
+    ("/api/next", {"text": "春" * 4001}, ["text", "4,001 characters"]),
+    ("/api/next", {"text": "春", "k": 51}, ["k", "50"]),
+])
+def test_limit_messages_name_the_field(tiny, path, body, words):
+    """Each refusal names the field the request got wrong, as the API spells it (issue 20,
+    item 26: an acrostic was refused for its unused length, a long prefix was counted as the
+    text's length)."""
+    status, _, got = ask(app_of(tiny, max_length=50), "POST", path, {"model": "m", **body})
+    assert 400 <= status < 500 and set(got) == {"error"}, got
+    for w in words:
+        assert w in got["error"], got["error"]
+
+
+def test_modes_that_do_not_use_length_are_not_refused_for_it(tiny):
+    """On a server writing at most 50 words, an acrostic (of 16 words) and a continuation
+    that does not ask for a length (the default, 100, is cut to the server's 50) are fine."""
+    app = app_of(tiny, max_length=50)
+    status, _, got = ask(app, "POST", "/api/continue", {"model": "m", "acrostic": "春夏",
+                                                        "seed": 2})
+    assert status == 200, got
+    assert [line[0] for line in got["texts"][0].split("\n")] == ["春", "夏"]
+    status, _, got = ask(app, "POST", "/api/continue", {"prompt": "老王", "seed": 2})
+    assert status == 200 and got["words"] == [50], got
+    _, _, info = ask(app, "GET", "/api/model")
+    assert info["defaults"]["length"] == 50
+
+
+@pytest.mark.parametrize("path, raw, field", [
+    ("/api/continue", '{"prompt": "\\ud800宝玉"}', "prompt"),
+    ("/api/continue", '{"prompt": "老王", "prefix": "\\udfff"}', "prefix"),
+    ("/api/continue", '{"prompt": "老王", "until": "\\ud800"}', "until"),
+    ("/api/continue", '{"model": "m", "acrostic": "春\\ud800"}', "acrostic"),
+    ("/api/continue", '{"model": "\\ud800"}', "model"),
+    ("/api/continue", '{"model": "m", "lines": 1, "form": "5x\\ud800"}', "form"),
+    ("/api/continue", '{"prompt": "老王", "context": "\\ud800"}', "context"),
+    ("/api/continue", '{"\\ud800": 1}', "field name '\\ud800'"),
+    ("/api/next", '{"text": "\\ud800"}', "text"),
+    ("/api/next", '{"text": "老王", "prefix": "\\ud800"}', "prefix"),
+    ("/api/next", '{"text": "老王", "model": "\\ud800"}', "model"),
+    ("/api/continue", '{"prompt": "老王", "seed": -1}', "seed"),
+    ("/api/continue", '{"prompt": "老王", "seed": 18446744073709551616}', "seed"),
+    ("/api/continue", '{"prompt": "老王", "seed": 1.5}', "seed"),
+])
+def test_bad_text_and_seeds_get_a_clear_error_not_500(tiny, path, raw, field):
+    """Lone surrogates (JSON "\\ud800") in any text field, a negative or huge seed: a 4xx
+    naming the field, never a 500 (issue 20, items 13 and 14)."""
+    status, _, got = ask(app_of(tiny), "POST", path, raw=raw)
+    assert 400 <= status < 500 and set(got) == {"error"}, (status, got)
+    assert got["error"].startswith(field), got["error"]
+
+
+def test_an_internal_error_does_not_leak_its_repr(tiny, monkeypatch):
+    from wordlstm.serve import Served
+
+    def broken(*a, **kw):
+        raise RuntimeError("secret detail at /home/user")
+
+    monkeypatch.setattr(Served, "start", broken)
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue", {"prompt": "老王"})
+    assert status == 500 and set(got) == {"error"}
+    assert "secret" not in got["error"] and "RuntimeError" not in got["error"]
+
+
+# Found by tests/test_serve_fuzz.py (schemathesis) -------------------------------------------
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"prompt": "老王", "paragraph_bias": 3.4028235677973366e+38}, "paragraph_bias"),
+    ({"prompt": "老王", "punct_bias": 1e39}, "punct_bias"),
+    ({"prompt": "老王", "punct_bias": -1e39}, "punct_bias"),
+    ({"prompt": "老王", "length": 20, "min_count": 200, "repetition_penalty": 5.6e306,
+      "temperature": 0.03125, "typical_p": 0.5}, "repetition_penalty"),  # all -inf: ValueError
+    ({"prompt": "老王" * 30, "length": 60, "dry": 1, "dry_base": 1e300, "dry_allowed": 0},
+     "dry_base"),  # dry_base ** 2: OverflowError
+    ({"prompt": "老王", "dry": 1e306, "temperature": 0.01}, "dry"),
+])
+def test_huge_sampling_numbers_are_refused_by_name(tiny, body, field):
+    """Biases and penalties are nats added to log-probabilities and divided by the temperature:
+    beyond any effect they overflowed (paragraph_bias 3.4e38: IndexError, 500; found by the
+    fuzzer)."""
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue", body)
+    assert 400 <= status < 500 and got["error"].startswith(field), (status, got)
+
+
+def test_an_empty_model_id_is_unknown_not_the_default(tiny):
+    for path, body in (("/api/continue", {"prompt": "老王"}), ("/api/next", {"text": "老王"})):
+        status, _, got = ask(app_of(tiny), "POST", path, {"model": "", **body})
+        assert status == 400 and "unknown model" in got["error"], got
+
+
+def test_errors_never_show_the_servers_paths(tiny, model_dir):
+    """A model without training lines asked for novel_only: the library's message names the
+    model's directory; the server names the model."""
+    for stream in (False, True):
+        _, _, got = ask(app_of(tiny), "POST", "/api/continue",
+                             {"prompt": "老王", "lines": 1, "novel_only": True, "stream": stream})
+        text = json.dumps(got, ensure_ascii=False)
+        assert "novel_only" in text and str(model_dir) not in text and "/tmp" not in text, text
+
+
+@pytest.mark.parametrize("raw, field", [
+    ('{"prompt": "老王", "dry_base": false}', "dry_base"),
+    ('{"prompt": "老王", "temperature": true}', "temperature"),
+    ('{"prompt": "老王", "length": "10"}', "length"),
+    ('{"prompt": "老王", "stream": 1}', "stream"),
+    ('{"prompt": 5}', "prompt"),
+    ('{"prompt": "老王", "top_p": NaN}', "top_p"),
+    ('{"prompt": "老王", "temperature": Infinity}', "temperature"),
+])
+def test_values_of_another_type_are_refused_not_coerced(tiny, raw, field):
+    """The schema's types are the API's: false is not the number 0, "10" is not 10 (they
+    were coerced and accepted)."""
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue", raw=raw)
+    assert status == 422 and got["error"].startswith(field), (status, got)
+
+
+def test_a_whole_number_written_as_a_float_is_an_integer(tiny):
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue",
+                         {"model": "m", "lines": 2.0, "length": 30.0, "seed": 3.0})
+    assert status == 200 and len(got["texts"]) == 2 and got["seed"] == 3, got
+
+
+@pytest.mark.parametrize("body", [{"prompt": "老王", "temperature": 5e-324, "typical_p": 0.5},
+                                  {"prompt": "老王", "temperature": 1e-300}])
+def test_a_temperature_too_small_to_divide_by_is_refused(tiny, body):
+    """Log-probabilities divided by 5e-324 are all infinite (ValueError, 500)."""
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue", body)
+    assert status == 400 and got["error"].startswith("temperature"), (status, got)
 
 
 # -- the page, in headless Chromium -----------------------------------------------------------
@@ -341,7 +790,7 @@ def test_page_shows_a_bad_request_clearly(browser, server):
     _fill(el, "#temperature", "0")
     el("#go").click()
     _wait(browser, lambda d: not el("#error").get_property("hidden"))
-    assert "temperature must be a positive number" in el("#error").text
+    assert "temperature must be a number from 0.01" in el("#error").text
     assert el("#go").is_enabled()  # the page is usable again
 
 

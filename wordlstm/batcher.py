@@ -34,6 +34,7 @@ class Job:
     on_step: Callable[[Job, np.ndarray], None] | None = None  # after each step's choices
     on_done: Callable[[BaseException | None], None] = lambda err: None  # once, at the end
     budget: Budget = field(default_factory=Budget)  # time limit and cancel flag
+    on_start: Callable[[], None] | None = None  # when it joins the batch (its clock starts)
     inputs: np.ndarray | None = field(default=None, repr=False)  # prompt matrix [rows, T]
     fed: int = 0  # prompt columns read so far
     state: list | None = field(default=None, repr=False)
@@ -55,6 +56,8 @@ class Batcher:
         self.prefill = prefill  # prompt tokens a job may read per tick
         self.pending: queue.Queue[Job | None] = queue.Queue()
         self.active: list[Job] = []
+        self._held: Job | None = None  # taken from `pending`, waiting for rows to come free
+        self._closing = threading.Event()
         self.ticks = 0
         self.rows_stepped = 0  # sum over ticks of rows in the batch (mean batch = / ticks)
         self._thread = threading.Thread(target=self._run, name="wordlstm-batcher", daemon=True)
@@ -68,7 +71,8 @@ class Batcher:
         return job
 
     def close(self) -> None:
-        self.pending.put(None)
+        self._closing.set()  # seen at the next tick, even with the batch full
+        self.pending.put(None)  # wakes a worker waiting for work
         self._thread.join(timeout=10)
 
     @property
@@ -91,22 +95,51 @@ class Batcher:
                 self.active = []
 
     def _admit(self) -> bool:
-        """Move waiting jobs into the batch (blocking while there is nothing to do); False
-        once closed."""
+        """Move waiting jobs into the batch while it has rows free (blocking while there is
+        nothing to do); False once closed. A job that does not fit waits for the batch to
+        shrink; its `on_start` runs when it joins."""
+        if self._closing.is_set():
+            self._shut_down()
+            return False
         rows = sum(len(j.group) for j in self.active)
-        while True:
-            try:
-                job = self.pending.get(block=not self.active)
-            except queue.Empty:
-                return True
+        while rows < self.max_rows or not self.active:
+            job, self._held = self._held, None
             if job is None:
-                for j in self.active:
-                    self._finish(j, Cancelled("the server is shutting down"))
+                try:
+                    job = self.pending.get(block=not self.active)
+                except queue.Empty:
+                    return True
+            if job is None:
+                self._shut_down()
                 return False
+            if self.active and rows + len(job.group) > self.max_rows:
+                self._held = job  # first in line when rows come free
+                return True
+            try:
+                job.budget.check()  # its client may have gone while it waited
+                if job.on_start is not None:
+                    job.on_start()
+            except BaseException as err:  # noqa: BLE001 - fails that job alone
+                self._finish(job, err)
+                continue
             self.active.append(job)
             rows += len(job.group)
-            if rows >= self.max_rows:
-                return True
+        return True
+
+    def _shut_down(self) -> None:
+        """Every job, in the batch or still waiting for it, is told the server stops."""
+        waiting = [self._held] if self._held is not None else []
+        self._held = None
+        while True:
+            try:
+                job = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                waiting.append(job)
+        for job in self.active + waiting:
+            self._finish(job, Cancelled("the server is shutting down"))
+        self.active = []
 
     def _tick(self) -> None:
         now = time.monotonic()

@@ -693,6 +693,9 @@ def neighbors(word, model_dir, vectors_path, k, as_json):
               type=click.IntRange(1), help="Requests generating at once (batched together).")
 @click.option("--max-waiting", default=ServeDefaults.max_waiting, show_default=True,
               type=click.IntRange(0), help="Requests queued for a slot; more get 503 + Retry-After.")
+@click.option("--allow-host", "allowed_hosts", multiple=True,
+              help="A host name the server answers to besides loopback ones (repeat; * for any, "
+                   "behind a proxy that checks Host).")
 @click.option("--batch/--no-batch", default=ServeDefaults.batch, show_default=True,
               help="Batch concurrent continuations into one network step.")
 @quiet_option

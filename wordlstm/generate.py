@@ -23,6 +23,9 @@ from .tokens import is_punctuation
 from .vectors import EOS
 
 
+MAX_NATS = 1000.0  # biases and penalties beyond this are no softer than a ban, and overflow
+
+
 @dataclass
 class SamplingConfig:
     """How the next word is chosen from the model's log-probabilities."""
@@ -86,8 +89,8 @@ class SamplingConfig:
     def __post_init__(self):
         import math
 
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UserError("temperature must be a positive number (use greedy for none)")
+        if not (math.isfinite(self.temperature) and 0.01 <= self.temperature <= 100):
+            raise UserError("temperature must be a number from 0.01 to 100 (use greedy for none)")
         if not (0 < self.top_p <= 1):
             raise UserError("top-p must be in (0, 1]")
         if not (0 <= self.min_p < 1):
@@ -103,12 +106,15 @@ class SamplingConfig:
         if self.top_k < 0 or self.no_repeat_ngram < 0 or self.dry_allowed < 0 \
                 or self.dry_range < 1 or self.penalty_window < 1:
             raise UserError("top-k, no-repeat-ngram and the DRY settings must not be negative")
-        if not (math.isfinite(self.paragraph_bias) and math.isfinite(self.punct_bias)):
-            raise UserError("paragraph-bias and punct-bias must be numbers")
-        for name in ("dry_multiplier", "dry_base", "repetition_penalty"):
+        if not all(math.isfinite(b) and abs(b) <= MAX_NATS
+                   for b in (self.paragraph_bias, self.punct_bias)):
+            raise UserError(f"paragraph-bias and punct-bias must be numbers within "
+                            f"±{MAX_NATS:g} nats")
+        for name, hi in (("dry_multiplier", MAX_NATS), ("dry_base", 10.0),
+                         ("repetition_penalty", MAX_NATS)):
             v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise UserError(f"{name.replace('_', '-')} must be a number >= 0")
+            if not (math.isfinite(v) and 0 <= v <= hi):
+                raise UserError(f"{name.replace('_', '-')} must be a number from 0 to {hi:g}")
         if not (self.ngram_weight == -1.0 or 0 <= self.ngram_weight < 1):
             raise UserError("ngram-weight must be in [0, 1) (or -1: the model's fitted weight)")
         if self.context not in ("carry", "window"):

@@ -277,14 +277,17 @@ class Writer:
         model learned from its corpus, matched to the prompt's first clause if it has one."""
         if form == "free":
             return None
-        if form:
-            try:
-                length, clauses = (int(x) for x in form.lower().split("x"))
-            except ValueError:
+        if form is not None:
+            import re
+
+            m = re.fullmatch(r"([0-9]{1,3})[xX]([0-9]{1,3})", form)
+            if not m:
                 raise UserError(f"--form {form!r}: write it as CLAUSE_LENGTHxCLAUSES, e.g. 5x4, "
-                                "or free") from None
-            if not (1 <= length <= 50 and 1 <= clauses <= 50):
-                raise UserError("--form: 1-50 characters a clause, 1-50 clauses")
+                                "or free")
+            length, clauses = int(m.group(1)), int(m.group(2))
+            # A poem is one line: 16 clauses of 16 characters is far past any regular form.
+            if not (1 <= length <= 16 and 1 <= clauses <= 16):
+                raise UserError("--form: 1-16 characters a clause, 1-16 clauses")
             return length, clauses
         forms = (self.config.get("lines") or {}).get("forms") or []
         if not forms:
