@@ -22,7 +22,6 @@ from .stepmodel import StepModel
 from .tokens import is_punctuation
 from .vectors import EOS
 
-
 MAX_NATS = 1000.0  # biases and penalties beyond this are no softer than a ban, and overflow
 
 

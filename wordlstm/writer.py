@@ -13,8 +13,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import UserError
+from .generate import (
+    Generator,
+    Reranker,
+    check_time_limit,
+    rhyme_preference,
+    verse_plan,
+)
 from .guards import Guards
-from .generate import Generator, Reranker, check_time_limit, rhyme_preference, verse_plan
 from .modeldir import load
 from .segment import Segmenter
 from .stepmodel import PrefixCache
@@ -133,7 +139,7 @@ class Writer:
         self.prefixes = PrefixCache(loaded.step)  # next_words: read only what was added
 
     @classmethod
-    def load(cls, model_dir=None, log=lambda msg: None, decode: str | None = None) -> "Writer":
+    def load(cls, model_dir=None, log=lambda msg: None, decode: str | None = None) -> Writer:
         """`decode` overrides the model's decoding ("cosine" or "prior"), for comparisons."""
         return cls(load(model_dir, decode), log)
 
