@@ -39,8 +39,9 @@ def test_dynamic_evaluation_adapts_and_leaves_the_model_untouched(model_dir, seg
 
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in model_dir.iterdir()
               if p.is_file()}
-    plain = evaluate_file(str(segmented), model_dir, cache=False)
-    adapted = evaluate_file(str(segmented), model_dir, cache=False, dynamic_lr=0.05)
+    plain = evaluate_file(str(segmented), model_dir, cache=False, ngram=False)
+    adapted = evaluate_file(str(segmented), model_dir, cache=False, dynamic_lr=0.05,
+                            ngram=False)
     assert adapted["dynamic_lr"] == 0.05
     assert adapted["bits_per_char_plain"] == plain["bits_per_char"]
     assert adapted["bits_per_char"] != plain["bits_per_char"]

@@ -628,7 +628,6 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         start = file_hash(Path(_vectors_file(vectors_path)))
     cfg.dim, cfg.vocab_size = vectors.dim, len(vectors)
     check_batch(cfg, tcfg)
-    check_memory(cfg, tcfg)
     state = {"epoch": 0, "history": [], "model": cfg.to_json(), "training": asdict(tcfg),
              "vocab_sha256": vocab_hash(vectors.words), "segmenter": segmenter.to_json(),
              "vectors_sha256": start}
@@ -640,6 +639,7 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         raise UserError(f"{segmented}: too little text to read as {tcfg.batch_size} streams of "
                         f"{cfg.window}-token sequences ({len(corpus.train):,} tokens); use a "
                         "smaller --batch-size or --window, or --no-carry")
+    check_memory(cfg, tcfg)  # before anything is built: what the text allows is said first
     log(f"corpus: {len(corpus.train) + len(corpus.val):,} tokens, {len(corpus.val):,} held out "
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
