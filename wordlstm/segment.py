@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -433,7 +434,12 @@ def segment_blocks(blocks: Iterable[str], config: SegmenterConfig, jobs: int = 1
         return
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    # fork is fastest (workers inherit the loaded dictionary), but forking a process whose
+    # JAX, TensorFlow or PyTorch runtime threads are running can deadlock (JAX warns so):
+    # a fresh interpreter per worker then (forkserver), which loads the dictionary itself.
+    threaded = any(m in sys.modules for m in ("jax", "tensorflow", "torch"))
+    ctx = mp.get_context("fork" if hasattr(os, "fork") and not threaded else
+                         "forkserver" if hasattr(os, "fork") else "spawn")
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(config, drop)) as pool:
         yield from pool.imap(_segment_block_in_worker, batches, chunksize=1)
 
