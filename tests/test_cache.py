@@ -81,3 +81,20 @@ def test_fit_finds_a_cache_weight_on_text_that_repeats_itself():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(UserError):
         CacheConfig(**kwargs)
+
+
+def test_fit_cache_fits_an_older_models_adaptation(model_dir, segmented, tmp_path):
+    import json
+    import shutil
+
+    from conftest import run
+
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    config = json.loads((old / "config.json").read_text(encoding="utf-8"))
+    config["decoder"].pop("cache", None)
+    config["decoder"].pop("dynamic_lr", None)
+    (old / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    run("fit-cache", segmented, "--model", old, "-q")
+    config = json.loads((old / "config.json").read_text(encoding="utf-8"))
+    assert "cache" in config["decoder"] and "dynamic_lr" in config["decoder"]

@@ -897,16 +897,24 @@ def fit_model_ngram(segmented: str, model_dir: str, positions: int = 20_000, ord
         return _fit_model_ngram(segmented, model_dir, positions, order, log)
 
 
-def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
-    from .modeldir import file_hash, load, replace_dir
+def _refit_inputs(segmented: str, model_dir, what: str):
+    """A trained model dir and its training text's id streams, for fitting test-time parts
+    afterwards (`fit-cache`, `fit-ngram`): both need the vector head and the model's split."""
+    from .modeldir import load
     from .textio import check_segmented
 
     check_segmented(segmented)
     loaded = load(model_dir)
     if loaded.config["model"].get("head", "vector") != "vector":
-        raise UserError(f"{model_dir}: the n-gram mixture is fitted for the vector head")
+        raise UserError(f"{model_dir}: {what} is for the vector head")
     holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
-    corpus = corpus_ids(segmented, loaded.vectors.index, holdout)
+    return loaded, corpus_ids(segmented, loaded.vectors.index, holdout)
+
+
+def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
+    from .modeldir import file_hash, replace_dir
+
+    loaded, corpus = _refit_inputs(segmented, model_dir, "the n-gram mixture")
     if len(corpus.train) < 1000:
         raise UserError(f"{segmented}: too little training text to fit the n-gram on")
     positions = min(positions, len(corpus.train) // 2)
@@ -949,17 +957,10 @@ def fit_model_cache(segmented: str, model_dir: str, positions: int = 20_000, log
     """`wordlstm fit-cache`: fit the test-time adaptation (the continuous cache and the
     dynamic-evaluation learning rate) of an existing model dir (one trained before they
     existed) on its training text, and record it in its config.json."""
-    from .modeldir import load
-    from .textio import check_segmented
-
-    check_segmented(segmented)
-    loaded = load(model_dir)
-    if loaded.config["model"].get("head", "vector") != "vector":
-        raise UserError(f"{model_dir}: the continuous cache is for the vector head")
-    holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
-    corpus = corpus_ids(segmented, loaded.vectors.index, holdout)
-    if len(corpus.train) < 2 * positions:
+    loaded, corpus = _refit_inputs(segmented, model_dir, "the continuous cache")
+    if len(corpus.train) < 1000:
         raise UserError(f"{segmented}: too little training text to fit the cache on")
+    positions = min(positions, len(corpus.train) // 2)  # a short novel: half of it
     rng = np.random.default_rng(loaded.config["training"].get("seed", 1))
     start = int(rng.integers(0, len(corpus.train) - positions - 1))
     decoding = dict(loaded.config["decoder"])
