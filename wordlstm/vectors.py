@@ -281,19 +281,10 @@ def word_fits(word: str) -> bool:
 
 def open_regular(path: str | os.PathLike):
     """`path` opened for reading in binary, refused with a clear error if it is not a regular
-    file (a FIFO would block, a directory cannot be read)."""
-    import stat
+    file (textio.open_input: a FIFO would block, a directory cannot be read)."""
+    from .textio import open_input
 
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UserError(f"{path}: not a regular file")
-    return os.fdopen(fd, "rb")
+    return open_input(path)
 
 
 def _is_binary(path: Path, data: bytes) -> bool:
