@@ -35,3 +35,17 @@ def test_rare_words_stay_spelled_and_the_unknown_share_is_measured(tmp_path):
     grown = extend_vocabulary(_base(), str(p), HoldOut(0.0))
     assert "宝玉" not in grown.vectors.words  # seen twice: below min_count 3
     assert grown.new_chars == ["。"] and 0 < grown.unknown_share < 0.05
+
+
+def test_base_words_the_novel_never_uses_are_left_out_but_every_character_stays(tmp_path):
+    words = [EOS, "说", "道", "宝", "玉", "丞相", "说道"]
+    rng = np.random.default_rng(1)
+    base = Vectors(words, rng.normal(size=(len(words), 8)).astype(np.float32))
+    p = tmp_path / "novel.seg.txt"
+    p.write_text("宝玉 说道 ： 宝玉 说 。\n" * 30, encoding="utf-8")
+    grown = extend_vocabulary(base, str(p), HoldOut(0.0))
+    assert "丞相" not in grown.vectors.words and grown.dropped == 1
+    assert grown.vectors.words[:6] == [EOS, "说", "道", "宝", "玉", "说道"]
+    i = grown.vectors.words.index("说道")  # kept, with the base's own vector
+    np.testing.assert_array_equal(grown.vectors.matrix[i], base.matrix[6])
+    assert grown.new_words == ["宝玉"]

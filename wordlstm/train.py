@@ -714,7 +714,8 @@ def _grown_vectors(base: Path, segmented: str, tcfg: TrainConfig, log) -> tuple[
                         "traditional; segment the novel with --to-simplified first")
     shown = "、".join(grown.new_words[:8])
     log(f"vocabulary: {len(grown.vectors) - len(grown.new_words) - len(grown.new_chars):,} "
-        f"words of {base}, plus {len(grown.new_words):,} of this novel"
+        f"words of {base} (leaving out {grown.dropped:,} this novel never uses), "
+        f"plus {len(grown.new_words):,} of this novel"
         + (f" ({shown}…)" if shown else "")
         + (f" and {len(grown.new_chars):,} new characters" if grown.new_chars else "")
         + f"; {grown.unknown_share:.1%} of its characters were unknown to the base")
@@ -987,16 +988,18 @@ def _vectors_file(vectors_path) -> Path:
 def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
                   grown: bool = False) -> None:
     """Copy a trained model dir's embedding and core into `model` (same vocabulary, shapes).
-    `grown`: `vectors` is that model's vocabulary plus new words (their rows taken from
-    `vectors`, every old row from the model)."""
+    `grown`: `vectors` is part of that model's vocabulary plus new words (vocab.py): an old
+    word's row is taken from the model, a new one's from `vectors`."""
     from .modeldir import load
 
     loaded = load(init_dir)
     if grown:
-        n = len(loaded.vectors)
-        if loaded.vectors.words != vectors.words[:n]:
-            raise UserError(f"{init_dir}: the grown vocabulary does not start with its own")
-        matrix = np.vstack([loaded.vectors.matrix, vectors.matrix[n:]])
+        index = {w: i for i, w in enumerate(loaded.vectors.words)}
+        matrix = vectors.matrix.copy()
+        old = [(j, index[w]) for j, w in enumerate(vectors.words) if w in index]
+        if old:
+            mine, theirs = map(list, zip(*old))
+            matrix[mine] = loaded.vectors.matrix[theirs]
         model.get_layer("word_embedding").set_weights(
             [np.vstack([matrix, np.zeros((1, vectors.dim), np.float32)])])
         w = loaded.weights
