@@ -66,6 +66,7 @@ class CharNgram:
                 cont = self.cont.get(h)
                 if cont:
                     break
+            assert cont, "the empty history always has continuations"
             chars, weights = zip(*cont.items())
             total = sum(weights)
             r = rng.random() * total

@@ -137,7 +137,7 @@ def lanes_dataset(ids: np.ndarray, length: int, batch_size: int, unk: int, seed:
 
     keras = import_keras()
 
-    class Lanes(keras.utils.PyDataset):
+    class Lanes(keras.utils.PyDataset):  # type: ignore[name-defined]  # keras is lazy here
         def __init__(self):
             super().__init__()
             self.epoch = epoch
@@ -171,7 +171,7 @@ def sequences_dataset(ids: np.ndarray, length: int, batch_size: int, unk: int, s
 
     keras = import_keras()
 
-    class Sequences(keras.utils.PyDataset):
+    class Sequences(keras.utils.PyDataset):  # type: ignore[name-defined]  # keras is lazy here
         def __init__(self):
             super().__init__()
             self.epoch = epoch  # so a resumed run sees the data as the uninterrupted one would

@@ -65,7 +65,7 @@ class Guards:
         for s in scripts:
             for name in s:
                 tally[name] = tally.get(name, 0) + 1
-        self.main = max(tally, key=tally.get) if tally else None
+        self.main = max(tally, key=lambda name: tally[name]) if tally else None
         self.foreign = {i: s - {self.main} for i, s in enumerate(scripts) if s - {self.main}}
         self.counts = training_counts(log_prior, targets)
         self._rare: dict[int, set[int]] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ class WordNgram:
         return np.where(known, p, 0.0)
 
     def save(self, path: Path) -> None:
-        arrays = {"vocab": np.array(self.vocab), "order": np.array(self.order),
+        arrays: dict[str, Any] = {"vocab": np.array(self.vocab), "order": np.array(self.order),
                   "unigram": self.unigram.astype(np.int32)}
         for k, lv in self.levels.items():
             arrays[f"keys{k}"] = lv.keys

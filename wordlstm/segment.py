@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from .errors import UserError
@@ -85,7 +85,7 @@ def check_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
         lineno = len(before.splitlines()) + (not before or before.endswith((b"\n", b"\r")))
         raise UserError(f"{path}: line {lineno}: not UTF-8 (byte {err.start:,} of the file); "
                         "save the user dictionary as UTF-8") from None
-    entries = []
+    entries: list[tuple[str, int | None, str | None]] = []
     chars = 0
     for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
         parts = line.split()
@@ -172,7 +172,7 @@ class Segmenter:
         self.engine = resolve_engine(config.engine, config.user_dict, config.unit)
         # rjieba's own cut (no user dictionary): it also cuts whole blocks of lines at once
         self._plain_rjieba = self.engine == "rjieba" and not config.user_dict
-        self._cut = None
+        self._cut: Callable[[str], list[str]] | None = None
         self._convert = None
         if config.to_simplified:
             try:
@@ -237,7 +237,8 @@ class Segmenter:
         """Tokens of a line that is already normalised (and converted)."""
         if self._cut is None:
             self._cut = self._build()
-        return self._cut(line)
+        cut = self._cut
+        return cut(line)
 
     def __call__(self, line: str) -> list[str]:
         """Tokens of a normalised line, converted to simplified characters if configured."""
@@ -317,7 +318,9 @@ class BlockResult:
 
 def segment_block(seg: Segmenter, raw_lines: list[str], drop: frozenset = frozenset()) -> BlockResult:
     """Normalise and segment raw lines; drop empty ones and those in `drop`; return the text."""
-    out, chapters, block_words = [], [], []
+    out: list[str] = []
+    chapters: list = []
+    block_words: list = []
     tokens = dropped = 0
     lines = [normalize_line(raw) for raw in raw_lines]
     if seg.config.to_simplified:  # one call per block: OpenCC keeps the line breaks
@@ -390,6 +393,7 @@ def _segment_block_in_worker(text: str) -> BlockResult:
     """Worker side: split a block of text into lines and segment them; send back UTF-8 bytes
     and only words not sent before (so the main process does no per-line work, encodes no
     text and merges no large sets)."""
+    assert _worker is not None, "the pool's initializer sets it"
     result = segment_block(_worker, text.splitlines(), _drop)
     result.distinct -= _reported
     _reported.update(result.distinct)
@@ -481,7 +485,7 @@ def segment_files(paths: list[str], out, config: SegmenterConfig = SegmenterConf
             if progress is not None:
                 progress.update(rs.bytes - last)
 
-    drop = frozenset()
+    drop: frozenset[str] = frozenset()
     if strip_boilerplate:
         found = find_boilerplate(line for path in paths
                                  for line in iter_lines(path, encoding=encoding, errors=errors))

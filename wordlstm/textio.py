@@ -361,7 +361,8 @@ def _counting_handler(stats: ReadStats) -> str:
     """Register a codec error handler that substitutes U+FFFD and counts bad bytes."""
     name = f"wordlstm-replace-{id(stats)}"
 
-    def handler(err: UnicodeDecodeError):
+    def handler(err: UnicodeError) -> tuple[str, int]:
+        assert isinstance(err, UnicodeDecodeError)
         stats.replaced += err.end - err.start
         return "\ufffd", err.end
 
@@ -393,7 +394,7 @@ def check_input_file(path: str | os.PathLike, what: str = "", ok_missing: bool =
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.lexists(path):
-            raise UserError(f"{label}is a broken symbolic link (to {os.readlink(path)})") from None
+            raise UserError(f"{label}is a broken symbolic link (to {os.readlink(os.fspath(path))})") from None
         if ok_missing:
             return None
         raise UserError(f"{label}no such file") from None
