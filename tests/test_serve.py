@@ -135,7 +135,7 @@ def test_next_words_are_the_models_likeliest(server):
 
 
 def test_line_model_modes(server):
-    _, _, got = server.post("/api/continue", {"model": "m", "prompt": "春", "lines": 3, "seed": 1})
+    _, _, got = server.post("/api/continue", {"model": "m", "prompt": "春", "n_lines": 3, "seed": 1})
     assert len(got["texts"]) == 3 and all(t.startswith("春") for t in got["texts"])
     assert got["dropped_as_not_novel"] == 0
     _, _, got = server.post("/api/continue", {"model": "m", "acrostic": "春夏", "seed": 1})
@@ -151,7 +151,7 @@ def test_line_model_modes(server):
     ({"prompt": "宝玉", "samples": 1000}, 400, "samples"),
     ({"prompt": "宝玉", "model": "../../etc"}, 400, "unknown model"),
     ({"prompt": "宝玉", "path": "/etc/passwd"}, 422, "path"),
-    ({"model": "default", "novel_only": True}, 400, "lines"),
+    ({"model": "default", "novel_only": True}, 400, "n_lines"),
     ({"acrostic": "\U0001F600"}, 400, "vocabulary"),
 ])
 def test_bad_requests_get_one_clear_message(server, body, status, words):
@@ -516,13 +516,13 @@ def test_a_live_server_refuses_another_host(one_slot):
 
 
 @pytest.mark.parametrize("body, words", [
-    ({"lines": 1, "form": "50x50"}, ["form 50x50", "2,550 words", "2,000"]),
-    ({"lines": 16, "form": "40x50"}, ["form 40x50", "2,050 words"]),
-    ({"lines": 1, "form": "five"}, ["form", "5x4"]),
-    ({"lines": 1, "form": "0x4"}, ["form"]),
-    ({"lines": 1, "form": ""}, ["form", "5x4"]),  # found by the fuzzer: "" was taken as none
-    ({"lines": 1, "form": " 5x4"}, ["form", "5x4"]),
-    ({"form": ""}, ["form", "lines"]),
+    ({"n_lines": 1, "form": "50x50"}, ["form 50x50", "2,550 words", "2,000"]),
+    ({"n_lines": 16, "form": "40x50"}, ["form 40x50", "2,050 words"]),
+    ({"n_lines": 1, "form": "five"}, ["form", "5x4"]),
+    ({"n_lines": 1, "form": "0x4"}, ["form"]),
+    ({"n_lines": 1, "form": ""}, ["form", "5x4"]),  # found by the fuzzer: "" was taken as none
+    ({"n_lines": 1, "form": " 5x4"}, ["form", "5x4"]),
+    ({"form": ""}, ["form", "n_lines"]),
 ])
 def test_verse_forms_are_bound_by_the_servers_limits(tiny, body, words):
     """A form's line is as many words as its clauses make: bound by max_length like any line
@@ -536,9 +536,9 @@ def test_verse_forms_are_bound_by_the_servers_limits(tiny, body, words):
 def test_verse_form_within_a_small_limit(tiny):
     app = app_of(tiny, max_length=20)
     status, _, got = ask(app, "POST", "/api/continue",
-                         {"model": "m", "lines": 2, "form": "5x2", "seed": 1})
+                         {"model": "m", "n_lines": 2, "form": "5x2", "seed": 1})
     assert status == 200 and len(got["texts"]) == 2, got
-    status, _, got = ask(app, "POST", "/api/continue", {"model": "m", "lines": 1, "form": "5x4"})
+    status, _, got = ask(app, "POST", "/api/continue", {"model": "m", "n_lines": 1, "form": "5x4"})
     assert status == 400 and "form 5x4" in got["error"] and "24 words" in got["error"]
 
 
@@ -546,14 +546,14 @@ def test_verse_form_within_a_small_limit(tiny):
     ("/api/continue", {"acrostic": "春" * 40}, ["acrostic", "40 characters", "32"]),
     ("/api/continue", {"acrostic": "春夏秋冬", "line_length": 20}, ["acrostic", "line_length",
                                                                 "84 words", "50"]),
-    ("/api/continue", {"prompt": "春", "lines": 20}, ["lines 20", "16"]),
+    ("/api/continue", {"prompt": "春", "n_lines": 20}, ["n_lines 20", "16"]),
     ("/api/continue", {"prompt": "春", "samples": 20}, ["samples 20", "16"]),
     ("/api/continue", {"prompt": "春", "length": 51}, ["length 51", "50"]),
     ("/api/continue", {"prompt": "春", "length": 0}, ["length"]),
     ("/api/continue", {"prompt": "春", "samples": 0}, ["samples"]),
-    ("/api/continue", {"prompt": "春", "lines": 0}, ["lines"]),
+    ("/api/continue", {"prompt": "春", "n_lines": 0}, ["n_lines"]),
     ("/api/continue", {"acrostic": "春夏", "line_length": 1}, ["line_length"]),
-    ("/api/continue", {"prompt": "春", "form": "5x4"}, ["form", "lines"]),
+    ("/api/continue", {"prompt": "春", "form": "5x4"}, ["form", "n_lines"]),
     ("/api/continue", {"prompt": "春", "prefix": "夏" * 4000}, ["prompt and prefix",
                                                               "4,001 characters", "4,000"]),
     ("/api/next", {"text": "春", "prefix": "夏" * 4000}, ["text and prefix", "4,001 characters",
@@ -591,7 +591,7 @@ def test_modes_that_do_not_use_length_are_not_refused_for_it(tiny):
     ("/api/continue", '{"prompt": "老王", "until": "\\ud800"}', "until"),
     ("/api/continue", '{"model": "m", "acrostic": "春\\ud800"}', "acrostic"),
     ("/api/continue", '{"model": "\\ud800"}', "model"),
-    ("/api/continue", '{"model": "m", "lines": 1, "form": "5x\\ud800"}', "form"),
+    ("/api/continue", '{"model": "m", "n_lines": 1, "form": "5x\\ud800"}', "form"),
     ("/api/continue", '{"prompt": "老王", "context": "\\ud800"}', "context"),
     ("/api/continue", '{"\\ud800": 1}', "field name '\\ud800'"),
     ("/api/next", '{"text": "\\ud800"}', "text"),
@@ -610,12 +610,12 @@ def test_bad_text_and_seeds_get_a_clear_error_not_500(tiny, path, raw, field):
 
 
 def test_an_internal_error_does_not_leak_its_repr(tiny, monkeypatch):
-    from wordlstm.serve import Served
+    from wordlstm.serve import ServedModel
 
     def broken(*a, **kw):
         raise RuntimeError("secret detail at /home/user")
 
-    monkeypatch.setattr(Served, "start", broken)
+    monkeypatch.setattr(ServedModel, "start", broken)
     status, _, got = ask(app_of(tiny), "POST", "/api/continue", {"prompt": "老王"})
     assert status == 500 and set(got) == {"error"}
     assert "secret" not in got["error"] and "RuntimeError" not in got["error"]
@@ -630,9 +630,9 @@ def test_an_internal_error_does_not_leak_its_repr(tiny, monkeypatch):
     ({"prompt": "老王", "punct_bias": -1e39}, "punct_bias"),
     ({"prompt": "老王", "length": 20, "min_count": 200, "repetition_penalty": 5.6e306,
       "temperature": 0.03125, "typical_p": 0.5}, "repetition_penalty"),  # all -inf: ValueError
-    ({"prompt": "老王" * 30, "length": 60, "dry": 1, "dry_base": 1e300, "dry_allowed": 0},
+    ({"prompt": "老王" * 30, "length": 60, "dry_multiplier": 1, "dry_base": 1e300, "dry_allowed": 0},
      "dry_base"),  # dry_base ** 2: OverflowError
-    ({"prompt": "老王", "dry": 1e306, "temperature": 0.01}, "dry"),
+    ({"prompt": "老王", "dry_multiplier": 1e306, "temperature": 0.01}, "dry_multiplier"),
 ])
 def test_huge_sampling_numbers_are_refused_by_name(tiny, body, field):
     """Biases and penalties are nats added to log-probabilities and divided by the temperature:
@@ -653,7 +653,7 @@ def test_errors_never_show_the_servers_paths(tiny, model_dir):
     model's directory; the server names the model."""
     for stream in (False, True):
         _, _, got = ask(app_of(tiny), "POST", "/api/continue",
-                             {"prompt": "老王", "lines": 1, "novel_only": True, "stream": stream})
+                             {"prompt": "老王", "n_lines": 1, "novel_only": True, "stream": stream})
         text = json.dumps(got, ensure_ascii=False)
         assert "novel_only" in text and str(model_dir) not in text and "/tmp" not in text, text
 
@@ -676,7 +676,7 @@ def test_values_of_another_type_are_refused_not_coerced(tiny, raw, field):
 
 def test_a_whole_number_written_as_a_float_is_an_integer(tiny):
     status, _, got = ask(app_of(tiny), "POST", "/api/continue",
-                         {"model": "m", "lines": 2.0, "length": 30.0, "seed": 3.0})
+                         {"model": "m", "n_lines": 2.0, "length": 30.0, "seed": 3.0})
     assert status == 200 and len(got["texts"]) == 2 and got["seed"] == 3, got
 
 
