@@ -248,6 +248,7 @@ def test_serve_refuses_a_bad_model_and_warns_on_all_interfaces(tmp_path):
 async def call(app, method, path, body=None, *, raw=None, host="127.0.0.1:8000", leave=None):
     """One request to the ASGI `app`: (status, headers, parsed JSON or text). The client is
     gone (receive answers http.disconnect) once `leave` (an asyncio.Event) is set."""
+    path, _, query = path.partition("?")
     data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -257,7 +258,7 @@ async def call(app, method, path, body=None, *, raw=None, host="127.0.0.1:8000",
         headers.append((b"host", host.encode("latin-1")))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "headers": headers,
+             "query_string": query.encode(), "root_path": "", "headers": headers,
              "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
     gone = leave or asyncio.Event()
     sent = False
@@ -619,6 +620,95 @@ def test_an_internal_error_does_not_leak_its_repr(tiny, monkeypatch):
     status, _, got = ask(app_of(tiny), "POST", "/api/continue", {"prompt": "老王"})
     assert status == 500 and set(got) == {"error"}
     assert "secret" not in got["error"] and "RuntimeError" not in got["error"]
+
+
+def test_the_api_takes_every_library_field_under_its_name(tiny):
+    """/api/continue's fields are Request's and SamplingConfig's, none renamed or left out
+    (issue 21, item 2: `lines`, `dry` and six sampling settings), with their defaults."""
+    from dataclasses import fields
+
+    _, _, schema = ask(app_of(tiny), "GET", "/openapi.json")
+    body = schema["components"]["schemas"]["ContinueBody"]["properties"]
+    library = {f.name: f.default for c in (Request, SamplingConfig) for f in fields(c)}
+    assert set(body) == set(library) | {"model", "stream"}
+    for name, default in library.items():
+        if name != "length" and default is not None:
+            assert body[name]["default"] == default, name
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("{not json", "the body is not JSON: Expecting property name"),
+    ('{"prompt": "老王",}', "at character 17"),
+    ("[1]", "the body must be a JSON object"),
+    ("", "the body must be a JSON object of fields (it is empty)"),
+    ('{"lines": 2}', "lines: no such field; it is n_lines now"),
+    ('{"dry": 1}', "dry: no such field; it is dry_multiplier now"),
+    ('{"nonsense": 1}', "nonsense: no such field"),
+])
+def test_a_body_that_is_not_what_it_should_be_says_so(tiny, raw, message):
+    """Invalid JSON said "0: JSON decode error" (issue 23); a renamed field says its name."""
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue", raw=raw)
+    assert status == 422 and message in got["error"], got
+
+
+def test_library_messages_are_said_in_the_apis_field_names(tiny):
+    """The library speaks the CLI's flags; an API client reads its own field names, taken
+    from continue-text's options (--lines sets n_lines, --dry dry_multiplier)."""
+    from wordlstm.serve import PublicMessages
+
+    public = PublicMessages(tiny, ["n_lines", "dry_multiplier", "top_p", "length"])
+    assert public("--lines needs </s>; --dry 2, top-p, --length, --model, lines") == \
+        "n_lines needs </s>; dry_multiplier 2, top_p, length, --model, lines"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("raised, status", [
+    ("cancelled", 503), ("time", 503), ("user", 400), ("bug", 500)])
+def test_one_table_says_what_an_exception_answers(tiny, monkeypatch, stream, raised, status):
+    """A JSON answer and a streamed `error` event give an exception the same status (issue
+    21: Cancelled was 400 in one and 503 in the other); a 500 shows nothing of the error."""
+    from wordlstm.errors import UserError
+    from wordlstm.generate import Cancelled, TimeLimitExceeded
+    from wordlstm.serve import ServedModel
+
+    err = {"cancelled": Cancelled("the server is shutting down"), "time": TimeLimitExceeded(2),
+           "user": UserError("prompt: no good"), "bug": RuntimeError("secret at /home/x")}[raised]
+    monkeypatch.setattr(ServedModel, "start", lambda self, *a: a[-1]("done", err))
+    got_status, headers, got = ask(app_of(tiny), "POST", "/api/continue",
+                                   {"prompt": "老王", "stream": stream})
+    if stream:
+        assert got_status == 200
+        (kind, got), = events(got)
+        assert kind == "error" and got["status"] == status
+    else:
+        assert got_status == status and ("retry-after" in headers) == (status == 503)
+    assert ("secret" in got["error"]) is False and got["error"] == (
+        "internal error (the server's log has the details)" if status == 500 else str(err))
+
+
+def test_the_model_view_routes_give_the_card_and_the_history(tiny, model_dir):
+    app = app_of(tiny)
+    status, _, got = ask(app, "GET", "/api/history?model=model")
+    epochs = json.loads((model_dir / "history.json").read_text())["epochs"]
+    assert status == 200 and got["model"] == "model" and got["epochs"] == epochs
+    status, _, got = ask(app, "GET", "/api/card")  # the first model's
+    from wordlstm.card import model_card
+
+    assert status == 200 and got["card"] == model_card(model_dir) and "# " in got["card"]
+    status, _, got = ask(app, "GET", "/api/card?model=nope")
+    assert status == 400 and "unknown model" in got["error"]
+
+
+@pytest.mark.parametrize("card, corpus, title", [
+    ("# models/default: 红楼梦, fine-tuned from the base\n\ntext", "hongloumeng.seg.txt", "红楼梦"),
+    ("# novel\n\nA wordlstm model", "shuihu.seg.txt", "shuihu"),
+    (None, "/x/y/三国.txt", "三国"),
+    (None, None, None),
+])
+def test_the_header_names_the_novel_not_a_file(card, corpus, title):
+    from wordlstm.serve import novel_title
+
+    assert novel_title(card, corpus) == title
 
 
 # Found by tests/test_serve_fuzz.py (schemathesis) -------------------------------------------

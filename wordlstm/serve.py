@@ -611,8 +611,9 @@ def validation_message(errors) -> str:
         msg = "not text (a lone surrogate); send UTF-8 text"
     elif kind == "extra_forbidden":
         msg = f"no such field; it is {RENAMED[where]} now" if where in RENAMED else "no such field"
-    elif kind == "model_attributes_type" and not where:
-        msg = "the body must be a JSON object of fields"
+    elif kind in ("model_attributes_type", "missing") and not where:
+        msg = "the body must be a JSON object of fields" + (" (it is empty)" if kind == "missing"
+                                                             else "")
     return f"{where}: {msg}" if where else msg
 
 
