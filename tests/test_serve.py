@@ -18,7 +18,7 @@ import pytest
 from conftest import run
 
 from wordlstm.generate import SamplingConfig
-from wordlstm.writer import Request, Writer
+from wordlstm.writer import Generation, Request, Writer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -875,13 +875,131 @@ def test_page_cowrite_appends_the_clicked_word(browser, server):
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
-def test_page_shows_a_bad_request_clearly(browser, server):
+@pytest.mark.parametrize("field, value, message", [
+    ("#temperature", "0", "Temperature must be a number from 0.01 to 100"),  # the page's check
+    ("#length", "5000", "Length 5,000: this server writes at most 2,000 words"),  # the server's
+])
+def test_page_shows_a_bad_request_in_its_own_words(browser, server, field, value, message):
+    """Errors name the page's fields, never CLI flags, API names or greedy (issue 23)."""
     el = _page(browser, server)
-    _fill(el, "#temperature", "0")
+    _fill(el, field, value)
     el("#go").click()
     _wait(browser, lambda d: not el("#error").get_property("hidden"))
-    assert "temperature must be a number from 0.01" in el("#error").text
+    text = el("#error").text
+    assert message in text and "--" not in text and "greedy" not in text, text
     assert el("#go").is_enabled()  # the page is usable again
+
+
+def _shown(el, css) -> bool:
+    return el(css).is_displayed()
+
+
+def test_page_modes_show_what_they_use_and_say_why_lines_is_off(browser, server):
+    """Issue 23's trip-overs: two identical dark-red "Continue" buttons, the Lines tab greyed
+    out with no hint, fields shown in modes that ignore them, a stale status line."""
+    el = _page(browser, server)
+    tab, action = el('[data-mode="continue"]'), el("#go")
+    assert tab.text != action.text
+    assert tab.value_of_css_property("background-color") != \
+        action.value_of_css_property("background-color")
+    assert not el('[data-mode="lines"]').is_enabled()
+    assert _shown(el, "#mode-hint") and "Lines" in el("#mode-hint").text
+    assert "prose" in el('[data-mode="lines"]').get_attribute("title")
+    uses = {"continue": {"#length", "#temperature", "#top_p", "#seed"},
+            "cowrite": set(), "acrostic": {"#temperature", "#top_p", "#seed", "#heads"}}
+    _fill(el, "#text", "宝玉")
+    _fill(el, "#length", "5")
+    el("#go").click()
+    _wait(browser, lambda d: "seed" in el("#status").text)
+    for mode, fields in uses.items():
+        el(f'[data-mode="{mode}"]').click()
+        assert el("#status").text == ""  # nothing left from another mode
+        for css in ("#length", "#temperature", "#top_p", "#seed", "#nlines", "#heads"):
+            assert _shown(el, css) == (css in fields), (mode, css)
+    from selenium.webdriver.support.ui import Select
+
+    Select(el("#model")).select_by_value("m")  # a line model: Lines is on, no hint
+    _wait(browser, lambda d: el('[data-mode="lines"]').is_enabled())
+    el('[data-mode="continue"]').click()
+    assert not _shown(el, "#mode-hint")
+
+
+def test_page_names_the_novel_and_notes_spelled_words(browser, server):
+    """The header shows the novel (the card's), not its file; a prompt word the model lacks
+    is said to be read as its characters (issue 23)."""
+    el = _page(browser, server)
+    assert el("#novel").text == "红楼梦" and ".txt" not in el("header").text
+    result = Generation([])
+    Writer.load(REPO / "models" / "default").encode("宝玉用电脑", result)
+    assert result.split == ["电脑"]  # a word of its own, spelled with the vocabulary's characters
+    _fill(el, "#text", "宝玉用电脑")
+    _fill(el, "#length", "5")
+    el("#go").click()
+    _wait(browser, lambda d: "seed" in el("#status").text)
+    assert _shown(el, "#note") and "read as their characters: 电脑" in el("#note").text
+    assert not _shown(el, "#error")
+
+
+def test_page_model_view_draws_the_training_curves_and_the_card(browser, server):
+    """The model view: one curve per figure history.json has, a point per epoch, loss going
+    down where it went down, and the model's card below (issue 23)."""
+    from selenium.webdriver.common.by import By
+
+    el = _page(browser, server)
+    epochs = json.loads((REPO / "models" / "default" / "history.json").read_text())["epochs"]
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#curves path.curve"))
+    paths = browser.find_elements(By.CSS_SELECTOR, "#curves path.curve")
+    keys = {k for e in epochs for k in e} & {"loss", "val_bits_per_char", "learning_rate",
+                                              "targets_per_s"}
+    assert {p.get_attribute("data-key") for p in paths} == keys and len(paths) == len(keys)
+    for p in paths:
+        d = p.get_attribute("d")
+        assert d.count("M") + d.count("L") == len(epochs) == int(p.get_attribute("data-points"))
+        if p.get_attribute("data-key") == "loss":  # lower loss is lower on the chart
+            ys = [float(xy.split(",")[1]) for xy in d.replace("M", "L").split("L")[1:]]
+            losses = [e["loss"] for e in epochs]
+            assert sorted(range(len(ys)), key=ys.__getitem__) == \
+                sorted(range(len(losses)), key=lambda i: -losses[i])
+    card = (REPO / "models" / "default" / "README.md").read_text(encoding="utf-8")
+    _wait(browser, lambda d: el("#card h3").text)
+    assert el("#card h3").text == card.splitlines()[0][2:]
+    assert "wordlstm train" in el("#card pre").text
+    shot = os.environ.get("WORDLSTM_MODEL_VIEW_SHOT")
+    if shot:  # README's picture: WORDLSTM_MODEL_VIEW_SHOT=docs/model-view.png
+        browser.set_window_size(1200, 900)
+        _fill(el, "#text", "宝玉笑道")
+        _fill(el, "#length", "60")
+        _fill(el, "#seed", "3")
+        el("#go").click()
+        _wait(browser, lambda d: "seed" in el("#status").text)
+        try:
+            height = browser.execute_script("return document.documentElement.scrollHeight")
+            browser.set_window_size(1200, min(height + 40, 2400))
+            time.sleep(0.3)
+            assert browser.save_screenshot(shot)
+        finally:
+            browser.set_window_size(1000, 900)
+
+
+def test_page_cowrite_choices_fit_a_narrow_window(browser, server):
+    """At ~500 px wide the co-write choices fell below the fold (issue 23)."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(500, 850)
+    try:
+        el = _page(browser, server)
+        el('[data-mode="cowrite"]').click()
+        _fill(el, "#text", "黛玉听了，")
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".choice")) == 5)
+        bottom = browser.execute_script(
+            "return Math.max(...[...document.querySelectorAll('.choice')]"
+            ".map((b) => b.getBoundingClientRect().bottom))")
+        assert bottom <= browser.execute_script("return window.innerHeight")
+        shot = os.environ.get("WORDLSTM_NARROW_SHOT")
+        if shot:
+            browser.save_screenshot(shot)
+    finally:
+        browser.set_window_size(1000, 900)
 
 
 def test_page_acrostic_and_lines(browser, server):

@@ -112,7 +112,7 @@ function setMode(mode) {
   for (const label of document.querySelectorAll(".controls label"))
     label.hidden = !label.dataset.modes.split(" ").includes(mode);
   $("cowrite").hidden = mode !== "cowrite";
-  $("go").hidden = mode === "cowrite";
+  $("go").hidden = $("stop").hidden = mode === "cowrite";  // co-write has nothing to stop
   $("go").textContent = ACTION[mode] || "";
   $("result").hidden = true;
   showError("");
