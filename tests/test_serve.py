@@ -18,7 +18,7 @@ import pytest
 from conftest import run
 
 from wordlstm.generate import SamplingConfig
-from wordlstm.writer import Request, Writer
+from wordlstm.writer import Generation, Request, Writer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,7 +135,7 @@ def test_next_words_are_the_models_likeliest(server):
 
 
 def test_line_model_modes(server):
-    _, _, got = server.post("/api/continue", {"model": "m", "prompt": "春", "lines": 3, "seed": 1})
+    _, _, got = server.post("/api/continue", {"model": "m", "prompt": "春", "n_lines": 3, "seed": 1})
     assert len(got["texts"]) == 3 and all(t.startswith("春") for t in got["texts"])
     assert got["dropped_as_not_novel"] == 0
     _, _, got = server.post("/api/continue", {"model": "m", "acrostic": "春夏", "seed": 1})
@@ -151,7 +151,7 @@ def test_line_model_modes(server):
     ({"prompt": "宝玉", "samples": 1000}, 400, "samples"),
     ({"prompt": "宝玉", "model": "../../etc"}, 400, "unknown model"),
     ({"prompt": "宝玉", "path": "/etc/passwd"}, 422, "path"),
-    ({"model": "default", "novel_only": True}, 400, "lines"),
+    ({"model": "default", "novel_only": True}, 400, "n_lines"),
     ({"acrostic": "\U0001F600"}, 400, "vocabulary"),
 ])
 def test_bad_requests_get_one_clear_message(server, body, status, words):
@@ -248,6 +248,7 @@ def test_serve_refuses_a_bad_model_and_warns_on_all_interfaces(tmp_path):
 async def call(app, method, path, body=None, *, raw=None, host="127.0.0.1:8000", leave=None):
     """One request to the ASGI `app`: (status, headers, parsed JSON or text). The client is
     gone (receive answers http.disconnect) once `leave` (an asyncio.Event) is set."""
+    path, _, query = path.partition("?")
     data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -257,7 +258,7 @@ async def call(app, method, path, body=None, *, raw=None, host="127.0.0.1:8000",
         headers.append((b"host", host.encode("latin-1")))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "headers": headers,
+             "query_string": query.encode(), "root_path": "", "headers": headers,
              "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
     gone = leave or asyncio.Event()
     sent = False
@@ -516,13 +517,13 @@ def test_a_live_server_refuses_another_host(one_slot):
 
 
 @pytest.mark.parametrize("body, words", [
-    ({"lines": 1, "form": "50x50"}, ["form 50x50", "2,550 words", "2,000"]),
-    ({"lines": 16, "form": "40x50"}, ["form 40x50", "2,050 words"]),
-    ({"lines": 1, "form": "five"}, ["form", "5x4"]),
-    ({"lines": 1, "form": "0x4"}, ["form"]),
-    ({"lines": 1, "form": ""}, ["form", "5x4"]),  # found by the fuzzer: "" was taken as none
-    ({"lines": 1, "form": " 5x4"}, ["form", "5x4"]),
-    ({"form": ""}, ["form", "lines"]),
+    ({"n_lines": 1, "form": "50x50"}, ["form 50x50", "2,550 words", "2,000"]),
+    ({"n_lines": 16, "form": "40x50"}, ["form 40x50", "2,050 words"]),
+    ({"n_lines": 1, "form": "five"}, ["form", "5x4"]),
+    ({"n_lines": 1, "form": "0x4"}, ["form"]),
+    ({"n_lines": 1, "form": ""}, ["form", "5x4"]),  # found by the fuzzer: "" was taken as none
+    ({"n_lines": 1, "form": " 5x4"}, ["form", "5x4"]),
+    ({"form": ""}, ["form", "n_lines"]),
 ])
 def test_verse_forms_are_bound_by_the_servers_limits(tiny, body, words):
     """A form's line is as many words as its clauses make: bound by max_length like any line
@@ -536,9 +537,9 @@ def test_verse_forms_are_bound_by_the_servers_limits(tiny, body, words):
 def test_verse_form_within_a_small_limit(tiny):
     app = app_of(tiny, max_length=20)
     status, _, got = ask(app, "POST", "/api/continue",
-                         {"model": "m", "lines": 2, "form": "5x2", "seed": 1})
+                         {"model": "m", "n_lines": 2, "form": "5x2", "seed": 1})
     assert status == 200 and len(got["texts"]) == 2, got
-    status, _, got = ask(app, "POST", "/api/continue", {"model": "m", "lines": 1, "form": "5x4"})
+    status, _, got = ask(app, "POST", "/api/continue", {"model": "m", "n_lines": 1, "form": "5x4"})
     assert status == 400 and "form 5x4" in got["error"] and "24 words" in got["error"]
 
 
@@ -546,14 +547,14 @@ def test_verse_form_within_a_small_limit(tiny):
     ("/api/continue", {"acrostic": "春" * 40}, ["acrostic", "40 characters", "32"]),
     ("/api/continue", {"acrostic": "春夏秋冬", "line_length": 20}, ["acrostic", "line_length",
                                                                 "84 words", "50"]),
-    ("/api/continue", {"prompt": "春", "lines": 20}, ["lines 20", "16"]),
+    ("/api/continue", {"prompt": "春", "n_lines": 20}, ["n_lines 20", "16"]),
     ("/api/continue", {"prompt": "春", "samples": 20}, ["samples 20", "16"]),
     ("/api/continue", {"prompt": "春", "length": 51}, ["length 51", "50"]),
     ("/api/continue", {"prompt": "春", "length": 0}, ["length"]),
     ("/api/continue", {"prompt": "春", "samples": 0}, ["samples"]),
-    ("/api/continue", {"prompt": "春", "lines": 0}, ["lines"]),
+    ("/api/continue", {"prompt": "春", "n_lines": 0}, ["n_lines"]),
     ("/api/continue", {"acrostic": "春夏", "line_length": 1}, ["line_length"]),
-    ("/api/continue", {"prompt": "春", "form": "5x4"}, ["form", "lines"]),
+    ("/api/continue", {"prompt": "春", "form": "5x4"}, ["form", "n_lines"]),
     ("/api/continue", {"prompt": "春", "prefix": "夏" * 4000}, ["prompt and prefix",
                                                               "4,001 characters", "4,000"]),
     ("/api/next", {"text": "春", "prefix": "夏" * 4000}, ["text and prefix", "4,001 characters",
@@ -591,7 +592,7 @@ def test_modes_that_do_not_use_length_are_not_refused_for_it(tiny):
     ("/api/continue", '{"prompt": "老王", "until": "\\ud800"}', "until"),
     ("/api/continue", '{"model": "m", "acrostic": "春\\ud800"}', "acrostic"),
     ("/api/continue", '{"model": "\\ud800"}', "model"),
-    ("/api/continue", '{"model": "m", "lines": 1, "form": "5x\\ud800"}', "form"),
+    ("/api/continue", '{"model": "m", "n_lines": 1, "form": "5x\\ud800"}', "form"),
     ("/api/continue", '{"prompt": "老王", "context": "\\ud800"}', "context"),
     ("/api/continue", '{"\\ud800": 1}', "field name '\\ud800'"),
     ("/api/next", '{"text": "\\ud800"}', "text"),
@@ -610,15 +611,104 @@ def test_bad_text_and_seeds_get_a_clear_error_not_500(tiny, path, raw, field):
 
 
 def test_an_internal_error_does_not_leak_its_repr(tiny, monkeypatch):
-    from wordlstm.serve import Served
+    from wordlstm.serve import ServedModel
 
     def broken(*a, **kw):
         raise RuntimeError("secret detail at /home/user")
 
-    monkeypatch.setattr(Served, "start", broken)
+    monkeypatch.setattr(ServedModel, "start", broken)
     status, _, got = ask(app_of(tiny), "POST", "/api/continue", {"prompt": "老王"})
     assert status == 500 and set(got) == {"error"}
     assert "secret" not in got["error"] and "RuntimeError" not in got["error"]
+
+
+def test_the_api_takes_every_library_field_under_its_name(tiny):
+    """/api/continue's fields are Request's and SamplingConfig's, none renamed or left out
+    (issue 21, item 2: `lines`, `dry` and six sampling settings), with their defaults."""
+    from dataclasses import fields
+
+    _, _, schema = ask(app_of(tiny), "GET", "/openapi.json")
+    body = schema["components"]["schemas"]["ContinueBody"]["properties"]
+    library = {f.name: f.default for c in (Request, SamplingConfig) for f in fields(c)}
+    assert set(body) == set(library) | {"model", "stream"}
+    for name, default in library.items():
+        if name != "length" and default is not None:
+            assert body[name]["default"] == default, name
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("{not json", "the body is not JSON: Expecting property name"),
+    ('{"prompt": "老王",}', "at character 17"),
+    ("[1]", "the body must be a JSON object"),
+    ("", "the body must be a JSON object of fields (it is empty)"),
+    ('{"lines": 2}', "lines: no such field; it is n_lines now"),
+    ('{"dry": 1}', "dry: no such field; it is dry_multiplier now"),
+    ('{"nonsense": 1}', "nonsense: no such field"),
+])
+def test_a_body_that_is_not_what_it_should_be_says_so(tiny, raw, message):
+    """Invalid JSON said "0: JSON decode error" (issue 23); a renamed field says its name."""
+    status, _, got = ask(app_of(tiny), "POST", "/api/continue", raw=raw)
+    assert status == 422 and message in got["error"], got
+
+
+def test_library_messages_are_said_in_the_apis_field_names(tiny):
+    """The library speaks the CLI's flags; an API client reads its own field names, taken
+    from continue-text's options (--lines sets n_lines, --dry dry_multiplier)."""
+    from wordlstm.serve import PublicMessages
+
+    public = PublicMessages(tiny, ["n_lines", "dry_multiplier", "top_p", "length"])
+    assert public("--lines needs </s>; --dry 2, top-p, --length, --model, lines") == \
+        "n_lines needs </s>; dry_multiplier 2, top_p, length, --model, lines"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("raised, status", [
+    ("cancelled", 503), ("time", 503), ("user", 400), ("bug", 500)])
+def test_one_table_says_what_an_exception_answers(tiny, monkeypatch, stream, raised, status):
+    """A JSON answer and a streamed `error` event give an exception the same status (issue
+    21: Cancelled was 400 in one and 503 in the other); a 500 shows nothing of the error."""
+    from wordlstm.errors import UserError
+    from wordlstm.generate import Cancelled, TimeLimitExceeded
+    from wordlstm.serve import ServedModel
+
+    err = {"cancelled": Cancelled("the server is shutting down"), "time": TimeLimitExceeded(2),
+           "user": UserError("prompt: no good"), "bug": RuntimeError("secret at /home/x")}[raised]
+    monkeypatch.setattr(ServedModel, "start", lambda self, *a: a[-1]("done", err))
+    got_status, headers, got = ask(app_of(tiny), "POST", "/api/continue",
+                                   {"prompt": "老王", "stream": stream})
+    if stream:
+        assert got_status == 200
+        (kind, got), = events(got)
+        assert kind == "error" and got["status"] == status
+    else:
+        assert got_status == status and ("retry-after" in headers) == (status == 503)
+    assert ("secret" in got["error"]) is False and got["error"] == (
+        "internal error (the server's log has the details)" if status == 500 else str(err))
+
+
+def test_the_model_view_routes_give_the_card_and_the_history(tiny, model_dir):
+    app = app_of(tiny)
+    status, _, got = ask(app, "GET", "/api/history?model=model")
+    epochs = json.loads((model_dir / "history.json").read_text())["epochs"]
+    assert status == 200 and got["model"] == "model" and got["epochs"] == epochs
+    status, _, got = ask(app, "GET", "/api/card")  # the first model's
+    from wordlstm.card import model_card
+
+    assert status == 200 and got["card"] == model_card(model_dir) and "# " in got["card"]
+    status, _, got = ask(app, "GET", "/api/card?model=nope")
+    assert status == 400 and "unknown model" in got["error"]
+
+
+@pytest.mark.parametrize("card, corpus, title", [
+    ("# models/default: 红楼梦, fine-tuned from the base\n\ntext", "hongloumeng.seg.txt", "红楼梦"),
+    ("# novel\n\nA wordlstm model", "shuihu.seg.txt", "shuihu"),
+    (None, "/x/y/三国.txt", "三国"),
+    (None, None, None),
+])
+def test_the_header_names_the_novel_not_a_file(card, corpus, title):
+    from wordlstm.serve import novel_title
+
+    assert novel_title(card, corpus) == title
 
 
 # Found by tests/test_serve_fuzz.py (schemathesis) -------------------------------------------
@@ -630,9 +720,9 @@ def test_an_internal_error_does_not_leak_its_repr(tiny, monkeypatch):
     ({"prompt": "老王", "punct_bias": -1e39}, "punct_bias"),
     ({"prompt": "老王", "length": 20, "min_count": 200, "repetition_penalty": 5.6e306,
       "temperature": 0.03125, "typical_p": 0.5}, "repetition_penalty"),  # all -inf: ValueError
-    ({"prompt": "老王" * 30, "length": 60, "dry": 1, "dry_base": 1e300, "dry_allowed": 0},
+    ({"prompt": "老王" * 30, "length": 60, "dry_multiplier": 1, "dry_base": 1e300, "dry_allowed": 0},
      "dry_base"),  # dry_base ** 2: OverflowError
-    ({"prompt": "老王", "dry": 1e306, "temperature": 0.01}, "dry"),
+    ({"prompt": "老王", "dry_multiplier": 1e306, "temperature": 0.01}, "dry_multiplier"),
 ])
 def test_huge_sampling_numbers_are_refused_by_name(tiny, body, field):
     """Biases and penalties are nats added to log-probabilities and divided by the temperature:
@@ -653,7 +743,7 @@ def test_errors_never_show_the_servers_paths(tiny, model_dir):
     model's directory; the server names the model."""
     for stream in (False, True):
         _, _, got = ask(app_of(tiny), "POST", "/api/continue",
-                             {"prompt": "老王", "lines": 1, "novel_only": True, "stream": stream})
+                             {"prompt": "老王", "n_lines": 1, "novel_only": True, "stream": stream})
         text = json.dumps(got, ensure_ascii=False)
         assert "novel_only" in text and str(model_dir) not in text and "/tmp" not in text, text
 
@@ -676,7 +766,7 @@ def test_values_of_another_type_are_refused_not_coerced(tiny, raw, field):
 
 def test_a_whole_number_written_as_a_float_is_an_integer(tiny):
     status, _, got = ask(app_of(tiny), "POST", "/api/continue",
-                         {"model": "m", "lines": 2.0, "length": 30.0, "seed": 3.0})
+                         {"model": "m", "n_lines": 2.0, "length": 30.0, "seed": 3.0})
     assert status == 200 and len(got["texts"]) == 2 and got["seed"] == 3, got
 
 
@@ -785,13 +875,131 @@ def test_page_cowrite_appends_the_clicked_word(browser, server):
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
-def test_page_shows_a_bad_request_clearly(browser, server):
+@pytest.mark.parametrize("field, value, message", [
+    ("#temperature", "0", "Temperature must be a number from 0.01 to 100"),  # the page's check
+    ("#length", "5000", "Length 5,000: this server writes at most 2,000 words"),  # the server's
+])
+def test_page_shows_a_bad_request_in_its_own_words(browser, server, field, value, message):
+    """Errors name the page's fields, never CLI flags, API names or greedy (issue 23)."""
     el = _page(browser, server)
-    _fill(el, "#temperature", "0")
+    _fill(el, field, value)
     el("#go").click()
     _wait(browser, lambda d: not el("#error").get_property("hidden"))
-    assert "temperature must be a number from 0.01" in el("#error").text
+    text = el("#error").text
+    assert message in text and "--" not in text and "greedy" not in text, text
     assert el("#go").is_enabled()  # the page is usable again
+
+
+def _shown(el, css) -> bool:
+    return el(css).is_displayed()
+
+
+def test_page_modes_show_what_they_use_and_say_why_lines_is_off(browser, server):
+    """Issue 23's trip-overs: two identical dark-red "Continue" buttons, the Lines tab greyed
+    out with no hint, fields shown in modes that ignore them, a stale status line."""
+    el = _page(browser, server)
+    tab, action = el('[data-mode="continue"]'), el("#go")
+    assert tab.text != action.text
+    assert tab.value_of_css_property("background-color") != \
+        action.value_of_css_property("background-color")
+    assert not el('[data-mode="lines"]').is_enabled()
+    assert _shown(el, "#mode-hint") and "Lines" in el("#mode-hint").text
+    assert "prose" in el('[data-mode="lines"]').get_attribute("title")
+    uses = {"continue": {"#length", "#temperature", "#top_p", "#seed"},
+            "cowrite": set(), "acrostic": {"#temperature", "#top_p", "#seed", "#heads"}}
+    _fill(el, "#text", "宝玉")
+    _fill(el, "#length", "5")
+    el("#go").click()
+    _wait(browser, lambda d: "seed" in el("#status").text)
+    for mode, fields in uses.items():
+        el(f'[data-mode="{mode}"]').click()
+        assert el("#status").text == ""  # nothing left from another mode
+        for css in ("#length", "#temperature", "#top_p", "#seed", "#nlines", "#heads"):
+            assert _shown(el, css) == (css in fields), (mode, css)
+    from selenium.webdriver.support.ui import Select
+
+    Select(el("#model")).select_by_value("m")  # a line model: Lines is on, no hint
+    _wait(browser, lambda d: el('[data-mode="lines"]').is_enabled())
+    el('[data-mode="continue"]').click()
+    assert not _shown(el, "#mode-hint")
+
+
+def test_page_names_the_novel_and_notes_spelled_words(browser, server):
+    """The header shows the novel (the card's), not its file; a prompt word the model lacks
+    is said to be read as its characters (issue 23)."""
+    el = _page(browser, server)
+    assert el("#novel").text == "红楼梦" and ".txt" not in el("header").text
+    result = Generation([])
+    Writer.load(REPO / "models" / "default").encode("宝玉用电脑", result)
+    assert result.split == ["电脑"]  # a word of its own, spelled with the vocabulary's characters
+    _fill(el, "#text", "宝玉用电脑")
+    _fill(el, "#length", "5")
+    el("#go").click()
+    _wait(browser, lambda d: "seed" in el("#status").text)
+    assert _shown(el, "#note") and "read as their characters: 电脑" in el("#note").text
+    assert not _shown(el, "#error")
+
+
+def test_page_model_view_draws_the_training_curves_and_the_card(browser, server):
+    """The model view: one curve per figure history.json has, a point per epoch, loss going
+    down where it went down, and the model's card below (issue 23)."""
+    from selenium.webdriver.common.by import By
+
+    el = _page(browser, server)
+    epochs = json.loads((REPO / "models" / "default" / "history.json").read_text())["epochs"]
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#curves path.curve"))
+    paths = browser.find_elements(By.CSS_SELECTOR, "#curves path.curve")
+    keys = {k for e in epochs for k in e} & {"loss", "val_bits_per_char", "learning_rate",
+                                              "targets_per_s"}
+    assert {p.get_attribute("data-key") for p in paths} == keys and len(paths) == len(keys)
+    for p in paths:
+        d = p.get_attribute("d")
+        assert d.count("M") + d.count("L") == len(epochs) == int(p.get_attribute("data-points"))
+        if p.get_attribute("data-key") == "loss":  # lower loss is lower on the chart
+            ys = [float(xy.split(",")[1]) for xy in d.replace("M", "L").split("L")[1:]]
+            losses = [e["loss"] for e in epochs]
+            assert sorted(range(len(ys)), key=ys.__getitem__) == \
+                sorted(range(len(losses)), key=lambda i: -losses[i])
+    card = (REPO / "models" / "default" / "README.md").read_text(encoding="utf-8")
+    _wait(browser, lambda d: el("#card h3").text)
+    assert el("#card h3").text == card.splitlines()[0][2:]
+    assert "wordlstm train" in el("#card pre").text
+    shot = os.environ.get("WORDLSTM_MODEL_VIEW_SHOT")
+    if shot:  # README's picture: WORDLSTM_MODEL_VIEW_SHOT=docs/model-view.png
+        browser.set_window_size(1200, 900)
+        _fill(el, "#text", "宝玉笑道")
+        _fill(el, "#length", "60")
+        _fill(el, "#seed", "3")
+        el("#go").click()
+        _wait(browser, lambda d: "seed" in el("#status").text)
+        try:
+            height = browser.execute_script("return document.documentElement.scrollHeight")
+            browser.set_window_size(1200, min(height + 40, 2400))
+            time.sleep(0.3)
+            assert browser.save_screenshot(shot)
+        finally:
+            browser.set_window_size(1000, 900)
+
+
+def test_page_cowrite_choices_fit_a_narrow_window(browser, server):
+    """At ~500 px wide the co-write choices fell below the fold (issue 23)."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(500, 850)
+    try:
+        el = _page(browser, server)
+        el('[data-mode="cowrite"]').click()
+        _fill(el, "#text", "黛玉听了，")
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".choice")) == 5)
+        bottom = browser.execute_script(
+            "return Math.max(...[...document.querySelectorAll('.choice')]"
+            ".map((b) => b.getBoundingClientRect().bottom))")
+        assert bottom <= browser.execute_script("return window.innerHeight")
+        shot = os.environ.get("WORDLSTM_NARROW_SHOT")
+        if shot:
+            browser.save_screenshot(shot)
+    finally:
+        browser.set_window_size(1000, 900)
 
 
 def test_page_acrostic_and_lines(browser, server):

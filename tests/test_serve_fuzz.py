@@ -55,7 +55,8 @@ def operations(schema):
 
 def test_the_schema_has_every_route(api):
     assert {(op.method.upper(), op.path) for op in operations(api)} == {
-        ("GET", "/api/model"), ("POST", "/api/next"), ("POST", "/api/continue")}
+        ("GET", "/api/model"), ("GET", "/api/card"), ("GET", "/api/history"),
+        ("POST", "/api/next"), ("POST", "/api/continue")}
 
 
 def fuzz(op, mode: str, seen: collections.Counter) -> None:

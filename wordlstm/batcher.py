@@ -32,7 +32,7 @@ class Job:
 
     group: Group
     on_step: Callable[[Job, np.ndarray], None] | None = None  # after each step's choices
-    on_done: Callable[[BaseException | None], None] = lambda err: None  # once, at the end
+    on_done: Callable[[Exception | None], None] = lambda err: None  # once, at the end
     budget: Budget = field(default_factory=Budget)  # time limit and cancel flag
     on_start: Callable[[], None] | None = None  # when it joins the batch (its clock starts)
     inputs: np.ndarray | None = field(default=None, repr=False)  # prompt matrix [rows, T]
@@ -64,7 +64,7 @@ class Batcher:
         self._thread.start()
 
     def submit(self, job: Job) -> Job:
-        if job.group.cfg.context != "carry":
+        if job.group.cfg.context != "carry":  # the caller's bug (Writer.batchable), not a user's
             raise ValueError("the batcher carries LSTM state: context must be 'carry'")
         job.inputs = job.group.prompt_matrix()
         self.pending.put(job)
@@ -82,25 +82,25 @@ class Batcher:
     # -- the worker ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            if not self._admit():
-                break
-            if not self.active:
-                continue
-            try:
-                self._tick()
-            except BaseException as err:  # noqa: BLE001 - a failed step fails its jobs, not the server
-                for job in self.active:
-                    self._finish(job, err)
-                self.active = []
+        try:
+            while self._admit():
+                if not self.active:
+                    continue
+                try:
+                    self._tick()
+                except Exception as err:  # noqa: BLE001 - a failed step fails its jobs, not the server
+                    for job in self.active:
+                        self._finish(job, err)
+                    self.active = []
+        finally:  # however the worker ends, no request is left waiting for it
+            self._shut_down()
 
     def _admit(self) -> bool:
         """Move waiting jobs into the batch while it has rows free (blocking while there is
         nothing to do); False once closed. A job that does not fit waits for the batch to
         shrink; its `on_start` runs when it joins."""
         if self._closing.is_set():
-            self._shut_down()
-            return False
+            return False  # _run shuts down
         rows = sum(len(j.group) for j in self.active)
         while rows < self.max_rows or not self.active:
             job, self._held = self._held, None
@@ -110,7 +110,6 @@ class Batcher:
                 except queue.Empty:
                     return True
             if job is None:
-                self._shut_down()
                 return False
             if self.active and rows + len(job.group) > self.max_rows:
                 self._held = job  # first in line when rows come free
@@ -119,7 +118,7 @@ class Batcher:
                 job.budget.check()  # its client may have gone while it waited
                 if job.on_start is not None:
                     job.on_start()
-            except BaseException as err:  # noqa: BLE001 - fails that job alone
+            except Exception as err:  # noqa: BLE001 - fails that job alone
                 self._finish(job, err)
                 continue
             self.active.append(job)
@@ -151,7 +150,7 @@ class Batcher:
         self.active = [j for j in self.active if not j.closed]
         ready = [j for j in self.active if not j.reading]
         if ready:
-            logp = self.gen.decoder.logprobs(np.concatenate([j.y for j in ready]))
+            logp = self.gen.logprobs(np.concatenate([j.y for j in ready]))
             start = 0
             for job in ready:
                 rows = logp[start:start + len(job.group)]
@@ -174,10 +173,10 @@ class Batcher:
 
     def _step(self, jobs: list[Job], ids: list[np.ndarray]) -> None:
         """One network step for `jobs` stacked (their `ids`), each keeping its own rows."""
-        h_c = [job.state or self.gen.model.zero_state(len(job.group)) for job in jobs]
+        h_c = [job.state or self.gen.zero_state(len(job.group)) for job in jobs]
         state = [tuple(np.concatenate([s[layer][k] for s in h_c]) for k in (0, 1))
                  for layer in range(len(h_c[0]))]
-        h, state = self.gen.model.hidden(np.concatenate(ids), state)
+        h, state = self.gen.hidden(np.concatenate(ids), state)
         start = 0
         for job in jobs:
             n = len(job.group)
@@ -194,14 +193,16 @@ class Batcher:
             nxt = job.group.choose(rows, job.y)
             if job.on_step is not None:
                 job.on_step(job, nxt)
-        except BaseException as err:  # noqa: BLE001 - reported to the request that caused it
+        except Exception as err:  # noqa: BLE001 - reported to the request that caused it
             return self._finish(job, err)
         if job.group.finished:
             return self._finish(job, None)
         job.nxt = nxt
 
     @staticmethod
-    def _finish(job: Job, err: BaseException | None) -> None:
+    def _finish(job: Job, err: Exception | None) -> None:
+        if job.closed:
+            return
         job.closed = True
         try:
             job.on_done(err)

@@ -275,6 +275,18 @@ class Generator:
         self._breakers: dict[str, frozenset] = {}
         self.punct_ids = np.array([i for i, w in enumerate(words) if is_punctuation(w)], np.int64)
 
+    # What a caller stepping the network itself (a server's batcher) asks the generator for.
+    def logprobs(self, y: np.ndarray) -> np.ndarray:
+        """The decoder's log-probabilities over the vocabulary for outputs `y` [rows, dim]."""
+        return self.decoder.logprobs(y)
+
+    def zero_state(self, rows: int) -> list:
+        return self.model.zero_state(rows)
+
+    def hidden(self, ids: np.ndarray, state) -> tuple:
+        """One network step: (the last layer's h, the new state) after reading `ids`."""
+        return self.model.hidden(ids, state)
+
     def breakers_for(self, marks: str) -> frozenset:
         """DRY's sequence breakers: the paragraph end and the words that are one of `marks`."""
         if marks not in self._breakers:

@@ -18,29 +18,29 @@ import collections
 import contextlib
 import ipaddress
 import json
+import logging
 import math
 import os
 import re
 import sys
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from . import __version__
 from .errors import UserError
 from .generate import (
     Budget,
     Cancelled,
     SamplingConfig,
     Stopped,
-    TimeLimitExceeded,
     budget,
 )
 from .writer import Generation, Request, Writer, printable
 
 STATIC = Path(__file__).with_name("static")
-SEED_MAX = 2**32 - 1  # the seeds writer.Request takes (what every engine's generator takes)
+FORM = re.compile(r"([0-9]+)[xX]([0-9]+)")  # a verse form: characters a clause x clauses
 MAX_LINE_LENGTH = 50  # words of an acrostic line, characters of a verse form's clause
 MAX_CLAUSES = 50  # clauses of a verse form (as writer.Writer.verse_form takes them)
 MAX_BIAS = 1000.0  # nats of a bias or penalty: far past any effect, never an overflow
@@ -139,7 +139,7 @@ class Admission:
                                 lambda: slot.done() or slot.set_result(False))
         try:
             handed = await slot
-        except BaseException:  # cancelled (the client went away, the server stops)
+        except asyncio.CancelledError:  # the client went away, the server stops
             if slot.done() and not slot.cancelled() and slot.result():
                 self._hand_on()  # handed a slot just as it gave up: the next in line gets it
             else:
@@ -182,31 +182,35 @@ class Clock(Budget):
             self.deadline = time.monotonic() + self.limit
 
 
-class Served:
-    """One model loaded for serving: its Writer, its batcher and the facts the page shows."""
+class ServedModel:
+    """One model loaded for serving: its Writer, its batcher, the facts the page shows, and
+    its card and training history (the page's model view)."""
 
     def __init__(self, model_id: str, writer: Writer, batch: bool):
         from .batcher import Batcher
 
         self.id, self.writer = model_id, writer
         self.batcher = Batcher(writer.gen) if batch else None
+        self.history = _read_history(writer.model_dir)
+        self.card = _read_card(writer.model_dir)
         config = writer.config
-        history = _read_history(writer.model_dir)
         best = config.get("training", {}).get("best_epoch")
-        bits = [e.get("val_bits_per_char") for e in history if e.get("epoch") == best]
+        bits = [e.get("val_bits_per_char") for e in self.history if e.get("epoch") == best]
+        corpus = config.get("training", {}).get("corpus")
         self.facts = {
             "id": model_id,
+            "title": novel_title(self.card, corpus),
             "unit": writer.unit,
             "vocabulary": len(writer.vectors),
             "head": config["model"].get("head", "vector"),
             "layers": config["model"].get("layers", 1),
             "units": config["model"]["units"],
-            "corpus": config.get("training", {}).get("corpus"),
+            "corpus": corpus,
             "held_out_bits_per_char": round(bits[0], 4) if bits and bits[0] else None,
             "lines": bool(config.get("training", {}).get("lines")),
             "forms": [f"{f[0]}x{f[1]}" for f in (config.get("lines") or {}).get("forms") or []],
+            "best_epoch": best,
         }
-
 
     def start(self, request: Request, cfg: SamplingConfig, stop: Clock, stream: bool, pool,
               put) -> None:
@@ -214,427 +218,239 @@ class Served:
         gets ("word", {"sample", "text"}) as words come when `stream`, then ("done", a
         Generation or the exception). Plain continuations join the model's batch; the other
         modes run in `pool`. `stop`'s clock starts when the generation does."""
-        writer = self.writer
-        if (self.batcher is None or request.acrostic or request.n_lines is not None
-                or cfg.context != "carry" or cfg.rerank):
-            def on_word(word):
-                put("word", {"sample": 0, "text": word})
+        if self.batcher is not None and self.writer.batchable(request, cfg):
+            self._in_batch(request, cfg, stop, stream, put)
+        else:
+            pool.submit(self._in_thread, request, cfg, stop, stream, put)
 
-            def run():
-                stop.start()
-                try:
-                    with budget(stop):
-                        put("done", writer.write(request, cfg, on_word=on_word
-                                                 if stream and request.streams else None))
-                except BaseException as err:  # noqa: BLE001 - handed to the request
-                    put("done", err)
+    def _in_thread(self, request: Request, cfg: SamplingConfig, stop: Clock, stream: bool,
+                   put) -> None:
+        stop.start()
+        outcome: object = Cancelled("the generation was interrupted")  # if anything escapes
 
-            pool.submit(run)
-            return
+        def on_word(word):
+            put("word", {"sample": 0, "text": word})
+
+        try:
+            with budget(stop):
+                outcome = self.writer.write(request, cfg, on_word=on_word
+                                            if stream and request.streams else None)
+        except Exception as err:  # noqa: BLE001 - handed to its request (ERROR_STATUS)
+            outcome = err
+        finally:  # the request (and its slot) always hears the end
+            put("done", outcome)
+
+    def _in_batch(self, request: Request, cfg: SamplingConfig, stop: Clock, stream: bool,
+                  put) -> None:
         from .batcher import Job
 
-        result = Generation([])
-        ids, until = writer.continuation(request.prompt, request.prefix, request.until, result)
-        group = writer.gen.group([ids] * request.samples, request.length, cfg, request.seed,
-                                 stop=until)
-        last = [None] * len(group)
+        streams = self.writer.batched(request, cfg)
 
         def on_step(job, nxt):
-            for b, out in enumerate(group.out):
-                if len(out) == group.steps:  # this stream chose a word now
-                    put("word", {"sample": b, "text": _piece(writer, last[b], out[-1])})
-                    last[b] = out[-1]
+            for b, text in streams.new_words():
+                put("word", {"sample": b, "text": text})
 
         def on_done(err):
-            if err is None:
-                writer.finish(result, group.out)
-                result.texts = [request.prompt + t for t in result.texts]
-            put("done", err or result)
+            put("done", err or streams.finish())
 
-        self.batcher.submit(Job(group, on_step=on_step if stream else None, on_done=on_done,
-                                budget=stop, on_start=stop.start))
+        self.batcher.submit(Job(streams.group, on_step=on_step if stream else None,
+                                on_done=on_done, budget=stop, on_start=stop.start))
 
 
 def _read_history(model_dir: Path) -> list[dict]:
+    """history.json's epochs, numbers only (a NaN loss is left out: JSON has none)."""
     try:
-        return json.loads((Path(model_dir) / "history.json").read_text("utf-8")).get("epochs", [])
+        epochs = json.loads((Path(model_dir) / "history.json").read_text("utf-8")).get("epochs", [])
     except (OSError, ValueError, AttributeError):
         return []
+    return [{k: v for k, v in e.items() if isinstance(v, int | float) and not isinstance(v, bool)
+             and math.isfinite(v)} for e in epochs if isinstance(e, dict)]
+
+
+def _read_card(model_dir: Path) -> str | None:
+    """The model's card (card.model_card: its README.md, or one made from its config)."""
+    from .card import model_card
+
+    try:
+        return model_card(model_dir)
+    except (OSError, ValueError, UserError):
+        return None
+
+
+def novel_title(card: str | None, corpus: str | None) -> str | None:
+    """What the model was trained on, as the page's header names it: the novel the card's
+    title names ("# models/default: 红楼梦, fine-tuned from the base" -> 红楼梦), else the
+    corpus file's stem (hongloumeng.seg.txt -> hongloumeng)."""
+    heading = next((line[2:] for line in (card or "").splitlines() if line.startswith("# ")), "")
+    _, colon, rest = heading.partition(": ")
+    name = rest.split(",")[0].strip() if colon else ""
+    if name:
+        return name
+    return Path(corpus).name.split(".")[0] or None if corpus else None
 
 
 def load_models(model_dirs: list[str | None], batch: bool = True, log=lambda msg: None) -> dict:
     """Each model directory loaded once (None: the shipped model), by id (its folder's name)."""
-    served: dict[str, Served] = {}
+    served: dict[str, ServedModel] = {}
     for d in model_dirs or [None]:
         writer = Writer.load(d)
         base = "default" if d is None else Path(d).resolve().name or "model"
         model_id, k = base, 2
         while model_id in served:
             model_id, k = f"{base}-{k}", k + 1
-        served[model_id] = Served(model_id, writer, batch)
+        served[model_id] = ServedModel(model_id, writer, batch)
         log(f"loaded {model_id}: {len(writer.vectors):,} words from {writer.model_dir}")
     return served
 
 
-def create_app(models: dict, config: ServeConfig | None = None):
-    """The ASGI application: the page, its files, and the JSON API."""
-    from fastapi import FastAPI
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, StreamingResponse
-    from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request as HTTPRequest
+# What an exception means to a client: the one table the JSON answers and the streamed
+# `error` events both read (first match; anything else is the server's bug: 500, logged,
+# answered with INTERNAL only). A UserError is what the client can fix by changing the named
+# field (400). Stopped (a UserError, for the CLI's one line) comes first: its time limit ran
+# out, its client went away or the server is stopping; nothing in the request is wrong and
+# the same request may well succeed later, so 503 with Retry-After, not 400.
+ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (Busy, 503), (Stopped, 503), (UserError, 400))
+INTERNAL = "internal error (the server's log has the details)"
+log = logging.getLogger("wordlstm.serve")
 
-    from . import __version__
 
-    config = config or ServeConfig()
-    S, R = SamplingConfig, Request
-    JSONSafe = _json_response_class()
-    default_model = next(iter(models))
-    default_length = min(R.length, config.max_length)  # a request that names no length
-    # As many generating threads as cores: more would only fight over them (numpy's BLAS
-    # runs threads of its own; 8 threads on 2 cores made each request 100x slower).
-    pool = ThreadPoolExecutor(max_workers=min(config.max_active, os.cpu_count() or 1),
-                              thread_name_prefix="wordlstm")
-    # Swagger's page loads from a CDN: the schema is served, the pages that need the internet
-    # are not.
-    app = FastAPI(title="wordlstm", version=__version__, docs_url=None, redoc_url=None,
-                  default_response_class=JSONSafe,
-                  description="Continue text in the style a model learned; co-write with it.")
-    app.state.admission = Admission(config)
+def status_of(exc: Exception) -> int:
+    return next((status for kind, status in ERROR_STATUS if isinstance(exc, kind)), 500)
 
-    class Body(BaseModel):
-        # The schema's types, strictly: false is not 0 and "10" not 10; no NaN or Infinity
-        # (Python's JSON reads them; JSON has none).
-        model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-        @model_validator(mode="before")
-        @classmethod
-        def _whole(cls, data):
-            """An integer written as a float (2.0) is that integer, as JSON Schema has it."""
-            if not isinstance(data, dict):
-                return data
-            ints = {n for n, f in cls.model_fields.items() if f.annotation in (int, int | None)}
-            return {k: int(v) if k in ints and isinstance(v, float) and v.is_integer()
-                    and abs(v) < 2**63 else v for k, v in data.items()}
+class PublicMessages:
+    """A library message as a client of the API reads it. Requests never name files and
+    answers never show them: a model's directory (the library names paths for the CLI)
+    becomes its id. A `continue-text` flag (--lines) becomes the field it sets (n_lines), and
+    a hyphenated name (top-p) the field's (top_p)."""
 
-        @field_validator("*", mode="after")
-        @classmethod
-        def _text(cls, value):
-            if isinstance(value, str):
-                for i, c in enumerate(value):
-                    if "\ud800" <= c <= "\udfff":
-                        raise ValueError(f"character {i + 1} is a lone surrogate "
-                                         f"(U+{ord(c):04X}), not text; send UTF-8 text")
-            return value
+    def __init__(self, models: dict, field_names):
+        self.fields = set(field_names)
+        self.flags = {flag: name for flag, name in _cli_flags().items() if name in self.fields}
+        self.paths = {}
+        for m in models.values():
+            for d in {str(m.writer.model_dir), str(Path(m.writer.model_dir).resolve())}:
+                self.paths[d] = f"model {m.id!r}"
 
-    def doc(**schema):
-        """Ranges the schema states and SamplingConfig (or the limits) enforce, in their own
-        words: a request outside them gets 400 naming the field; a fuzzer of the schema finds
-        any place where the two disagree."""
-        return {"json_schema_extra": schema}
+    def __call__(self, message: str) -> str:
+        for d in sorted(self.paths, key=len, reverse=True):
+            message = message.replace(d, self.paths[d])
+        return visible(re.sub(r"(?<![\w-])(--)?([a-z]+(?:-[a-z]+)*)(?![\w-])", self._name,
+                              message))
 
-    ids = list(models)
+    def _name(self, m) -> str:
+        word = m.group(2)
+        if m.group(1) and word in self.flags:
+            return self.flags[word]
+        if (m.group(1) or "-" in word) and word.replace("-", "_") in self.fields:
+            return word.replace("-", "_")
+        return m.group(0)
 
-    class ContinueBody(Body):
-        """What `continue-text` takes, under its option names; defaults are the CLI's."""
 
-        model: str | None = Field(None, description="Model id (GET /api/model); default: the "
-                                  "first.", **doc(enum=[*ids, None]))
-        prompt: str = Field(R.prompt, description="Text to continue (or a line's start).",
-                            **doc(maxLength=config.max_prompt))
-        length: int = Field(default_length, ge=1, description="Words to generate (the most "
-                            "per line with lines; not used by acrostic or a verse form).",
-                            **doc(maximum=config.max_length))
-        until: str | None = Field(None, description="Stop once the text ends with this.")
-        seed: int | None = Field(None, ge=0, le=SEED_MAX,
-                                 description="Same seed, same text (none: drawn and returned).")
-        samples: int = Field(R.samples, ge=1, description="Continuations, made as one batch.",
-                             **doc(maximum=config.max_samples))
-        prefix: str = Field(R.prefix, description="Fed to the model first, not returned.",
-                            **doc(maxLength=config.max_prompt))
-        acrostic: str | None = Field(None, description="藏头诗: one line per character.",
-                                     **doc(maxLength=config.max_acrostic))
-        line_length: int | None = Field(None, ge=2, le=MAX_LINE_LENGTH,
-                                        description="Words per acrostic line.")
-        lines: int | None = Field(None, ge=1, description="Make N whole lines (line models).",
-                                  **doc(maximum=config.max_samples))
-        novel_only: bool = Field(False, description="With lines: only lines not in the training file.")
-        form: str | None = Field(None, description="With lines on a poem model: 5x4, 7x8, ... "
-                                 "(characters a clause x clauses) or free.",
-                                 **doc(pattern=f"^(free|{FORM.pattern})$"))
-        greedy: bool = S.greedy
-        temperature: float = Field(S.temperature, **doc(minimum=MIN_TEMPERATURE))
-        top_k: int = Field(S.top_k, **doc(minimum=0))
-        top_p: float = Field(S.top_p, **doc(exclusiveMinimum=0, maximum=1))
-        dry: float = Field(S.dry_multiplier, ge=0, le=MAX_BIAS,
-                           description="DRY loop control (0: off).")
-        dry_base: float = Field(S.dry_base, ge=0, le=MAX_DRY_BASE)
-        dry_allowed: int = Field(S.dry_allowed, **doc(minimum=0))
-        # Nats added to log-probabilities (float32 in the network) and divided by the
-        # temperature: far beyond any effect they overflowed (a 500)
-        paragraph_bias: float = Field(S.paragraph_bias, ge=-MAX_BIAS, le=MAX_BIAS)
-        punct_bias: float = Field(S.punct_bias, ge=-MAX_BIAS, le=MAX_BIAS)
-        no_repeat_ngram: int = Field(S.no_repeat_ngram, **doc(minimum=0))
-        repetition_penalty: float = Field(S.repetition_penalty, ge=0, le=MAX_BIAS)
-        context: str = Field(S.context, description="carry or window",
-                             **doc(enum=["carry", "window"]))
-        min_p: float = Field(S.min_p, description="Min-p truncation (0: off).",
-                             **doc(minimum=0, exclusiveMaximum=1))
-        typical_p: float = Field(S.typical_p, description="Locally typical sampling (1: off).",
-                                 **doc(exclusiveMinimum=0, maximum=1))
-        rerank: int = Field(S.rerank, description="Clause candidates to choose among (0: off).",
-                            **doc(minimum=0, maximum=64))
-        clause_words: int = Field(S.clause_words, **doc(minimum=1, maximum=256))
-        rerank_pmi: float = Field(S.rerank_pmi, **doc(minimum=0, maximum=1))
-        min_count: int = Field(S.min_count, description="Never write words seen fewer times.",
-                               **doc(minimum=0))
-        other_scripts: bool = S.other_scripts
-        headings: bool = S.headings
-        cache: bool = Field(S.cache, description="Mix in the model's continuous cache.")
-        adapt: bool = Field(S.adapt, description="Adapt the head to the prompt first.")
-        stream: bool = Field(False, description="Answer with Server-Sent Events: a `word` event "
-                             "per word, then `done` with the JSON answer (or `error`).")
+def _cli_flags() -> dict[str, str]:
+    """continue-text's flags by the field each sets ("lines" -> n_lines), read from the CLI."""
+    from . import cli
 
-    class NextBody(Body):
-        model: str | None = Field(None, **doc(enum=[*ids, None]))
-        text: str = Field("", description="The text so far.", **doc(maxLength=config.max_prompt))
-        prefix: str = Field("", **doc(maxLength=config.max_prompt))
-        k: int = Field(5, description="How many next words.",
-                       **doc(minimum=1, maximum=config.max_top))
+    return {opt[2:]: p.name for p in cli.continue_text.params for opt in p.opts
+            if opt.startswith("--") and p.name}
 
-    class ErrorAnswer(BaseModel):
-        error: str = Field(description="What was wrong, naming the field.")
 
-    class ContinueAnswer(BaseModel):
-        prompt: str
-        model: str
-        seed: int
-        texts: list[str]
-        words: list[int]
-        unknown: list[str]
-        split: list[str]
-        seconds: float
-        dropped_as_not_novel: int | None = Field(None, description="With lines.")
+class Api:
+    """The routes' work: the models, this server's limits, its generation slots and threads,
+    and how an exception is answered."""
 
-    class NextWord(BaseModel):
-        text: str
-        probability: float
+    def __init__(self, models: dict, config: ServeConfig, bodies: tuple):
+        self.models, self.config = models, config
+        self.default = next(iter(models))
+        self.continue_body, self.next_body = bodies
+        self.admission = Admission(config)
+        # As many generating threads as cores: more would only fight over them (numpy's BLAS
+        # runs threads of its own; 8 threads on 2 cores made each request 100x slower).
+        self.pool = ThreadPoolExecutor(max_workers=min(config.max_active, os.cpu_count() or 1),
+                                       thread_name_prefix="wordlstm")
+        self.public = PublicMessages(models, [*self.continue_body.model_fields,
+                                              *self.next_body.model_fields])
 
-    class NextAnswer(BaseModel):
-        model: str
-        words: list[NextWord]
-        unknown: list[str]
-        split: list[str]
+    def error(self, exc: Exception) -> tuple[int, str, dict | None]:
+        """(status, message, headers) of the answer to `exc` (ERROR_STATUS)."""
+        status = status_of(exc)
+        if status == 500:
+            log.error("internal error", exc_info=exc)
+            return status, INTERNAL, None
+        retry = exc.retry_after if isinstance(exc, Busy) else self.admission.retry_after()
+        return status, self.public(str(exc)), {"Retry-After": str(retry)} if status == 503 else None
 
-    def sse(kind: str, data: dict) -> dict:
-        return {"type": "object", "required": ["event", "data"],
-                "properties": {"event": {"const": kind},
-                               "data": {"type": "string", "contentMediaType": "application/json",
-                                        "contentSchema": data}}}
-
-    sse_event = {"description": "Each event of a streamed answer", "oneOf": [
-        sse("word", {"type": "object", "required": ["sample", "text"],
-                     "properties": {"sample": {"type": "integer"}, "text": {"type": "string"}}}),
-        sse("done", {"$ref": "#/components/schemas/ContinueAnswer"}),
-        sse("error", {"type": "object", "required": ["error", "status"],
-                      "properties": {"error": {"type": "string"},
-                                     "status": {"type": "integer"}}})]}
-
-    def documented(*codes, ok=None):
-        why = {400: "A request this server will not run (the field is named)",
-               413: "The request body is too large",
-               421: "Not a host name of this server (DNS rebinding protection)",
-               422: "A field of the wrong type or range, or a body that is not JSON",
-               503: "Busy, or stopped at the time limit: retry after Retry-After seconds"}
-        out = {c: {"model": ErrorAnswer, "description": why[c]} for c in codes}
-        if ok is not None:
-            out[200] = ok
-        return out
-
-    def error(status: int, message: str, headers=None):
-        return JSONSafe({"error": visible(message)}, status_code=status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request, exc):
-        first = exc.errors()[0] if exc.errors() else {}
-        if first.get("type") == "json_invalid":
-            return error(422, "the body is not JSON: " + str(
-                (first.get("ctx") or {}).get("error", "invalid")))
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        if first.get("type") == "string_unicode":  # a lone surrogate where pydantic reads it
-            where = where or f"field name {first.get('input')!r}"
-            msg = "not text (a lone surrogate); send UTF-8 text"
-        return error(422, f"{where}: {msg}" if where else msg)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request, exc):
-        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(UserError)
-    async def user_error(request, exc):
-        return error(400, public(str(exc)))
-
-    @app.exception_handler(Exception)
-    async def internal(request, exc):
-        traceback.print_exception(exc, file=sys.stderr)
-        return error(500, "internal error (the server's log has the details)")
-
-    @app.exception_handler(Busy)
-    async def busy(request, exc):
-        return error(503, str(exc), {"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(TimeLimitExceeded)
-    async def too_long(request, exc):
-        return error(503, str(exc), {"Retry-After": str(app.state.admission.retry_after())})
-
-    names = {f: f for f in ContinueBody.model_fields} | {f: f for f in NextBody.model_fields}
-    names |= {"dry_multiplier": "dry", "n_lines": "lines"}
-
-    def api_names(message: str) -> str:
-        """A message from the library under the API's names: `--top-p`, `top-p` -> top_p."""
-        def name(m):
-            key = m.group(2).replace("-", "_")
-            if key in names and (m.group(1) or "-" in m.group(2)):
-                return names[key]
-            return m.group(0)
-
-        return re.sub(r"(?<![\w-])(--)?([a-z]+(?:-[a-z]+)*)(?![\w-])", name, message)
-
-    # Requests never name files, and answers never show them: a model's directory in a
-    # message (from the library, which names paths for the CLI) becomes its id.
-    paths = {}
-    for m in models.values():
-        for d in {str(m.writer.model_dir), str(Path(m.writer.model_dir).resolve())}:
-            paths[d] = f"model {m.id!r}"
-
-    def public(message: str) -> str:
-        for d in sorted(paths, key=len, reverse=True):
-            message = message.replace(d, paths[d])
-        return api_names(message)
-
-    def pick(model_id: str | None) -> Served:
-        served = models.get(default_model if model_id is None else model_id)
+    def pick(self, model_id: str | None) -> ServedModel:
+        served = self.models.get(self.default if model_id is None else model_id)
         if served is None:
-            raise UserError(f"unknown model {model_id!r}; this server has: {', '.join(models)}")
+            raise UserError(f"unknown model {model_id!r}; this server has: "
+                            f"{', '.join(self.models)}")
         return served
 
-    def check_limits(body: ContinueBody, served: Served) -> None:
-        """What a request asks for against this server's limits, naming its fields; each
-        mode is bound by what it writes (an acrostic by its lines, a verse form by its
-        clauses, not by a length it does not use)."""
-        c = config
-        n = len(body.prompt) + len(body.prefix)
-        if n > c.max_prompt:
-            what = "prompt and prefix" if body.prefix else "prompt"
-            raise UserError(f"{what}: {n:,} characters{' together' if body.prefix else ''}; "
-                            f"this server takes at most {c.max_prompt:,}")
-        if body.samples > c.max_samples:
-            raise UserError(f"samples {body.samples:,}: this server makes at most "
-                            f"{c.max_samples} samples a request")
-        if body.lines is not None and body.lines > c.max_samples:
-            raise UserError(f"lines {body.lines:,}: this server makes at most "
-                            f"{c.max_samples} lines a request")
-        if (body.novel_only or body.form is not None) and body.lines is None:
-            raise UserError("novel_only and form go with lines (N whole lines)")
-        if body.acrostic:
-            heads = body.acrostic.strip()
-            if not heads:
-                raise UserError("acrostic: give the characters that head its lines")
-            if len(heads) > c.max_acrostic:
-                raise UserError(f"acrostic: {len(heads):,} characters; this server takes at "
-                                f"most {c.max_acrostic}")
-            per_line = (body.line_length or (served.writer.config.get("lines") or {})
-                        .get("clause_length") or 7)
-            words = len(heads) * (per_line + 1)
-            if words > c.max_length:
-                raise UserError(f"acrostic: {len(heads)} lines of {per_line} words (line_length)"
-                                f" and a mark are {words:,} words; this server writes at most "
-                                f"{c.max_length:,} words a request")
-            return
-        form = verse_form(body.form) if body.lines is not None else None
-        if form is not None:
-            words = (form[0] + 1) * form[1]
-            if words > c.max_length:
-                raise UserError(f"form {form[0]}x{form[1]}: {words:,} words a line (its "
-                                f"clauses and their marks); this server writes at most "
-                                f"{c.max_length:,} words a line")
-        elif body.length > c.max_length:
-            raise UserError(f"length {body.length:,}: this server writes at most "
-                            f"{c.max_length:,} words {'a line' if body.lines else 'a request'}")
-
-    @app.get("/", include_in_schema=False)
-    async def page():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/api/model", summary="The models this server has, its limits and the defaults",
-             responses=documented(421))
-    async def model_info():
-        limits = {k: v for k, v in asdict(config).items()
+    def info(self) -> dict:
+        limits = {k: v for k, v in asdict(self.config).items()
                   if k not in ("host", "port", "allowed_hosts")}
-        defaults = {"length": default_length, "temperature": S.temperature, "top_p": S.top_p,
-                    "top_k": S.top_k, "samples": R.samples, "k": 5}
-        return {"models": [m.facts for m in models.values()], "default": default_model,
-                "limits": limits, "defaults": defaults, "version": __version__}
+        fields_ = self.continue_body.model_fields
+        defaults = {k: fields_[k].default for k in ("length", "temperature", "top_p", "top_k",
+                                                     "samples")}
+        return {"models": [m.facts for m in self.models.values()], "default": self.default,
+                "limits": limits, "defaults": defaults | {"k": 5}, "version": __version__}
 
-    @app.post("/api/next", summary="The model's likeliest next words after a text",
-              responses=documented(400, 413, 421, 422, 503, ok={"model": NextAnswer}))
-    async def next_words(body: NextBody, http: HTTPRequest):
-        served = pick(body.model)
-        if not (1 <= body.k <= config.max_top):
-            raise UserError(f"k must be 1-{config.max_top}")
-        n = len(body.text) + len(body.prefix)
-        if n > config.max_prompt:
-            what = "text and prefix" if body.prefix else "text"
-            raise UserError(f"{what}: {n:,} characters{' together' if body.prefix else ''}; "
-                            f"this server takes at most {config.max_prompt:,}")
-        text = printable(body.text, "text")
-        prefix = printable(body.prefix, "prefix")
-        stop = Clock(config.time_limit)
+    def card(self, model_id: str | None) -> dict:
+        served = self.pick(model_id)
+        return {"model": served.id, "card": served.card}
+
+    def history(self, model_id: str | None) -> dict:
+        served = self.pick(model_id)
+        return {"model": served.id, "best_epoch": served.facts["best_epoch"],
+                "epochs": served.history}
+
+    async def next_words(self, body, http) -> dict:
+        served = self.pick(body.model)
+        if not (1 <= body.k <= self.config.max_top):
+            raise UserError(f"k must be 1-{self.config.max_top}")
+        _check_prompt(self.config, "text", body.text, body.prefix)
+        text, prefix = printable(body.text, "text"), printable(body.prefix, "prefix")
+        stop = Clock(self.config.time_limit)
 
         def run():
             stop.start()
             with budget(stop):
                 return served.writer.next_words(text, body.k, prefix)
 
-        admission = app.state.admission
-        taken = await _or_gone(http.receive, admission.acquire())
-        try:
-            work = asyncio.get_running_loop().run_in_executor(pool, run)
-            try:
-                top, result = await _or_gone(http.receive, asyncio.shield(work))
-            except BaseException:
-                stop.cancelled = True  # the thread stops at its next check; the slot is
-                with contextlib.suppress(BaseException):  # free when it has
-                    await work
-                raise
-        finally:
-            admission.release(taken)
+        top, result = await self._in_slot(http, run, stop)
         return {"model": served.id, "words": [{"text": t, "probability": round(p, 6)}
                                               for t, p in top],
                 "unknown": result.unknown, "split": result.split}
 
-    @app.post("/api/continue", summary="Continue a prompt (as `continue-text --json`)",
-              responses=documented(400, 413, 421, 422, 503, ok={
-                  "model": ContinueAnswer,
-                  "content": {"text/event-stream": {"schema": sse_event}}}))
-    async def continue_(body: ContinueBody, http: HTTPRequest):
-        served = pick(body.model)
-        check_limits(body, served)
+    async def _in_slot(self, http, run, stop: Clock):
+        """`run()`'s result, run in the pool once a slot is free; a client that goes away
+        stops it (the slot is free when its thread has stopped)."""
+        taken = await _or_gone(http.receive, self.admission.acquire())
+        try:
+            work = asyncio.get_running_loop().run_in_executor(self.pool, run)
+            try:
+                return await _or_gone(http.receive, asyncio.shield(work))
+            finally:
+                if not work.done():
+                    stop.cancelled = True  # the thread stops at its next check
+                    await asyncio.wait({work})
+        finally:
+            self.admission.release(taken)
+
+    def continue_request(self, body) -> tuple[ServedModel, Request, SamplingConfig]:
+        """The model, Request and SamplingConfig a body asks for, checked (seed drawn)."""
+        served = self.pick(body.model)
+        check_limits(body, served, self.config)
         options = body.model_dump()
-        options["n_lines"] = options.pop("lines")
-        options["dry_multiplier"] = options.pop("dry")
         if options["seed"] is None:  # drawn, and returned, so any text can be made again
             options["seed"] = int.from_bytes(os.urandom(4), "little") >> 1
-        cfg = SamplingConfig(**_of(options, SamplingConfig))  # their messages' option
-        request = Request(**_of(options, Request)).printable()  # names: see api_names
-        if cfg.temperature < MIN_TEMPERATURE:
-            raise UserError(f"temperature must be at least {MIN_TEMPERATURE:g} (use greedy "
-                            "for none)")
+        cfg = SamplingConfig(**_of(options, SamplingConfig))
+        return served, Request(**_of(options, Request)).printable(), cfg
+
+    async def continue_(self, body, http):
+        served, request, cfg = self.continue_request(body)
         started = time.perf_counter()
 
         def answer(result: Generation) -> dict:
@@ -645,47 +461,208 @@ def create_app(models: dict, config: ServeConfig | None = None):
                     **extra}
 
         events: asyncio.Queue = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        stop = Clock(config.time_limit)  # counts from when it generates, not while queued
-        admission = app.state.admission
-        taken = await _or_gone(http.receive, admission.acquire())
-
-        def deliver(kind, value):
-            if kind == "done":  # the slot is free when the generation ends, whoever listens
-                admission.release(taken)
-            events.put_nowait((kind, value))
-
+        stop = Clock(self.config.time_limit)  # counts from when it generates, not while queued
+        await self._start(served, request, cfg, stop, body.stream, events, http)
+        if body.stream:  # Server-Sent Events, for a StreamingResponse
+            return _sse(events, answer, stop, self.error)
         try:
-            served.start(request, cfg, stop, body.stream, pool,
-                         lambda kind, value: loop.call_soon_threadsafe(deliver, kind, value))
-        except BaseException:
-            admission.release(taken)
-            raise
-
-        if body.stream:
-            return StreamingResponse(_sse(events, answer, stop, public),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-
-        async def done():
-            while (item := await events.get())[0] != "done":
-                pass
-            return item[1]
-
-        try:
-            outcome = await _or_gone(http.receive, done())
+            outcome = await _or_gone(http.receive, _outcome(events))
         finally:
             stop.cancelled = True  # if the client went away, stop generating for it
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, Exception):
             raise outcome
         return answer(outcome)
 
+    async def _start(self, served, request, cfg, stop, stream, events, http) -> None:
+        """A slot taken (or Busy) and the generation started; its events go to `events`."""
+        loop = asyncio.get_running_loop()
+        taken = await _or_gone(http.receive, self.admission.acquire())
+
+        def deliver(kind, value):
+            if kind == "done":  # the slot is free when the generation ends, whoever listens
+                self.admission.release(taken)
+            events.put_nowait((kind, value))
+
+        try:
+            served.start(request, cfg, stop, stream, self.pool,
+                         lambda kind, value: loop.call_soon_threadsafe(deliver, kind, value))
+        except Exception:
+            self.admission.release(taken)
+            raise
+
+
+async def _outcome(events: asyncio.Queue):
+    """A generation's Generation or exception, its word events passed over."""
+    while (item := await events.get())[0] != "done":
+        pass
+    return item[1]
+
+
+def _check_prompt(config: ServeConfig, what: str, text: str, prefix: str) -> None:
+    n = len(text) + len(prefix)
+    if n > config.max_prompt:
+        what = f"{what} and prefix" if prefix else what
+        raise UserError(f"{what}: {n:,} characters{' together' if prefix else ''}; "
+                        f"this server takes at most {config.max_prompt:,}")
+
+
+def check_limits(body, served: ServedModel, c: ServeConfig) -> None:
+    """What a request asks for against this server's limits, naming its fields; each mode is
+    bound by what it writes (an acrostic by its lines, a verse form by its clauses, not by a
+    length it does not use)."""
+    _check_prompt(c, "prompt", body.prompt, body.prefix)
+    if body.samples > c.max_samples:
+        raise UserError(f"samples {body.samples:,}: this server makes at most "
+                        f"{c.max_samples} samples a request")
+    if body.n_lines is not None and body.n_lines > c.max_samples:
+        raise UserError(f"n_lines {body.n_lines:,}: this server makes at most "
+                        f"{c.max_samples} lines a request")
+    if (body.novel_only or body.form is not None) and body.n_lines is None:
+        raise UserError("novel_only and form go with n_lines (N whole lines)")
+    if body.acrostic:
+        heads = body.acrostic.strip()
+        if not heads:
+            raise UserError("acrostic: give the characters that head its lines")
+        if len(heads) > c.max_acrostic:
+            raise UserError(f"acrostic: {len(heads):,} characters; this server takes at "
+                            f"most {c.max_acrostic}")
+        per_line = (body.line_length or (served.writer.config.get("lines") or {})
+                    .get("clause_length") or 7)
+        words = len(heads) * (per_line + 1)
+        if words > c.max_length:
+            raise UserError(f"acrostic: {len(heads)} lines of {per_line} words (line_length)"
+                            f" and a mark are {words:,} words; this server writes at most "
+                            f"{c.max_length:,} words a request")
+        return
+    form = verse_form(body.form) if body.n_lines is not None else None
+    if form is not None:
+        words = (form[0] + 1) * form[1]
+        if words > c.max_length:
+            raise UserError(f"form {form[0]}x{form[1]}: {words:,} words a line (its "
+                            f"clauses and their marks); this server writes at most "
+                            f"{c.max_length:,} words a line")
+    elif body.length > c.max_length:
+        raise UserError(f"length {body.length:,}: this server writes at most "
+                        f"{c.max_length:,} words {'a line' if body.n_lines else 'a request'}")
+
+
+def create_app(models: dict, config: ServeConfig | None = None):
+    """The ASGI application: the page, its files, and the JSON API, behind the body limit and
+    the host check."""
+    from fastapi import FastAPI
+
+    from . import apischema
+
+    config = config or ServeConfig()
+    ids = list(models)
+    api = Api(models, config, (apischema.continue_body(ids, config),
+                               apischema.next_body(ids, config)))
+    # Swagger's page loads from a CDN: the schema is served, the pages that need the internet
+    # are not.
+    app = FastAPI(title="wordlstm", version=__version__, docs_url=None, redoc_url=None,
+                  default_response_class=_json_response_class(),
+                  description="Continue text in the style a model learned; co-write with it.")
+    app.state.admission = api.admission
+    _add_error_handlers(app, api)
+    _add_routes(app, api)
     outer = HostCheck(BodyLimit(app, config.max_body), config)
     outer.state = app.state
     return outer
 
 
-FORM = re.compile(r"([0-9]+)[xX]([0-9]+)")  # a verse form: characters a clause x clauses
+def _error_answer(status: int, message: str, headers=None):
+    return _json_response_class()({"error": visible(message)}, status_code=status,
+                                  headers=headers)
+
+
+def _add_error_handlers(app, api: Api) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    async def by_table(request, exc):
+        return _error_answer(*api.error(exc))
+
+    for kind in (Exception, *(kind for kind, _ in ERROR_STATUS)):
+        app.add_exception_handler(kind, by_table)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        return _error_answer(422, validation_message(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc):
+        return _error_answer(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+
+def validation_message(errors) -> str:
+    """pydantic's first complaint about a body as one line naming the field (422)."""
+    from .apischema import RENAMED
+
+    first = errors[0] if errors else {}
+    kind, loc = first.get("type"), [x for x in first.get("loc", ()) if x != "body"]
+    if kind == "json_invalid":
+        why = str((first.get("ctx") or {}).get("error") or "it does not parse")
+        at = f" (at character {loc[0] + 1})" if loc and isinstance(loc[0], int) else ""
+        return f"the body is not JSON: {why}{at}"
+    where = ".".join(str(x) for x in loc)
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if kind == "string_unicode":  # a lone surrogate where pydantic reads it
+        where = where or f"field name {first.get('input')!r}"
+        msg = "not text (a lone surrogate); send UTF-8 text"
+    elif kind == "extra_forbidden":
+        msg = f"no such field; it is {RENAMED[where]} now" if where in RENAMED else "no such field"
+    elif kind in ("model_attributes_type", "missing") and not where:
+        msg = "the body must be a JSON object of fields" + (" (it is empty)" if kind == "missing"
+                                                             else "")
+    return f"{where}: {msg}" if where else msg
+
+
+def _add_routes(app, api: Api) -> None:
+    from fastapi.responses import FileResponse, StreamingResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.requests import Request as HTTPRequest
+
+    from .apischema import SSE_EVENT, CardAnswer, ContinueAnswer, HistoryAnswer, NextAnswer
+    from .apischema import documented as doc
+
+    ContinueBody, NextBody = api.continue_body, api.next_body
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/model", summary="The models this server has, its limits and the defaults",
+             responses=doc(421))
+    async def model_info():
+        return api.info()
+
+    @app.get("/api/card", summary="A model's card (its README.md, Markdown)",
+             responses=doc(400, 421, ok={"model": CardAnswer}))
+    async def card(model: str | None = None):
+        return api.card(model)
+
+    @app.get("/api/history", summary="A model's training: its epochs' figures (history.json)",
+             responses=doc(400, 421, ok={"model": HistoryAnswer}))
+    async def history(model: str | None = None):
+        return api.history(model)
+
+    @app.post("/api/next", summary="The model's likeliest next words after a text",
+              responses=doc(400, 413, 421, 422, 503, ok={"model": NextAnswer}))
+    async def next_words(body: NextBody, http: HTTPRequest):
+        return await api.next_words(body, http)
+
+    @app.post("/api/continue", summary="Continue a prompt (as `continue-text --json`)",
+              responses=doc(400, 413, 421, 422, 503, ok={
+                  "model": ContinueAnswer,
+                  "content": {"text/event-stream": {"schema": SSE_EVENT}}}))
+    async def continue_(body: ContinueBody, http: HTTPRequest):
+        got = await api.continue_(body, http)
+        if not body.stream:
+            return got
+        return StreamingResponse(got, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
 
 def verse_form(form: str | None) -> tuple[int, int] | None:
@@ -722,7 +699,7 @@ async def _or_gone(receive, awaitable):
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
+    except asyncio.CancelledError:  # the request's task is stopped: so is its work
         work.cancel()
         raise
     finally:
@@ -735,10 +712,11 @@ async def _or_gone(receive, awaitable):
     return work.result()
 
 
-async def _sse(events: asyncio.Queue, answer, stop: Budget, names=lambda message: message):
+async def _sse(events: asyncio.Queue, answer, stop: Budget, error):
     """A generation's events as Server-Sent Events: `word` events (those that came meanwhile
-    in one write), then `done` with the JSON answer, or `error`. If the client goes away,
-    `stop` ends the generation (and so frees its slot)."""
+    in one write), then `done` with the JSON answer, or `error` (`error(exc)`: its status and
+    message, as a JSON answer has them). If the client goes away, `stop` ends the generation
+    (and so frees its slot)."""
     try:
         while True:
             kind, value = await events.get()
@@ -752,14 +730,9 @@ async def _sse(events: asyncio.Queue, answer, stop: Budget, names=lambda message
                 yield b"".join(chunk)
             if kind == "word":
                 continue
-            if isinstance(value, Stopped):
-                yield _event("error", {"error": str(value), "status": 503})
-            elif isinstance(value, UserError):
-                yield _event("error", {"error": names(str(value)), "status": 400})
-            elif isinstance(value, BaseException):
-                traceback.print_exception(value, file=sys.stderr)
-                yield _event("error", {"error": "internal error (the server's log has the "
-                                                "details)", "status": 500})
+            if isinstance(value, Exception):
+                status, message, _ = error(value)
+                yield _event("error", {"error": message, "status": status})
             else:
                 yield _event("done", answer(value))
             return
@@ -770,13 +743,6 @@ async def _sse(events: asyncio.Queue, answer, stop: Budget, names=lambda message
 def _of(options: dict, config_class) -> dict:
     names = {f.name for f in fields(config_class)}
     return {k: v for k, v in options.items() if k in names}
-
-
-def _piece(writer: Writer, prev: int | None, token: int) -> str:
-    """The text one more word adds (a space only between two Latin words, as render does)."""
-    if prev is None:
-        return writer.text([token])
-    return writer.text([prev, token])[len(writer.text([prev])):]
 
 
 def _event(kind: str, data: dict) -> bytes:

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import UserError
 from .generate import (
     Generator,
+    Group,
     Reranker,
     check_time_limit,
     rhyme_preference,
@@ -120,6 +121,36 @@ def _train_targets(config: dict) -> int | None:
     return int(n) - 1 if n else None
 
 
+def _after_prompt(prompt: str, result: Generation) -> Generation:
+    """A continuation's texts as they are answered: each after its prompt."""
+    result.texts = [prompt + t for t in result.texts]
+    return result
+
+
+@dataclass
+class Batched:
+    """A plain continuation's streams (`Writer.batched`) while a batcher steps them: the
+    words each adds as they come, and its Generation once they are done."""
+
+    writer: Writer
+    prompt: str
+    group: Group
+    result: Generation
+    _last: dict[int, int] = field(default_factory=dict)  # each stream's last word
+
+    def new_words(self) -> list[tuple[int, str]]:
+        """(stream, the text its word adds) for every stream that chose a word this step."""
+        out = []
+        for b, ids in enumerate(self.group.out):
+            if len(ids) == self.group.steps:  # this stream chose a word now
+                out.append((b, self.writer.piece(self._last.get(b), ids[-1])))
+                self._last[b] = ids[-1]
+        return out
+
+    def finish(self) -> Generation:
+        return _after_prompt(self.prompt, self.writer.finish(self.result, self.group.out))
+
+
 class Writer:
     """A loaded model (modeldir.load) and everything needed to turn prompts into text."""
 
@@ -192,10 +223,32 @@ class Writer:
             result = self.lines(r.prompt, r.n_lines, cfg, r.seed, prefix=r.prefix,
                                 max_words=r.length, novel_only=r.novel_only, form=r.form)
         else:
-            result = self.continue_text(r.prompt, r.length, cfg, r.seed, samples=r.samples,
-                                        prefix=r.prefix, until=r.until, on_word=on_word)
-            result.texts = [r.prompt + t for t in result.texts]
+            result = _after_prompt(r.prompt, self.continue_text(
+                r.prompt, r.length, cfg, r.seed, samples=r.samples, prefix=r.prefix,
+                until=r.until, on_word=on_word))
         return result
+
+    def batchable(self, request: Request, cfg) -> bool:
+        """Whether `write` would make `request` as one group of streams stepped word by word
+        (a plain continuation carrying its state, in one batch): what `batched` makes."""
+        return (not request.acrostic and request.n_lines is None and cfg.context == "carry"
+                and not cfg.rerank and request.samples <= MAX_BATCH)
+
+    def batched(self, request: Request, cfg) -> Batched:
+        """A batchable request's streams, for a batcher that steps the network for many
+        requests at once (wordlstm.batcher): alone in its batch, the text `write` makes."""
+        result = Generation([])
+        ids, until = self.continuation(request.prompt, request.prefix, request.until, result)
+        group = self.gen.group([ids] * request.samples, request.length, cfg, request.seed,
+                               stop=until)
+        return Batched(self, request.prompt, group, result)
+
+    def piece(self, prev: int | None, token: int) -> str:
+        """The text `token` adds after `prev` (a space only between two Latin words, as
+        render does)."""
+        if prev is None:
+            return self.text([token])
+        return self.text([prev, token])[len(self.text([prev])):]
 
     def continue_text(self, prompt: str, length: int, cfg, seed=None, samples: int = 1,
                       prefix: str = "", until: str | None = None, on_word=None) -> Generation:
@@ -249,7 +302,7 @@ class Writer:
         result = Generation([])
         ids, _ = self.continuation(text, prefix, None, result)
         y = self.prefixes.read(self.gen.start(ids), check=check_time_limit)
-        logp = self.gen.decoder.logprobs(y)[0]
+        logp = self.gen.logprobs(y)[0]
         top = np.argsort(-logp)[:k]
         return [(self.text([int(i)]), float(np.exp(logp[i]))) for i in top], result
 
