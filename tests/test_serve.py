@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import run
 
-from wordlstm.generate import SamplingConfig
+from wordlstm.sampling import SamplingConfig
 from wordlstm.writer import Request, Writer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -37,8 +37,3 @@ def rhyme_classes(chars: list[str]) -> list[str | None]:
         final = lazy_pinyin(c, style=Style.FINALS, strict=True)[0]
         out.append(_CLASSES.get(final))
     return out
-
-
-def rhymes(a: str, b: str) -> bool:
-    ca, cb = rhyme_classes([a, b])
-    return ca is not None and ca == cb

@@ -28,15 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .budget import Budget, Cancelled, Stopped, TimeLimitExceeded
 from .errors import UserError
-from .generate import (
-    Budget,
-    Cancelled,
-    SamplingConfig,
-    Stopped,
-    TimeLimitExceeded,
-    budget,
-)
+from .sampling import SamplingConfig
 from .writer import Generation, Request, Writer, printable
 
 STATIC = Path(__file__).with_name("static")
@@ -223,9 +217,9 @@ class Served:
             def run():
                 stop.start()
                 try:
-                    with budget(stop):
-                        put("done", writer.write(request, cfg, on_word=on_word
-                                                 if stream and request.streams else None))
+                    put("done", writer.write(request, cfg, on_word=on_word
+                                             if stream and request.streams else None,
+                                             check=stop.check))
                 except BaseException as err:  # noqa: BLE001 - handed to the request
                     put("done", err)
 
@@ -598,8 +592,7 @@ def create_app(models: dict, config: ServeConfig | None = None):
 
         def run():
             stop.start()
-            with budget(stop):
-                return served.writer.next_words(text, body.k, prefix)
+            return served.writer.next_words(text, body.k, prefix, check=stop.check)
 
         admission = app.state.admission
         taken = await _or_gone(http.receive, admission.acquire())
