@@ -162,3 +162,50 @@ def test_a_prose_model_keeps_the_prose_defaults(model_dir):
     from wordlstm.writer import Writer
 
     assert Writer.load(model_dir).sampling(SamplingConfig()) == SamplingConfig()
+
+
+def _stops_after(words):
+    """A `check` that lets `words` checks pass and then stops, as a request's time limit does."""
+    from wordlstm.budget import TimeLimitExceeded
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > words:
+            raise TimeLimitExceeded(1.0)
+
+    check.calls = calls
+    return check
+
+
+def test_every_mode_stops_when_its_check_says(model_dir, poem_model):
+    """The one budget mechanism: the `check` a caller passes reaches every generation mode,
+    is called at least once a word, and its exception ends the generation."""
+    from wordlstm.budget import Budget, Cancelled, Stopped
+    from wordlstm.writer import Request
+
+    gone = Budget()
+    gone.cancelled = True
+    prose = Writer.load(model_dir)
+    cfg = SamplingConfig()
+    for request, mode in ((Request(prompt="老王", length=30, seed=1), cfg),
+                          (Request(prompt="老王", length=30, samples=3, seed=1), cfg),
+                          (Request(prompt="老王", length=30, seed=1), SamplingConfig(rerank=2))):
+        with pytest.raises(Cancelled):
+            prose.write(request, mode, check=gone.check)
+        check = _stops_after(10)
+        with pytest.raises(Stopped):
+            prose.write(request, mode, check=check)
+        assert len(check.calls) == 11  # stopped at once, not at the end
+        free = _stops_after(10**6)
+        assert prose.write(request, mode, check=free).texts == prose.write(request, mode).texts
+        assert len(free.calls) >= 30  # once a word at least
+    with pytest.raises(Cancelled):
+        prose.next_words("老王", 3, check=gone.check)
+    poems = Writer.load(poem_model / "m")
+    for request in (Request(n_lines=2, seed=1), Request(acrostic="春夏", seed=1)):
+        with pytest.raises(Cancelled):
+            poems.write(request, cfg, check=gone.check)
+        with pytest.raises(Stopped):
+            poems.write(request, cfg, check=_stops_after(5))

@@ -42,4 +42,4 @@ class Budget:
         if self.cancelled:
             raise Cancelled("cancelled")
         if self.deadline is not None and (now or time.monotonic()) > self.deadline:
-            raise TimeLimitExceeded(self.seconds)
+            raise TimeLimitExceeded(self.seconds or 0.0)

@@ -67,8 +67,7 @@ class SoftmaxDecoder:
 def log_prior(target_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """log p(w) of each word among the training targets, add-one smoothed."""
     target_ids = target_ids[(target_ids >= 0) & (target_ids < vocab_size)]
-    counts = np.bincount(target_ids, minlength=vocab_size)
-    counts = counts.astype(np.float64) + 1.0
+    counts = np.bincount(target_ids, minlength=vocab_size).astype(np.float64) + 1.0
     return np.log(counts / counts.sum()).astype(np.float32)
 
 

@@ -105,7 +105,7 @@ class Group:
         self.gen, self.length, self.cfg = gen, length, cfg
         self.stop, self.constrain, self.prefer = stop, constrain, prefer
         self.rng = np.random.default_rng(seed)
-        self.blocked = [None] * len(prompts)
+        self.blocked: list[np.ndarray | None] = [None] * len(prompts)
         if gen.guards is not None and (cfg.min_count or not cfg.other_scripts):
             made: dict[tuple, np.ndarray] = {}
             for b, p in enumerate(prompts):
@@ -228,7 +228,7 @@ class Group:
                 allowed = preferred(logp[b], allowed, self.prefer(b, out))
             nxt[b] = choose(logp[b], self.history[b], cfg, self.rng, allowed, banned)
             if not self.done[b]:
-                if model_logp is not None:
+                if model_logp is not None and self.score is not None:
                     self.score[b] += model_logp[b, nxt[b]]
                 out.append(int(nxt[b]))
                 self.history[b].append(int(nxt[b]))

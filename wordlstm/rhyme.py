@@ -29,7 +29,7 @@ def rhyme_classes(chars: list[str]) -> list[str | None]:
     """The rhyme class of each single Chinese character (None for anything else)."""
     from pypinyin import Style, lazy_pinyin
 
-    out = []
+    out: list[str | None] = []
     for c in chars:
         if len(c) != 1 or not "\u4e00" <= c <= "\u9fff":
             out.append(None)

@@ -156,9 +156,9 @@ def choose(logp: np.ndarray, history: History, cfg: SamplingConfig, rng,
     tokens = history.tokens
     if cfg.repetition_penalty and tokens:
         s[np.array(tokens[-cfg.penalty_window:])] -= cfg.repetition_penalty
-    banned = _banned_by_ngram(tokens, cfg.no_repeat_ngram)
-    if banned:
-        s[np.array(sorted(banned))] = -np.inf
+    repeats = _banned_by_ngram(tokens, cfg.no_repeat_ngram)
+    if repeats:
+        s[np.array(sorted(repeats))] = -np.inf
     if not np.isfinite(s).any():
         s = fallback
     if cfg.min_p > 0:

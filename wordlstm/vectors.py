@@ -179,7 +179,7 @@ def _train_word2vec(corpus_path: str, settings: Word2VecSettings,
     select = training_lines(corpus_path, holdout)
     keep, min_count = None, settings.min_count
     if settings.spell_rare:
-        counts = Counter()
+        counts: Counter[str] = Counter()
         for tokens in SegmentedCorpus(corpus_path, select=select):
             counts.update(tokens)
         # A word a vectors file cannot hold (longer than MAX_WORD_BYTES) is spelled too.
@@ -244,25 +244,25 @@ def train_vectors_file(segmented: str, output: str | os.PathLike, settings: dict
     from .textio import check_not_input, check_segmented, check_writable, write_json
 
     check_segmented(segmented)
-    settings = Word2VecSettings(**settings)
+    cfg = Word2VecSettings(**settings)
     path, summary_path = output_paths(output, text)
     check_writable(path)
     check_writable(summary_path)  # the .json summary too, before hours of training
     check_not_input(path, [segmented])
     check_not_input(summary_path, [segmented])
-    bar = progress(settings.epochs) if progress is not None else None
+    bar = progress(cfg.epochs) if progress is not None else None
     t0 = time.perf_counter()
     try:
-        vectors, trained = _train_word2vec(segmented, settings, progress=bar)
+        vectors, trained = _train_word2vec(segmented, cfg, progress=bar)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
     save_vectors(vectors, path, binary=not text)
-    words = trained.corpus_words * settings.epochs
+    words = trained.corpus_words * cfg.epochs
     summary = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
                "seconds": round(seconds, 2), "words_per_s": round(words / seconds),
-               "settings": asdict(settings), "corpus": str(segmented),
+               "settings": asdict(cfg), "corpus": str(segmented),
                "held_out_lines": trained.held_out_lines}
     write_json(summary_path, summary)
     return summary
@@ -336,7 +336,7 @@ def _finish(path: Path, words: list, matrix: np.ndarray) -> Vectors:
 
 def _read_binary(path: Path, raw: bytes, pos: int, count: int, dim: int) -> Vectors:
     """Parse word2vec C binary with numpy: ~20x faster to start than importing gensim."""
-    words = []
+    words: list[str] = []
     matrix = np.empty((count, dim), dtype=np.float32)
     width = 4 * dim
     for i in range(count):
@@ -364,7 +364,7 @@ def _read_binary(path: Path, raw: bytes, pos: int, count: int, dim: int) -> Vect
 def _read_text(path: Path, f, count: int, dim: int) -> Vectors:
     """Parse word2vec text (`f` after its header line): one line per word, the word and `dim`
     numbers, space-separated. Streamed: memory is the matrix, not the file."""
-    words = []
+    words: list[str] = []
     matrix = np.empty((count, dim), dtype=np.float32)
     for lineno, raw in enumerate(f, 2):
         try:
