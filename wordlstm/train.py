@@ -1001,8 +1001,7 @@ def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
         if old:
             mine, theirs = map(list, zip(*old))
             matrix[mine] = loaded.vectors.matrix[theirs]
-        model.get_layer("word_embedding").set_weights(
-            [with_unknown_row(matrix)])
+        model.get_layer("word_embedding").set_weights([with_unknown_row(matrix)])
         w = loaded.weights
         set_core_weights(model.get_layer("core"), w.lstm, w.dense_kernel, w.dense_bias)
         return
