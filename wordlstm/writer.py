@@ -16,6 +16,7 @@ from .errors import UserError
 from .generate import Generator
 from .guards import Guards
 from .modeldir import load
+from .rerank import Reranker
 from .segment import Segmenter
 from .stepmodel import PrefixCache
 from .textio import normalize_line
@@ -221,8 +222,6 @@ class Writer:
         if not cfg.rerank:
             return self.gen.generate(prompts, length, cfg, seed=seed, on_step=on_step, stop=stop,
                                      check=check)
-        from .rerank import Reranker
-
         rng = np.random.default_rng(seed)
         reranker = Reranker(self.gen)
         return [reranker.generate(p, length, cfg, seed=int(rng.integers(2**63)),
