@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from wordlstm.generate import SamplingConfig
 from wordlstm.modeldir import load_keras_model
+from wordlstm.sampling import SamplingConfig
 from wordlstm.writer import Writer
 
 

@@ -32,8 +32,8 @@ from textstats import CharNgram  # noqa: E402
 
 from wordlstm.dataset import corpus_ids  # noqa: E402
 from wordlstm.evaluate import evaluate  # noqa: E402
-from wordlstm.generate import SamplingConfig  # noqa: E402
 from wordlstm.rhyme import rhyme_classes  # noqa: E402
+from wordlstm.sampling import SamplingConfig  # noqa: E402
 from wordlstm.split import HoldOut, split_paragraphs  # noqa: E402
 from wordlstm.writer import Writer  # noqa: E402
 

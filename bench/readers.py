@@ -105,7 +105,7 @@ def writing_bench_paragraphs(held: list[str], n: int = 50, prompt_chars: int = 1
 
 def parse_system(spec: str) -> tuple[str, str, dict]:
     """NAME=MODEL_DIR[:key=value,...] -> (name, model dir, SamplingConfig settings)."""
-    from wordlstm.generate import SamplingConfig
+    from wordlstm.sampling import SamplingConfig
 
     name, _, rest = spec.partition("=")
     model, _, body = rest.partition(":")
@@ -162,7 +162,7 @@ def continuations(writer, prompts: list[str], chars: int, cfg, seed: int) -> lis
 
 
 def cmd_packet(args) -> None:
-    from wordlstm.generate import SamplingConfig
+    from wordlstm.sampling import SamplingConfig
     from wordlstm.split import HoldOut
     from wordlstm.writer import Writer
 

@@ -178,7 +178,7 @@ def main():
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     if args.prompt_words:
-        from wordlstm.generate import SamplingConfig
+        from wordlstm.sampling import SamplingConfig
         from wordlstm.writer import Request, Writer
 
         made = Writer.load(args.model).write(Request(prompt=args.prompt, length=args.prompt_words,

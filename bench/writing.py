@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from textstats import CharNgram, ngram_set, text_stats  # noqa: E402
 
-from wordlstm.generate import SamplingConfig  # noqa: E402
+from wordlstm.sampling import SamplingConfig  # noqa: E402
 from wordlstm.split import HoldOut, split_paragraphs  # noqa: E402
 from wordlstm.tokens import render  # noqa: E402
 from wordlstm.writer import Writer  # noqa: E402

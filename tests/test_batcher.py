@@ -6,7 +6,8 @@ import time
 import pytest
 
 from wordlstm.batcher import Batcher, Job
-from wordlstm.generate import Budget, Cancelled, SamplingConfig, TimeLimitExceeded
+from wordlstm.budget import Budget, Cancelled, TimeLimitExceeded
+from wordlstm.sampling import SamplingConfig
 from wordlstm.writer import Writer
 
 

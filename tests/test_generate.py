@@ -1,13 +1,11 @@
 import numpy as np
 import pytest
 
+from wordlstm.dry import History
 from wordlstm.errors import UserError
-from wordlstm.decoding import CosineDecoder, PriorDecoder, fit_tau
-from wordlstm.generate import History, SamplingConfig, _banned_by_ngram, choose
-from wordlstm.tokens import prompt_ids, render
 from wordlstm.model import core_weights
 from wordlstm.modeldir import load, load_keras_model
-from wordlstm.vectors import EOS
+from wordlstm.sampling import SamplingConfig, _banned_by_ngram, choose
 
 PLAIN = dict(dry_multiplier=0.0, top_p=1.0, min_p=0.0)  # no loop control, no truncation: the model as is
 
@@ -121,59 +119,6 @@ def test_sampling_settings_are_checked():
             SamplingConfig(**bad)
 
 
-def test_render_joins_like_written_chinese():
-    assert render(["宝玉", "笑道", "：", "hello", "world", "，", EOS, "好"]) == "宝玉笑道：hello world，\n好"
-    assert render(["S", "a", "u", "r", "u", "s"], unit="char") == "Saurus"
-
-
-def test_prompt_unknown_words_fall_back_to_characters():
-    index = {"宝": 0, "玉": 1, "笑": 2}
-    ids, unknown, split = prompt_ids(["宝玉", "笑", "xyz"], index)
-    assert ids == [0, 1, 2] and unknown == ["xyz"] and split == ["宝玉"]
-
-
-def test_fit_tau_recovers_the_temperature_that_made_the_data():
-    rng = np.random.default_rng(0)
-    vocab, n, tau = 40, 4000, 0.1
-    prior = np.log(1.0 / np.arange(1, vocab + 1))
-    prior -= np.log(np.exp(prior).sum())
-    cos = rng.uniform(-1, 1, (n, vocab))
-    z = cos / tau + prior
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    truth = np.array([rng.choice(vocab, p=row) for row in p])
-    assert fit_tau(cos, truth, prior) == pytest.approx(tau, rel=0.2)
-
-
-def test_prior_decoder_adds_log_frequency_to_cosine():
-    unit = np.eye(3, dtype=np.float32)
-    prior = np.log(np.array([0.8, 0.1, 0.1], np.float32))
-    y = np.array([[0.0, 1.0, 0.9]], np.float32)  # nearest by cosine: word 1
-    assert int(np.argmax(CosineDecoder(unit).logprobs(y))) == 1
-    dec = PriorDecoder(unit, prior, tau=1.0)  # weak evidence: the frequent word wins
-    assert int(np.argmax(dec.logprobs(y))) == 0
-    z = CosineDecoder(unit).cosines(y) + prior
-    np.testing.assert_allclose(dec.logprobs(y), z - np.log(np.exp(z).sum()), rtol=1e-5)
-    assert np.exp(dec.logprobs(y)).sum() == pytest.approx(1.0, rel=1e-5)
-    assert int(np.argmax(PriorDecoder(unit, prior, tau=0.01).logprobs(y))) == 1  # strong evidence
-
-
-def test_fit_decoding_recovers_tau_and_the_weight_of_the_prior():
-    from wordlstm.decoding import fit_decoding
-
-    rng = np.random.default_rng(1)
-    vocab, n, tau, scale = 40, 6000, 0.1, 0.7
-    prior = np.log(1.0 / np.arange(1, vocab + 1))
-    prior -= np.log(np.exp(prior).sum())
-    cos = rng.uniform(-1, 1, (n, vocab))
-    z = cos / tau + scale * prior
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    truth = np.array([rng.choice(vocab, p=row) for row in p])
-    got_tau, got_scale = fit_decoding(cos, truth, prior)
-    assert got_tau == pytest.approx(tau, rel=0.15) and got_scale == pytest.approx(scale, abs=0.1)
-
-
 def test_paragraph_and_punctuation_biases_shift_only_their_tokens(model_dir):
     w = _writer(model_dir)
     prompt = [w.vectors.index["老王"]]
@@ -196,7 +141,7 @@ def test_paragraph_and_punctuation_biases_shift_only_their_tokens(model_dir):
 
 
 def test_reranked_text_is_reproducible_and_made_of_whole_clauses(model_dir):
-    from wordlstm.generate import Reranker
+    from wordlstm.rerank import Reranker
 
     w = _writer(model_dir)
     prompt = [w.vectors.index["老王"]]
@@ -234,7 +179,7 @@ def test_the_cache_changes_generation_and_can_be_turned_off(model_dir):
 
 
 def test_typical_and_min_p_truncation():
-    from wordlstm.generate import _typical
+    from wordlstm.sampling import _typical
 
     logp = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05]))
     # entropy 1.33 nats; surprisals 0.69, 1.61, 1.90, 2.30, 3.00: nearest it 1, 2, then 0

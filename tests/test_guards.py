@@ -1,7 +1,7 @@
 import numpy as np
 
-from wordlstm.generate import SamplingConfig
 from wordlstm.guards import Guards, script, token_scripts, training_counts
+from wordlstm.sampling import SamplingConfig
 
 WORDS = ["</s>", "，", "宝玉", "笑道", "第", "三", "回", "е", "Kat", "黛玉", "罕"]
 

@@ -264,7 +264,7 @@ def test_a_50_mb_line_without_line_breaks_is_cut_not_held(tmp_path):
 
 
 def test_many_samples_are_made_in_bounded_batches(model_dir):
-    from wordlstm.generate import SamplingConfig
+    from wordlstm.sampling import SamplingConfig
     from wordlstm.writer import Writer
 
     w = Writer.load(model_dir)

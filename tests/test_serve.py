@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import run
 
-from wordlstm.generate import SamplingConfig
+from wordlstm.sampling import SamplingConfig
 from wordlstm.writer import Generation, Request, Writer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -668,7 +668,7 @@ def test_one_table_says_what_an_exception_answers(tiny, monkeypatch, stream, rai
     """A JSON answer and a streamed `error` event give an exception the same status (issue
     21: Cancelled was 400 in one and 503 in the other); a 500 shows nothing of the error."""
     from wordlstm.errors import UserError
-    from wordlstm.generate import Cancelled, TimeLimitExceeded
+    from wordlstm.budget import Cancelled, TimeLimitExceeded
     from wordlstm.serve import ServedModel
 
     err = {"cancelled": Cancelled("the server is shutting down"), "time": TimeLimitExceeded(2),

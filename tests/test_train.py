@@ -94,8 +94,8 @@ def test_training_settings_are_checked():
 def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tmp_path):
     from wordlstm.dataset import corpus_ids
     from wordlstm.evaluate import evaluate
-    from wordlstm.generate import SamplingConfig
     from wordlstm.modeldir import load_keras_model
+    from wordlstm.sampling import SamplingConfig
     from wordlstm.split import HoldOut
     from wordlstm.writer import Writer
 
@@ -160,7 +160,7 @@ def test_early_stopping_keeps_the_best_epoch(segmented, vectors_file, tmp_path, 
 
 @pytest.mark.parametrize("loss", ["margin", "vmf", "cosine"])
 def test_every_vector_loss_trains_and_generates(loss, segmented, vectors_file, tmp_path):
-    from wordlstm.generate import SamplingConfig
+    from wordlstm.sampling import SamplingConfig
     from wordlstm.writer import Writer
 
     out = tmp_path / loss

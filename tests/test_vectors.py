@@ -64,14 +64,34 @@ def test_truncated_binary_is_a_clear_error(tmp_path):
         load_vectors(path)
 
 
-def test_neighbors_and_target_space():
-    v = Vectors(["a", "b", "c"], np.array([[1, 0.1], [1, 0], [0, 1]], np.float32))
-    assert [w for w, _ in v.neighbors("a", 2)] == ["b", "c"]
+def test_neighbors_are_nearest_by_cosine():
+    v = Vectors(["a", "b", "c", "zero"], np.array([[1, 0.1], [1, 0], [0, 1], [0, 0]], np.float32))
+    near = v.neighbors("a", 3)
+    assert [w for w, _ in near] == ["b", "c", "zero"]
+    np.testing.assert_allclose([s for _, s in near], [1 / np.hypot(1, 0.1), 0.1 / np.hypot(1, 0.1), 0],
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(v.normalized()[:3], axis=1), 1, rtol=1e-6)
+    assert not v.normalized()[3].any()  # a zero row stays zero
     with pytest.raises(UserError):
         v.neighbors("zzz")
-    for mode in ("raw", "centered"):
-        np.testing.assert_allclose(np.linalg.norm(v.target_space(mode), axis=1), 1, rtol=1e-5)
-    np.testing.assert_allclose(v.target_space("centered").sum(0) != 0, True)
+
+
+def test_neighbors_normalise_the_matrix_once(monkeypatch):
+    """Like gensim's norms: the unit rows are computed on the first lookup and kept, not
+    recomputed for every word asked about (a vocabulary's matrix is tens of megabytes)."""
+    import wordlstm.vectors as vectors_module
+
+    calls = []
+    real = vectors_module.unit_rows
+    monkeypatch.setattr(vectors_module, "unit_rows", lambda m: calls.append(1) or real(m))
+    v = _small()
+    first = v.neighbors("宝玉", 3)
+    assert v.neighbors("宝玉", 3) == first and v.neighbors("的", 2)
+    assert len(calls) == 1
+    v.matrix = v.matrix * 2 + 1  # a new matrix is normalised anew
+    v.neighbors("的", 2)
+    assert len(calls) == 2
+    assert v.neighbors("的", 4) == Vectors(v.words, v.matrix).neighbors("的", 4)
 
 
 def test_corpus_stream_adds_paragraph_ends(tmp_path):

@@ -4,7 +4,7 @@
 import pytest
 
 from wordlstm.errors import UserError
-from wordlstm.generate import SamplingConfig
+from wordlstm.sampling import SamplingConfig
 from wordlstm.tokens import is_punctuation
 from wordlstm.writer import Writer
 
@@ -44,7 +44,8 @@ def test_lines_of_a_poem_model_are_regular_verse(poem_model):
 def test_rhyme_is_preferred_where_the_model_allows():
     import numpy as np
 
-    from wordlstm.generate import _preferred, rhyme_preference
+    from wordlstm.sampling import preferred
+    from wordlstm.verse import rhyme_preference
 
     classes = {3: np.array([3, 4]), 4: np.array([3, 4])}
     prefer = rhyme_preference(2, classes, [0, 1, 9, 2, 3, 9], offset=6)  # clause 2 ends in 3
@@ -52,8 +53,8 @@ def test_rhyme_is_preferred_where_the_model_allows():
     assert list(prefer(0, out)) == [3, 4]  # the 4th clause's last character
     assert prefer(0, out[:3]) is None and prefer(0, out + [8]) is None
     logp = np.log(np.array([0.5, 0.2, 0.1, 0.05, 0.15]))
-    assert list(_preferred(logp, None, np.array([3, 4]))) == [3, 4]  # 20% of the mass
-    assert _preferred(np.log(np.array([0.98, 0.0, 0.0, 0.01, 0.01]) + 1e-12), None,
+    assert list(preferred(logp, None, np.array([3, 4]))) == [3, 4]  # 20% of the mass
+    assert preferred(np.log(np.array([0.98, 0.0, 0.0, 0.01, 0.01]) + 1e-12), None,
                       np.array([3, 4])) is None  # the model does not allow it
 
 
@@ -144,7 +145,7 @@ def test_a_line_model_carries_its_own_sampling_defaults(poem_model):
     the user sets a field; prose models have none."""
     import json
 
-    from wordlstm.generate import SamplingConfig
+    from wordlstm.sampling import SamplingConfig
     from wordlstm.train import LINE_SAMPLING
     from wordlstm.writer import Writer
 
@@ -157,7 +158,54 @@ def test_a_line_model_carries_its_own_sampling_defaults(poem_model):
 
 
 def test_a_prose_model_keeps_the_prose_defaults(model_dir):
-    from wordlstm.generate import SamplingConfig
+    from wordlstm.sampling import SamplingConfig
     from wordlstm.writer import Writer
 
     assert Writer.load(model_dir).sampling(SamplingConfig()) == SamplingConfig()
+
+
+def _stops_after(words):
+    """A `check` that lets `words` checks pass and then stops, as a request's time limit does."""
+    from wordlstm.budget import TimeLimitExceeded
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > words:
+            raise TimeLimitExceeded(1.0)
+
+    check.calls = calls
+    return check
+
+
+def test_every_mode_stops_when_its_check_says(model_dir, poem_model):
+    """The one budget mechanism: the `check` a caller passes reaches every generation mode,
+    is called at least once a word, and its exception ends the generation."""
+    from wordlstm.budget import Budget, Cancelled, Stopped
+    from wordlstm.writer import Request
+
+    gone = Budget()
+    gone.cancelled = True
+    prose = Writer.load(model_dir)
+    cfg = SamplingConfig()
+    for request, mode in ((Request(prompt="老王", length=30, seed=1), cfg),
+                          (Request(prompt="老王", length=30, samples=3, seed=1), cfg),
+                          (Request(prompt="老王", length=30, seed=1), SamplingConfig(rerank=2))):
+        with pytest.raises(Cancelled):
+            prose.write(request, mode, check=gone.check)
+        check = _stops_after(10)
+        with pytest.raises(Stopped):
+            prose.write(request, mode, check=check)
+        assert len(check.calls) == 11  # stopped at once, not at the end
+        free = _stops_after(10**6)
+        assert prose.write(request, mode, check=free).texts == prose.write(request, mode).texts
+        assert len(free.calls) >= 30  # once a word at least
+    with pytest.raises(Cancelled):
+        prose.next_words("老王", 3, check=gone.check)
+    poems = Writer.load(poem_model / "m")
+    for request in (Request(n_lines=2, seed=1), Request(acrostic="春夏", seed=1)):
+        with pytest.raises(Cancelled):
+            poems.write(request, cfg, check=gone.check)
+        with pytest.raises(Stopped):
+            poems.write(request, cfg, check=_stops_after(5))

@@ -20,7 +20,7 @@ _EXPORTS = {
     "Writer": "writer",  # a loaded model and everything that turns prompts into text
     "Request": "writer",  # what to write: prompt, length, seed, samples, lines, acrostic, ...
     "Generation": "writer",  # what was written: texts, word counts, prompt words spelled
-    "SamplingConfig": "generate",  # how each next word is chosen (temperature, min-p, DRY, ...)
+    "SamplingConfig": "sampling",  # how each next word is chosen (temperature, min-p, DRY, ...)
     "load_model": "modeldir",  # modeldir.load: a model dir read once and checked
     "evaluate_file": "evaluate",  # held-out bits/char of a segmented file
     "segment_to_file": "segment",  # a downloaded novel -> one paragraph a line, words spaced

@@ -17,7 +17,7 @@ from dataclasses import fields
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from .generate import SamplingConfig
+from .sampling import SamplingConfig
 from .serve import FORM, MAX_BIAS, MAX_DRY_BASE, MAX_LINE_LENGTH, MIN_TEMPERATURE
 from .writer import SEED_MAX, Request
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .generate import Budget, Cancelled, Group, Stopped
+from .budget import Budget, Cancelled, Stopped
+from .generate import Group
 
 
 @dataclass(eq=False)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import UserError
-from .model import unit_rows as unit
+from .numeric import unit_rows as unit
 
 
 @dataclass

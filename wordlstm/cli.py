@@ -18,9 +18,9 @@ from . import __version__
 from .backend import PRECISIONS
 from .decoding import DECODINGS
 from .errors import UserError
-from .generate import SamplingConfig as SamplingDefaults
 from .model import HEADS, LOSSES, TARGETS, ModelConfig as ModelDefaults
 from .names import MIN_COUNT
+from .sampling import SamplingConfig as SamplingDefaults
 from .serve import ServeConfig as ServeDefaults
 from .segment import ENGINES, UNITS, SegmenterConfig as SegmenterDefaults
 from .textio import DECODE_ERRORS
@@ -487,7 +487,7 @@ S, R = SamplingDefaults, RequestDefaults
 @friendly
 def continue_text(model_dir, quiet, as_json, **options):
     """Continue PROMPT in the style the model learned."""
-    from .generate import SamplingConfig
+    from .sampling import SamplingConfig
     from .writer import Request, Writer
 
     request = Request(**_take(options, Request))

@@ -12,13 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UserError
+from .numeric import log_softmax, logsumexp, unit_rows
 
 DECODINGS = ("prior", "cosine")  # of the vector head (`train --decode`, `evaluate --decode`)
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
 
 
 class CosineDecoder:
@@ -26,22 +22,19 @@ class CosineDecoder:
     product against pre-normalised unit vectors. This alone is the classic nearest-neighbour
     decoding (`--decode cosine`); `tau` turns it into a distribution (fitted, see fit_tau)."""
 
-    cosine = True
-
     def __init__(self, unit_vectors: np.ndarray, tau: float = 1.0):
         self.unit_t = np.ascontiguousarray(unit_vectors.T)  # [dim, vocab]: one GEMM per step
         self.tau = float(tau)
 
     def cosines(self, y: np.ndarray) -> np.ndarray:
-        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-8)
-        return y.astype(np.float32) @ self.unit_t
+        return unit_rows(y) @ self.unit_t
 
     def logits(self, y: np.ndarray) -> np.ndarray:
         return self.cosines(y) / np.float32(self.tau)
 
     def logprobs(self, y: np.ndarray) -> np.ndarray:
         """log p(word | context) for every vocabulary word, [batch, vocab]."""
-        return _log_softmax(self.logits(y))
+        return log_softmax(self.logits(y))
 
 
 class PriorDecoder(CosineDecoder):
@@ -67,20 +60,14 @@ class PriorDecoder(CosineDecoder):
 class SoftmaxDecoder:
     """For the softmax head: its outputs are logits already."""
 
-    cosine = False
-
-    def logits(self, y: np.ndarray) -> np.ndarray:
-        return np.asarray(y, np.float32)
-
     def logprobs(self, y: np.ndarray) -> np.ndarray:
-        return _log_softmax(np.asarray(y, np.float32))
+        return log_softmax(np.asarray(y, np.float32))
 
 
 def log_prior(target_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """log p(w) of each word among the training targets, add-one smoothed."""
     target_ids = target_ids[(target_ids >= 0) & (target_ids < vocab_size)]
-    counts = np.bincount(target_ids, minlength=vocab_size)
-    counts = counts.astype(np.float64) + 1.0
+    counts = np.bincount(target_ids, minlength=vocab_size).astype(np.float64) + 1.0
     return np.log(counts / counts.sum()).astype(np.float32)
 
 
@@ -91,9 +78,7 @@ def _nll(cosines, truth, log_prior_, tau: float, scale: float, rows: int = 2048)
     total = 0.0
     for i in range(0, len(truth), rows):
         z = cosines[i:i + rows] * np.float32(1.0 / tau) + prior
-        zmax = z.max(axis=1)
-        lse = np.log(np.exp(z - zmax[:, None]).sum(axis=1)) + zmax
-        total += float((lse - z[idx[i:i + rows] - i, truth[i:i + rows]]).sum())
+        total += float((logsumexp(z, axis=1) - z[idx[i:i + rows] - i, truth[i:i + rows]]).sum())
     return total / max(len(truth), 1)
 
 
@@ -143,8 +128,6 @@ def make_decoder(decoding: dict | None, matrix: np.ndarray, log_prior_: np.ndarr
     unit rows the vector head is compared with. `kind` overrides the decoding the model was
     trained with ("cosine" or "prior"), to compare them; "prior" needs `log_prior_`.
     """
-    from .model import unit_rows
-
     if head == "softmax":
         return SoftmaxDecoder()
     unit = unit_rows(matrix)

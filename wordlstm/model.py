@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from .errors import UserError
+from .numeric import with_unknown_row
 
 # Losses of the vector head. "contrastive" compares the prediction with other words' vectors
 # (the batch's other targets), the rest only with the true word's (bench/RESULTS.md).
@@ -83,13 +84,7 @@ def initial_embedding(vectors_matrix: np.ndarray, target: str) -> np.ndarray:
     m = np.asarray(vectors_matrix, np.float32)
     if target == "centered":
         m = m - m.mean(axis=0, keepdims=True)
-    return np.vstack([m, np.zeros((1, m.shape[1]), np.float32)]).astype(np.float32)
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), C-contiguous float32."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.ascontiguousarray(matrix / np.maximum(norms, 1e-8), dtype=np.float32)
+    return with_unknown_row(m)
 
 
 def build_core(cfg: ModelConfig, carry_batch: int | None = None, dtype: str | None = None):

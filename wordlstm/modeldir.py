@@ -32,6 +32,7 @@ import numpy as np
 from . import __version__
 from .errors import UserError
 from .model import ModelConfig, core_weights
+from .numeric import with_unknown_row
 from .segment import SegmenterConfig
 from .textio import atomic_output, write_json
 from .vectors import Vectors
@@ -818,7 +819,7 @@ def load(model_dir=None, decode: str | None = None) -> LoadedModel:
     vectors = _checked_vectors(model_dir, config, data.pop("vectors.bin"))
     lstm, kernel, bias = _core_weights(model_dir / "model.keras", data.pop("model.keras"),
                                        files.digests["model.keras"])
-    embedding = np.vstack([vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
+    embedding = with_unknown_row(vectors.matrix)
     weights = InferenceWeights(embedding, lstm, kernel, bias)
     check_weights(model_dir, config, weights)
     prior = load_log_prior(model_dir, config, data.pop("prior.npy", None))

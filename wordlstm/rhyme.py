@@ -29,7 +29,7 @@ def rhyme_classes(chars: list[str]) -> list[str | None]:
     """The rhyme class of each single Chinese character (None for anything else)."""
     from pypinyin import Style, lazy_pinyin
 
-    out = []
+    out: list[str | None] = []
     for c in chars:
         if len(c) != 1 or not "\u4e00" <= c <= "\u9fff":
             out.append(None)
@@ -37,8 +37,3 @@ def rhyme_classes(chars: list[str]) -> list[str | None]:
         final = lazy_pinyin(c, style=Style.FINALS, strict=True)[0]
         out.append(_CLASSES.get(final))
     return out
-
-
-def rhymes(a: str, b: str) -> bool:
-    ca, cb = rhyme_classes([a, b])
-    return ca is not None and ca == cb

@@ -29,14 +29,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import __version__
+from .budget import Budget, Cancelled, Stopped
 from .errors import UserError
-from .generate import (
-    Budget,
-    Cancelled,
-    SamplingConfig,
-    Stopped,
-    budget,
-)
+from .sampling import SamplingConfig
 from .writer import Generation, Request, Writer, printable
 
 STATIC = Path(__file__).with_name("static")
@@ -232,9 +227,9 @@ class ServedModel:
             put("word", {"sample": 0, "text": word})
 
         try:
-            with budget(stop):
-                outcome = self.writer.write(request, cfg, on_word=on_word
-                                            if stream and request.streams else None)
+            outcome = self.writer.write(request, cfg, on_word=on_word
+                                        if stream and request.streams else None,
+                                        check=stop.check)
         except Exception as err:  # noqa: BLE001 - handed to its request (ERROR_STATUS)
             outcome = err
         finally:  # the request (and its slot) always hears the end
@@ -416,8 +411,7 @@ class Api:
 
         def run():
             stop.start()
-            with budget(stop):
-                return served.writer.next_words(text, body.k, prefix)
+            return served.writer.next_words(text, body.k, prefix, check=stop.check)
 
         top, result = await self._in_slot(http, run, stop)
         return {"model": served.id, "words": [{"text": t, "probability": round(p, 6)}

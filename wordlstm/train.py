@@ -32,8 +32,9 @@ from .decoding import DECODINGS, CosineDecoder, fit_decoding, fit_tau, log_prior
 from .errors import UserError
 from .evaluate import cross_entropy, stream_outputs, target_logprobs
 from .model import (ModelConfig, build_core, build_model, compile_model, core_weights,
-                    initial_embedding, reset_carried_state, set_core_weights, unit_rows)
+                    initial_embedding, reset_carried_state, set_core_weights)
 from .modeldir import InferenceWeights, read_json, save_model_dir, vocab_hash
+from .numeric import unit_rows, with_unknown_row
 from .segment import SegmenterConfig
 from .split import HoldOut
 from .stepmodel import StepModel
@@ -1000,8 +1001,7 @@ def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
         if old:
             mine, theirs = map(list, zip(*old))
             matrix[mine] = loaded.vectors.matrix[theirs]
-        model.get_layer("word_embedding").set_weights(
-            [np.vstack([matrix, np.zeros((1, vectors.dim), np.float32)])])
+        model.get_layer("word_embedding").set_weights([with_unknown_row(matrix)])
         w = loaded.weights
         set_core_weights(model.get_layer("core"), w.lstm, w.dense_kernel, w.dense_bias)
         return
@@ -1011,7 +1011,7 @@ def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
     mc = loaded.config["model"]
     if (mc["units"], mc["layers"], mc.get("head")) != (cfg.units, cfg.layers, cfg.head):
         raise UserError(f"{init_dir}: --init-from needs the same --units, --layers and --head")
-    emb = np.vstack([loaded.vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
+    emb = with_unknown_row(loaded.vectors.matrix)
     model.get_layer("word_embedding").set_weights([emb])
     w = loaded.weights
     set_core_weights(model.get_layer("core"), w.lstm, w.dense_kernel, w.dense_bias)

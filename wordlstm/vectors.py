@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .numeric import unit_rows
 from .textio import atomic_path
 
 EOS = "</s>"
@@ -110,6 +111,7 @@ class Vectors:
 
     def __post_init__(self):
         self.index = {w: i for i, w in enumerate(self.words)}
+        self._unit: tuple[np.ndarray, np.ndarray] | None = None  # (matrix, its unit rows)
 
     @property
     def dim(self) -> int:
@@ -122,23 +124,13 @@ class Vectors:
         return word in self.index
 
     def normalized(self) -> np.ndarray:
-        """Unit-length rows (zero rows stay zero), C-contiguous float32, for cosine lookups."""
-        norms = np.linalg.norm(self.matrix, axis=1, keepdims=True)
-        return np.ascontiguousarray(self.matrix / np.maximum(norms, 1e-8), dtype=np.float32)
-
-    def target_space(self, mode: str = "raw") -> np.ndarray:
-        """Unit vectors the model regresses onto and decodes against.
-
-        "centered" subtracts the mean vector first: word2vec vectors share a large common
-        direction, which makes every prediction look close to many words (hubness).
-        """
-        if mode == "raw":
-            return self.normalized()
-        if mode == "centered":
-            centered = self.matrix - self.matrix.mean(axis=0, keepdims=True)
-            norms = np.linalg.norm(centered, axis=1, keepdims=True)
-            return np.ascontiguousarray(centered / np.maximum(norms, 1e-8), dtype=np.float32)
-        raise UserError(f"unknown target space {mode!r}; choose raw or centered")
+        """Unit-length rows (zero rows stay zero), C-contiguous float32, for cosine lookups:
+        computed once and kept, as gensim keeps its norms (a matrix of 100k words is 80 MB to
+        divide; `neighbors` in a loop would do it every call). A new `matrix` is normalised
+        anew; the rows are not to be changed in place."""
+        if self._unit is None or self._unit[0] is not self.matrix:
+            self._unit = (self.matrix, unit_rows(self.matrix))
+        return self._unit[1]
 
     def neighbors(self, word: str, k: int = NEIGHBORS) -> list[tuple[str, float]]:
         if word not in self.index:
@@ -152,7 +144,21 @@ class Vectors:
         return [(self.words[i], float(scores[i])) for i in top]
 
 
+@dataclass(frozen=True)
+class Word2VecRun:
+    """What a word2vec training read, for `train-vectors`' summary."""
+
+    corpus_words: int  # tokens of the training part, one epoch
+    held_out_lines: int  # lines never read (split.training_lines)
+
+
 def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) -> Vectors:
+    """Word2vec vectors of a segmented file's training part (see `_train_word2vec`)."""
+    return _train_word2vec(corpus_path, settings, progress)[0]
+
+
+def _train_word2vec(corpus_path: str, settings: Word2VecSettings,
+                    progress=None) -> tuple[Vectors, Word2VecRun]:
     """Train word2vec on a segmented file's training part, streaming it once per epoch.
 
     The held-out part (split.held_out_lines, the same lines `train` holds out) is never read,
@@ -173,7 +179,7 @@ def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) 
     select = training_lines(corpus_path, holdout)
     keep, min_count = None, settings.min_count
     if settings.spell_rare:
-        counts = Counter()
+        counts: Counter[str] = Counter()
         for tokens in SegmentedCorpus(corpus_path, select=select):
             counts.update(tokens)
         # A word a vectors file cannot hold (longer than MAX_WORD_BYTES) is spelled too.
@@ -195,11 +201,8 @@ def train_word2vec(corpus_path: str, settings: Word2VecSettings, progress=None) 
                         "lower --min-count or use a larger corpus")
     model.train(corpus_iterable=corpus, total_examples=model.corpus_count,
                 epochs=settings.epochs, callbacks=[_Progress()])
-    stats = {"corpus_words": int(model.corpus_total_words), "holdout": holdout.to_json(),
-             "held_out_lines": int((~select).sum())}
-    vec = Vectors(list(model.wv.index_to_key), np.asarray(model.wv.vectors, dtype=np.float32))
-    vec.train_stats = stats
-    return vec
+    vectors = Vectors(list(model.wv.index_to_key), np.asarray(model.wv.vectors, np.float32))
+    return vectors, Word2VecRun(int(model.corpus_total_words), int((~select).sum()))
 
 
 def _trim_unwritable(word, count, min_count):
@@ -241,26 +244,26 @@ def train_vectors_file(segmented: str, output: str | os.PathLike, settings: dict
     from .textio import check_not_input, check_segmented, check_writable, write_json
 
     check_segmented(segmented)
-    settings = Word2VecSettings(**settings)
+    cfg = Word2VecSettings(**settings)
     path, summary_path = output_paths(output, text)
     check_writable(path)
     check_writable(summary_path)  # the .json summary too, before hours of training
     check_not_input(path, [segmented])
     check_not_input(summary_path, [segmented])
-    bar = progress(settings.epochs) if progress is not None else None
+    bar = progress(cfg.epochs) if progress is not None else None
     t0 = time.perf_counter()
     try:
-        vectors = train_word2vec(segmented, settings, progress=bar)
+        vectors, trained = _train_word2vec(segmented, cfg, progress=bar)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
     save_vectors(vectors, path, binary=not text)
-    words = vectors.train_stats["corpus_words"] * settings.epochs
+    words = trained.corpus_words * cfg.epochs
     summary = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
                "seconds": round(seconds, 2), "words_per_s": round(words / seconds),
-               "settings": asdict(settings), "corpus": str(segmented),
-               "held_out_lines": vectors.train_stats["held_out_lines"]}
+               "settings": asdict(cfg), "corpus": str(segmented),
+               "held_out_lines": trained.held_out_lines}
     write_json(summary_path, summary)
     return summary
 
@@ -333,7 +336,7 @@ def _finish(path: Path, words: list, matrix: np.ndarray) -> Vectors:
 
 def _read_binary(path: Path, raw: bytes, pos: int, count: int, dim: int) -> Vectors:
     """Parse word2vec C binary with numpy: ~20x faster to start than importing gensim."""
-    words = []
+    words: list[str] = []
     matrix = np.empty((count, dim), dtype=np.float32)
     width = 4 * dim
     for i in range(count):
@@ -361,7 +364,7 @@ def _read_binary(path: Path, raw: bytes, pos: int, count: int, dim: int) -> Vect
 def _read_text(path: Path, f, count: int, dim: int) -> Vectors:
     """Parse word2vec text (`f` after its header line): one line per word, the word and `dim`
     numbers, space-separated. Streamed: memory is the matrix, not the file."""
-    words = []
+    words: list[str] = []
     matrix = np.empty((count, dim), dtype=np.float32)
     for lineno, raw in enumerate(f, 2):
         try:

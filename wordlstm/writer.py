@@ -13,21 +13,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import UserError
-from .generate import (
-    Generator,
-    Group,
-    Reranker,
-    check_time_limit,
-    rhyme_preference,
-    verse_plan,
-)
+from .generate import Generator, Group
 from .guards import Guards
 from .modeldir import load
+from .rerank import Reranker
 from .segment import Segmenter
 from .stepmodel import PrefixCache
 from .textio import normalize_line
 from .tokens import is_punctuation, line_hash, prompt_ids, render
 from .vectors import EOS
+from .verse import rhyme_preference, verse_plan
 
 MAX_BATCH = 64  # streams generated together
 
@@ -211,21 +206,23 @@ class Writer:
                             f"({len(self.vectors):,} words); try words from the training text")
         return ids
 
-    def write(self, request: Request, cfg, on_word=None) -> Generation:
+    def write(self, request: Request, cfg, on_word=None, check=None) -> Generation:
         """The generation mode `request` asks for; texts as `continue-text` prints them (a
-        continuation after its prompt, an acrostic as one text of lines)."""
+        continuation after its prompt, an acrostic as one text of lines). `check()`, called
+        once a word, may raise to stop it (a server's budget.Budget.check), as in every mode."""
         r = request
         if r.acrostic:
             result = self.acrostic(r.acrostic, cfg, r.seed, prefix=r.prefix,
-                                   line_length=r.line_length)
+                                   line_length=r.line_length, check=check)
             result.texts = ["\n".join(result.texts)]
         elif r.n_lines is not None:
             result = self.lines(r.prompt, r.n_lines, cfg, r.seed, prefix=r.prefix,
-                                max_words=r.length, novel_only=r.novel_only, form=r.form)
+                                max_words=r.length, novel_only=r.novel_only, form=r.form,
+                                check=check)
         else:
             result = _after_prompt(r.prompt, self.continue_text(
                 r.prompt, r.length, cfg, r.seed, samples=r.samples, prefix=r.prefix,
-                until=r.until, on_word=on_word))
+                until=r.until, on_word=on_word, check=check))
         return result
 
     def batchable(self, request: Request, cfg) -> bool:
@@ -251,7 +248,8 @@ class Writer:
         return self.text([prev, token])[len(self.text([prev])):]
 
     def continue_text(self, prompt: str, length: int, cfg, seed=None, samples: int = 1,
-                      prefix: str = "", until: str | None = None, on_word=None) -> Generation:
+                      prefix: str = "", until: str | None = None, on_word=None,
+                      check=None) -> Generation:
         """`samples` continuations of `prompt` (texts without the prompt itself)."""
         result = Generation([])
         ids, stop = self.continuation(prompt, prefix, until, result)
@@ -265,19 +263,20 @@ class Writer:
             # (the log-probabilities alone are a batch x vocabulary array).
             n = min(MAX_BATCH, samples - start)
             outs += self.generate([ids] * n, length, cfg, on_step=on_step, stop=stop,
-                                  seed=seed if k == 0 or seed is None else (seed, k))
+                                  seed=seed if k == 0 or seed is None else (seed, k), check=check)
         return self.finish(result, outs)
 
     def generate(self, prompts: list[list[int]], length: int, cfg, seed=None, on_step=None,
-                 stop=None) -> list[list[int]]:
+                 stop=None, check=None) -> list[list[int]]:
         """Ids after each prompt: word by word as one batch, or clause by clause
-        (`cfg.rerank`: generate.Reranker, one prompt after another)."""
+        (`cfg.rerank`: rerank.Reranker, one prompt after another)."""
         if not cfg.rerank:
-            return self.gen.generate(prompts, length, cfg, seed=seed, on_step=on_step, stop=stop)
+            return self.gen.generate(prompts, length, cfg, seed=seed, on_step=on_step, stop=stop,
+                                     check=check)
         rng = np.random.default_rng(seed)
         reranker = Reranker(self.gen)
         return [reranker.generate(p, length, cfg, seed=int(rng.integers(2**63)),
-                                  on_step=on_step, stop=stop)
+                                  on_step=on_step, stop=stop, check=check)
                 for p in prompts]
 
     def continuation(self, prompt: str, prefix: str = "", until: str | None = None,
@@ -296,12 +295,13 @@ class Writer:
         result.texts = [self.text(o) for o in outs]
         return result
 
-    def next_words(self, text: str, k: int = 5, prefix: str = "") -> tuple[list, Generation]:
+    def next_words(self, text: str, k: int = 5, prefix: str = "",
+                   check=None) -> tuple[list, Generation]:
         """The model's `k` likeliest next words after `text`, as (word as text, probability),
         from the model's own distribution (no sampling settings): what co-writing offers."""
         result = Generation([])
         ids, _ = self.continuation(text, prefix, None, result)
-        y = self.prefixes.read(self.gen.start(ids), check=check_time_limit)
+        y = self.prefixes.read(self.gen.start(ids), check=check)
         logp = self.gen.logprobs(y)[0]
         top = np.argsort(-logp)[:k]
         return [(self.text([int(i)]), float(np.exp(logp[i]))) for i in top], result
@@ -359,7 +359,7 @@ class Writer:
 
     def lines(self, prompt: str, n: int, cfg, seed=None, prefix: str = "",
               max_words: int = Request.length, novel_only: bool = False, max_rounds: int = 20,
-              form: str | None = None) -> Generation:
+              form: str | None = None, check=None) -> Generation:
         """N distinct whole lines starting with `prompt` (made as batches), optionally only
         lines that are not in the training file (`dropped` counts the training lines left
         out). A poem model writes its corpus's regular form (or `form`), with
@@ -389,7 +389,7 @@ class Writer:
             outs = self.gen.generate([start + [self.eos] + head] * (n - len(kept)), max_words, cfg,
                                      seed=int(rng.integers(2**31)),
                                      stop=lambda out: out[-1] == self.eos,
-                                     constrain=constrain, prefer=prefer)
+                                     constrain=constrain, prefer=prefer, check=check)
             for out in outs:
                 result.words.append(len(out))
                 body_ids = out[:-1] if out and out[-1] == self.eos else out
@@ -411,7 +411,7 @@ class Writer:
         return result
 
     def acrostic(self, heads: str, cfg, seed=None, prefix: str = "",
-                 line_length: int | None = None) -> Generation:
+                 line_length: int | None = None, check=None) -> Generation:
         """藏头诗: one clause per character of `heads`, each starting with it, of the corpus's
         clause length, closed by ，and 。 in turn, even clauses rhyming where the model allows
         (texts: the clauses, one a line)."""
@@ -437,7 +437,7 @@ class Writer:
         result = Generation([])
         start = self.encode(prefix, result) + ([self.eos] if self.eos is not None else [])
         out = self.gen.generate([start], total, cfg, seed=seed, constrain=constrain,
-                                prefer=prefer)[0]
+                                prefer=prefer, check=check)[0]
         result.words = [len(out)]
         per_line = length + 1
         result.texts = [self.text(out[i:i + per_line]) for i in range(0, len(out), per_line)]
