@@ -64,6 +64,38 @@ def test_interrupted_training_resumes_from_checkpoint(segmented, vectors_file, t
     assert resumed["history"][-1]["loss"] == pytest.approx(full["history"][-1]["loss"], rel=1e-2)
 
 
+def test_checkpoint_reads_the_state_json_keys_it_always_had(tmp_path):
+    """state.json is a file format: a checkpoint written before `Checkpoint` existed (these
+    keys, a key this version does not know) reads, and writes back the same keys."""
+    from dataclasses import asdict
+
+    from wordlstm.train import Checkpoint
+
+    cfg, tcfg = ModelConfig(**TINY, dim=8, vocab_size=30), TrainConfig(epochs=4, patience=0)
+    old = {"epoch": 2, "history": [{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.5}],
+           "model": cfg.to_json(), "training": asdict(tcfg), "vocab_sha256": "ab" * 32,
+           "segmenter": SegmenterConfig().to_json(), "vectors_sha256": "cd" * 32,
+           "best_bpc": 4.25, "best_epoch": 1, "best_weights": "best-1.weights.h5",
+           "files": {"weights": "weights-2.weights.h5", "optimizer": "optimizer-2.npz"},
+           "written_by": "a later version"}
+    (tmp_path / "state.json").write_text(json.dumps(old))
+    state = Checkpoint.read(tmp_path / "state.json")
+    assert (state.model, state.training, state.epoch) == (cfg, tcfg, 2)
+    assert (state.weights, state.optimizer) == ("weights-2.weights.h5", "optimizer-2.npz")
+    assert (state.best_epoch, state.kept_epoch, state.best_bpc) == (1, 1, 4.25)
+    assert state.to_json() == {k: v for k, v in old.items() if k != "written_by"}
+    state.finished(3)
+    assert state.to_json()["files"] == {"weights": "weights-3.weights.h5",
+                                        "optimizer": "optimizer-3.npz"}
+    fresh = Checkpoint(cfg, tcfg, "ab" * 32, SegmenterConfig())
+    assert "best_epoch" not in fresh.to_json() and fresh.kept_epoch == 0
+    assert Checkpoint.from_json(fresh.to_json()) == fresh
+    (tmp_path / "state.json").write_text(json.dumps({k: v for k, v in old.items()
+                                                     if k != "model"}))
+    with pytest.raises(UserError, match="damaged checkpoint"):
+        Checkpoint.read(tmp_path / "state.json")
+
+
 def test_resume_without_checkpoint_is_an_error(segmented, vectors_file, tmp_path):
     with pytest.raises(UserError, match="nothing to resume"):
         train(str(segmented), str(vectors_file), tmp_path / "x", ModelConfig(**TINY),
