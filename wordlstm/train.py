@@ -633,7 +633,7 @@ def _base_settings(base, seg: SegmenterConfig, model: dict) -> tuple[Path, dict]
 
 
 @dataclass
-class _Run:
+class TrainingRun:
     """One training run's settings, data and progress (`state`: what the checkpoint keeps)."""
 
     cfg: ModelConfig
@@ -670,7 +670,8 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
 
 
 def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
-             segmenter: SegmenterConfig, resume: bool, log, base: Path | None = None) -> _Run:
+             segmenter: SegmenterConfig, resume: bool, log,
+             base: Path | None = None) -> TrainingRun:
     """The vectors, the settings (those of the checkpoint when resuming) and the id streams."""
     from .modeldir import file_hash
 
@@ -697,7 +698,7 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
     prior = log_prior(corpus.train[1:], len(vectors))
-    return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
+    return TrainingRun(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
 
 
 def check_batch(cfg: ModelConfig, tcfg: TrainConfig) -> None:
@@ -777,7 +778,7 @@ def _grown_vectors(base: Path, segmented: str, tcfg: TrainConfig, log) -> tuple[
     return grown.vectors, digest
 
 
-def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
+def _build_or_resume(run: TrainingRun, batches: int, resume: bool, init_from, log,
                      carry_batch: int | None = None):
     """The compiled model: fresh, from `init_from`'s weights, or the checkpoint's weights and
     optimizer state (inside the distribution scope)."""
@@ -804,7 +805,7 @@ def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
     return model
 
 
-def _fit(model, run: _Run, train_ds, verbose: int, log, ctrl_c: CtrlC | None) -> None:
+def _fit(model, run: TrainingRun, train_ds, verbose: int, log, ctrl_c: CtrlC | None) -> None:
     """Train the remaining epochs (validated and checkpointed after each), then hold the best
     epoch's validated weights."""
     tcfg, state = run.tcfg, run.state
@@ -826,7 +827,7 @@ def _fit(model, run: _Run, train_ds, verbose: int, log, ctrl_c: CtrlC | None) ->
         model.load_weights(run.ckpt / state.best_weights)
 
 
-def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, init_from,
+def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterConfig, init_from,
             log, ctrl_c: CtrlC | None = None) -> dict:
     """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
