@@ -136,12 +136,12 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
           TrainConfig(epochs=3, batch_size=16, weights_dtype="float32"), SegmenterConfig(),
           **QUIET)
     m = load(out)
-    assert m.config["model"]["head"] == "softmax" and m.config["decoder"]["kind"] == "softmax"
+    assert m.config.model.head == "softmax" and m.config.decoder.kind == "softmax"
     hist = json.loads((out / "history.json").read_text())["epochs"]
     assert hist[-1]["val_bits_per_char"] < hist[0]["val_bits_per_char"]
     # The numpy step model reproduces Keras' logits.
     core = load_keras_model(out)
-    x = np.random.default_rng(1).integers(0, m.config["model"]["vocab_size"], (4, TINY["window"]))
+    x = np.random.default_rng(1).integers(0, m.config.model.vocab_size, (4, TINY["window"]))
     np.testing.assert_allclose(m.step.run(x)[0],
                                np.asarray(core.predict(m.weights.embedding[x], verbose=0))[:, -1],
                                rtol=1e-4, atol=1e-4)
@@ -155,10 +155,10 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
 
 def test_default_model_decodes_with_word_frequencies(model_dir):
     m = load(model_dir)
-    assert m.config["model"]["loss"] == "contrastive" and m.config["model"]["train_embedding"]
-    decoder = m.config["decoder"]
-    assert decoder["kind"] == "prior" and 0 < decoder["tau"] <= 1 and decoder["fitted_on"] > 0
-    assert m.log_prior.shape == (m.config["model"]["vocab_size"],)
+    assert m.config.model.loss == "contrastive" and m.config.model.train_embedding
+    decoder = m.config.decoder
+    assert decoder.kind == "prior" and 0 < decoder.tau <= 1 and decoder.fitted_on > 0
+    assert m.log_prior.shape == (m.config.model.vocab_size,)
     assert np.exp(m.log_prior).sum() == pytest.approx(1, rel=1e-4)
 
 
@@ -217,7 +217,7 @@ def test_carried_state_training_learns_and_ships_a_plain_model(segmented, vector
     history = result["history"]
     assert history[1]["loss"] < history[0]["loss"]
     m = load(out)
-    assert m.config["training"]["carry"] is True
+    assert m.config.training.carry is True
     assert len(m.weights.lstm) == 1 and m.weights.lstm[0][0].shape[1] == 4 * TINY["units"]
 
     keras = import_keras()
@@ -246,12 +246,12 @@ def test_float16_storage_halves_the_file_and_loads_as_float32(segmented, vectors
     from wordlstm.model import build_core, core_weights, set_core_weights
 
     m = load(model_dir)  # stored as float16, the default
-    assert m.config["training"]["weights_dtype"] == "float16"
+    assert m.config.training.weights_dtype == "float16"
     lstm, kernel, _ = load_core_weights(model_dir)
     assert kernel.dtype == np.float32 and lstm[0][0].dtype == np.float32
     assert np.array_equal(kernel, kernel.astype(np.float16).astype(np.float32))  # rounded
-    full = build_core(ModelConfig.from_json(m.config["model"]))
-    half = build_core(ModelConfig.from_json(m.config["model"]), dtype="float16")
+    full = build_core(m.config.model)
+    half = build_core(m.config.model, dtype="float16")
     for core in (full, half):
         set_core_weights(core, *core_weights(load_keras_model(model_dir)))
     full.save(tmp_path / "full.keras")

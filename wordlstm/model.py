@@ -28,6 +28,11 @@ from .errors import UserError
 LOSSES = ("contrastive", "cosine", "mse", "vmf", "margin")
 TARGETS = ("raw", "centered")
 HEADS = ("vector", "softmax")
+# Each integer setting's bounds, the one place they are stated (training's options and a model
+# dir's config.json alike): past them no network trains or loads here. vocab_size 0: not yet
+# known (it comes from the vectors).
+BOUNDS = {"window": (1, 100_000), "dim": (1, 4096), "vocab_size": (0, 5_000_000),
+          "units": (1, 65_536), "layers": (1, 64), "negatives": (1, 1 << 20)}
 
 
 @dataclass
@@ -49,17 +54,27 @@ class ModelConfig:
     negatives: int = 2048  # contrastive loss: in-batch negatives (the batch's first targets)
 
     def __post_init__(self):
-        for f in ("window", "units", "layers", "negatives"):
-            if not isinstance(getattr(self, f), int) or not 1 <= getattr(self, f) <= 1 << 20:
-                raise UserError(f"--{f} must be a positive integer")
-        if not 0 <= self.dropout < 1:
-            raise UserError("--dropout must be in [0, 1)")
-        if self.loss not in LOSSES or self.target not in TARGETS or self.head not in HEADS:
-            raise UserError(f"unknown loss/target/head {self.loss!r}/{self.target!r}/{self.head!r}")
-        if not self.loss_temperature > 0:
-            raise UserError("--loss-temperature must be positive")
-        if not self.margin >= 0:
-            raise UserError("--margin must not be negative")
+        # Errors name the field (config.json's readers prefix "model."; the CLI's options
+        # have the same names with dashes).
+        for f, (lo, hi) in BOUNDS.items():
+            value = getattr(self, f)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise UserError(f"{f} must be an integer in [{lo}, {hi:,}], not {value!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0 <= self.dropout < 1:
+            raise UserError(f"dropout must be in [0, 1), not {self.dropout!r}")
+        for f, choices in (("loss", LOSSES), ("target", TARGETS), ("head", HEADS)):
+            if getattr(self, f) not in choices:
+                raise UserError(f"{f} must be one of {', '.join(choices)}, not "
+                                f"{getattr(self, f)!r}")
+        if not isinstance(self.train_embedding, bool):
+            raise UserError(f"train_embedding must be true or false, not {self.train_embedding!r}")
+        for f, positive in (("loss_temperature", True), ("margin", False)):
+            value = getattr(self, f)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not (value > 0 if positive else value >= 0) or value == float("inf"):
+                raise UserError(f"{f} must be a {'positive' if positive else 'non-negative'} "
+                                f"number, not {value!r}")
 
     def to_json(self) -> dict:
         """config.json's "model" record (its key for the loss temperature: "temperature")."""
@@ -67,9 +82,15 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> ModelConfig:
+        """A "model" record re-typed (as nanoGPT's GPTConfig(**model_args)): missing keys
+        take their defaults, an unknown key is refused (it would be a setting this version
+        does not build: the network would not be the one saved)."""
         names = {f.name for f in fields(cls)}
         data = {_FIELD_NAMES.get(k, k): v for k, v in data.items()}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        unknown = sorted(str(k) for k in set(data) - names)
+        if unknown:
+            raise UserError(f"unknown settings {', '.join(unknown)[:80]}")
+        return cls(**data)
 
 
 _JSON_NAMES = {"loss_temperature": "temperature"}  # field -> config.json key (format 2)

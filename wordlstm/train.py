@@ -620,15 +620,13 @@ def _base_settings(base, seg: SegmenterConfig, model: dict) -> tuple[Path, dict]
 
     base_dir = resolve_model_dir(base)
     config = read_config(base_dir)
-    if config["model"].get("head", "vector") != "vector" or config["training"].get("lines"):
+    if config.model.head != "vector" or config.training.lines:
         raise UserError(f"{base}: --from needs a novel model with the vector head")
-    unit = config.get("segmenter", {}).get("unit", "word")
+    unit = config.segmenter.unit
     if seg.unit != unit:
         raise UserError(f"the corpus is segmented into {seg.unit}s, the base into {unit}s; "
                         f"segment it with --unit {unit}")
-    arch = ModelConfig.from_json(config["model"])
-    if "dropout" in model:
-        arch.dropout = model["dropout"]
+    arch = replace(config.model, dropout=model.get("dropout", config.model.dropout))
     return base_dir, asdict(arch)
 
 
@@ -960,10 +958,9 @@ def _refit_inputs(segmented: str, model_dir, what: str):
 
     check_segmented(segmented)
     loaded = load(model_dir)
-    if loaded.config["model"].get("head", "vector") != "vector":
+    if loaded.config.model.head != "vector":
         raise UserError(f"{model_dir}: {what} is for the vector head")
-    holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
-    return loaded, corpus_ids(segmented, loaded.vectors.index, holdout)
+    return loaded, corpus_ids(segmented, loaded.vectors.index, loaded.config.training.holdout)
 
 
 def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
@@ -973,9 +970,9 @@ def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
     if len(corpus.train) < 1000:
         raise UserError(f"{segmented}: too little training text to fit the n-gram on")
     positions = min(positions, len(corpus.train) // 2)
-    rng = np.random.default_rng(loaded.config["training"].get("seed", 1))
+    rng = np.random.default_rng(loaded.config.training.seed)
     start = int(rng.integers(0, len(corpus.train) - positions - 1))
-    ngcfg, ngram = fit_ngram_on(loaded.step, loaded.config["decoder"], loaded.vectors.matrix,
+    ngcfg, ngram = fit_ngram_on(loaded.step, loaded.config.decoder.to_json(), loaded.vectors.matrix,
                                 loaded.log_prior, corpus.train, start, positions, corpus.unk,
                                 order)
     out = Path(loaded.model_dir)
@@ -984,17 +981,16 @@ def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
     try:
         shutil.copytree(out, new)
         ngram.save(new / "ngram.npz")
-        config = dict(loaded.config)
-        config["decoder"] = dict(config["decoder"]) | {"ngram": ngcfg.to_json()}
-        config["files"] = dict(config.get("files") or {}) | {"ngram.npz": file_hash(new / "ngram.npz")}
-        write_json(new / "config.json", config)
+        config = replace(loaded.config, decoder=replace(loaded.config.decoder, ngram=ngcfg),
+                         files=loaded.config.files | {"ngram.npz": file_hash(new / "ngram.npz")})
+        write_json(new / "config.json", config.to_json())
         replace_dir(new, out)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
     log(f"{model_dir}: word {order}-gram of {len(corpus.train):,} training tokens, weight "
         f"{ngcfg.weight:g} (fitted on {positions:,} training positions counted without them)")
-    return config["decoder"]
+    return config.decoder.to_json()
 
 
 DYNAMIC_FIT = 3000  # training positions the dynamic-evaluation learning rate is chosen on
@@ -1016,21 +1012,21 @@ def fit_model_cache(segmented: str, model_dir: str, positions: int = 20_000, log
     if len(corpus.train) < 1000:
         raise UserError(f"{segmented}: too little training text to fit the cache on")
     positions = min(positions, len(corpus.train) // 2)  # a short novel: half of it
-    rng = np.random.default_rng(loaded.config["training"].get("seed", 1))
+    rng = np.random.default_rng(loaded.config.training.seed)
     start = int(rng.integers(0, len(corpus.train) - positions - 1))
-    decoding = dict(loaded.config["decoder"])
+    decoding = loaded.config.decoder.to_json()
     cache = fit_cache_on(loaded.step, decoding, loaded.vectors.matrix, loaded.log_prior,
                          corpus.train[start:start + positions + 1], corpus.unk)
     ids = corpus.train[start:start + positions + 1]
     lr = fit_dynamic_on(loaded.step, decoding, loaded.vectors.matrix, loaded.log_prior, ids,
                         corpus.unk)
-    config = dict(loaded.config)
-    config["decoder"] = decoding | {"cache": cache.to_json(), "dynamic_lr": lr}
-    write_json(Path(model_dir) / "config.json", config)
+    config = replace(loaded.config, decoder=replace(loaded.config.decoder, cache=cache,
+                                                    dynamic_lr=lr))
+    write_json(Path(model_dir) / "config.json", config.to_json())
     log(f"{model_dir}: continuous cache weight {cache.weight:g}, theta {cache.theta:g}, "
         f"{cache.size} positions (fitted on {positions:,} training positions); dynamic "
         f"evaluation learning rate {lr:g} (on {DYNAMIC_FIT:,})")
-    return config["decoder"]
+    return config.decoder.to_json()
 
 
 def _vectors_file(vectors_path) -> Path:
@@ -1062,8 +1058,8 @@ def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
     if loaded.vectors.words != vectors.words:
         raise UserError(f"{init_dir}: --init-from needs a model with the same vocabulary "
                         "(train it with the same --vectors)")
-    mc = loaded.config["model"]
-    if (mc["units"], mc["layers"], mc.get("head")) != (cfg.units, cfg.layers, cfg.head):
+    mc = loaded.config.model
+    if (mc.units, mc.layers, mc.head) != (cfg.units, cfg.layers, cfg.head):
         raise UserError(f"{init_dir}: --init-from needs the same --units, --layers and --head")
     emb = np.vstack([loaded.vectors.matrix, np.zeros((1, vectors.dim), np.float32)])
     model.get_layer("word_embedding").set_weights([emb])
