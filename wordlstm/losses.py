@@ -11,9 +11,11 @@ checkpoints hold weights, and a resumed run builds its losses with the table
 
 from __future__ import annotations
 
+from typing import Any
+
 from .backend import import_keras
 
-keras = import_keras()  # chooses the backend first
+keras: Any = import_keras()  # chooses the backend first
 ops = keras.ops
 
 

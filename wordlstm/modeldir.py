@@ -26,7 +26,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def _one_line(text: object, limit: int = 300) -> str:
     """`text` as one line of at most `limit` characters (messages quote hostile files)."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "…"
@@ -466,7 +466,7 @@ class DecoderConfig:
         return self.dynamic_lr or 0.0
 
     def to_json(self) -> dict:
-        data = {"kind": self.kind}
+        data: dict[str, Any] = {"kind": self.kind}
         for f in ("tau", "prior_scale", "cosine_tau", "fitted_on", "dynamic_lr"):
             if getattr(self, f) is not None:
                 data[f] = getattr(self, f)
@@ -606,7 +606,7 @@ class TrainingRecord:
     def from_json(cls, record) -> TrainingRecord:
         record = _object(record, "training")
         holdout = _object(record.get("holdout", {}), "training.holdout")
-        typed = {"holdout": HoldOut(**{k: holdout[k] for k in ("fraction", "lines", "seed")
+        typed: dict[str, Any] = {"holdout": HoldOut(**{k: holdout[k] for k in ("fraction", "lines", "seed")
                                        if k in holdout})}
         kinds = {"seed": int, "lines": bool, "carry": bool, "epochs": int, "batch_size": int,
                  "learning_rate": float, "patience": int, "weights_dtype": str, "corpus": str,
@@ -828,7 +828,8 @@ def _core_weights(path: Path, data: bytes, digest: str):
             pass  # a broken cache entry is rebuilt below
     lstm, kernel, bias = core_weights(_keras_model_from(data, path))
     try:
-        arrays = {"dense_kernel": kernel, "dense_bias": bias, "layers": np.array(len(lstm))}
+        arrays: dict[str, Any] = {"dense_kernel": kernel, "dense_bias": bias,
+                                  "layers": np.array(len(lstm))}
         for i, (k, r, b) in enumerate(lstm):
             arrays.update({f"k{i}": k, f"r{i}": r, f"b{i}": b})
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -795,6 +795,7 @@ def _build_or_resume(run: TrainingRun, batches: int, resume: bool, init_from, lo
     ema = min(tcfg.ema, 1.0 - 1.0 / max(batches, 2)) if tcfg.ema else 0.0
     compile_model(model, cfg, tcfg.learning_rate, ema=ema)
     if resume:
+        assert state.weights and state.optimizer  # _resume_state found them
         with warnings.catch_warnings():  # its optimizer is restored just below
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
             model.load_weights(run.ckpt / state.weights)
