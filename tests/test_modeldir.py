@@ -350,5 +350,5 @@ def test_each_model_bound_is_stated_once(model_dir, tmp_path):
         ModelConfig(units=top + 1)
     d = _copy(model_dir, tmp_path)
     _rewrite_config(d, lambda c: c["model"].update(units=top + 1))
-    with pytest.raises(UserError, match=r"model\.units must be an integer in \[1, "):
+    with pytest.raises(UserError, match=r"model\.units \(--units\) must be an integer in \[1, "):
         read_config(d)

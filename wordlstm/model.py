@@ -54,27 +54,28 @@ class ModelConfig:
     negatives: int = 2048  # contrastive loss: in-batch negatives (the batch's first targets)
 
     def __post_init__(self):
-        # Errors name the field (config.json's readers prefix "model."; the CLI's options
-        # have the same names with dashes).
+        # Errors name the field (config.json's readers prefix "model.") and the training
+        # option that sets it.
         for f, (lo, hi) in BOUNDS.items():
             value = getattr(self, f)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise UserError(f"{f} must be an integer in [{lo}, {hi:,}], not {value!r}")
+                raise UserError(f"{_named(f)} must be an integer in [{lo}, {hi:,}], not {value!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0 <= self.dropout < 1:
-            raise UserError(f"dropout must be in [0, 1), not {self.dropout!r}")
+            raise UserError(f"{_named('dropout')} must be in [0, 1), not {self.dropout!r}")
         for f, choices in (("loss", LOSSES), ("target", TARGETS), ("head", HEADS)):
             if getattr(self, f) not in choices:
-                raise UserError(f"{f} must be one of {', '.join(choices)}, not "
+                raise UserError(f"{_named(f)} must be one of {', '.join(choices)}, not "
                                 f"{getattr(self, f)!r}")
         if not isinstance(self.train_embedding, bool):
-            raise UserError(f"train_embedding must be true or false, not {self.train_embedding!r}")
+            raise UserError(f"{_named('train_embedding')} must be true or false, not "
+                            f"{self.train_embedding!r}")
         for f, positive in (("loss_temperature", True), ("margin", False)):
             value = getattr(self, f)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not (value > 0 if positive else value >= 0) or value == float("inf"):
-                raise UserError(f"{f} must be a {'positive' if positive else 'non-negative'} "
-                                f"number, not {value!r}")
+                raise UserError(f"{_named(f)} must be a {'positive' if positive else 'non-negative'}"
+                                f" number, not {value!r}")
 
     def to_json(self) -> dict:
         """config.json's "model" record (its key for the loss temperature: "temperature")."""
@@ -94,6 +95,12 @@ class ModelConfig:
 
 
 _JSON_NAMES = {"loss_temperature": "temperature"}  # field -> config.json key (format 2)
+
+
+def _named(f: str) -> str:
+    """A field as errors name it: with the `train` option that sets it (dim and vocab_size
+    come from the vectors)."""
+    return f if f in ("dim", "vocab_size") else f"{f} (--{f.replace('_', '-')})"
 _FIELD_NAMES = {v: k for k, v in _JSON_NAMES.items()}
 
 

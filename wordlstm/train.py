@@ -225,6 +225,14 @@ class Checkpoint:
                    files.get("weights"), files.get("optimizer"), data.get("best_bpc"),
                    data.get("best_epoch"), data.get("best_weights"))
 
+    @staticmethod
+    def epochs_in(path: Path) -> int:
+        """The finished epochs a state.json records (0 if it records none): what an
+        interrupted run reports, whatever else the file holds."""
+        data = read_json(path)
+        epoch = data.get("epoch", 0) if isinstance(data, dict) else 0
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else 0
+
     @classmethod
     def read(cls, path: Path) -> Checkpoint:
         try:
@@ -362,7 +370,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, out: str | Path):
         self.checkpoint = Path(out) / "checkpoint"
         state = self.checkpoint / "state.json"
-        self.epochs_saved = Checkpoint.read(state).epoch if state.is_file() else 0
+        self.epochs_saved = Checkpoint.epochs_in(state) if state.is_file() else 0
         super().__init__(f"interrupted; {self.epochs_saved} epoch(s) saved in {self.checkpoint}: "
                          "run the same command with --resume to continue")
 
