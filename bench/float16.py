@@ -17,7 +17,6 @@ import numpy as np
 from wordlstm.dataset import corpus_ids
 from wordlstm.evaluate import evaluate
 from wordlstm.modeldir import InferenceWeights, load
-from wordlstm.split import HoldOut
 from wordlstm.stepmodel import StepModel
 
 
@@ -33,7 +32,7 @@ def main() -> None:
     rows = []
     for model_dir in args.model:
         m = load(model_dir)
-        holdout = HoldOut(**m.config["training"].get("holdout", {}))
+        holdout = m.config.training.holdout
         corpus = corpus_ids(args.segmented, m.vectors.index, holdout)
         w = m.weights
         half = StepModel(InferenceWeights(w.embedding, [tuple(_half(x) for x in layer)

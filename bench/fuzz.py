@@ -126,26 +126,18 @@ class Workdir:
         self._tmp.cleanup()
 
 
-def _use_config(config: dict) -> None:
-    """What `load` and the generator do with a checked config beyond reading files."""
+def _use_config(config) -> None:
+    """What `load` and the generator do with a checked config (modeldir.ModelDirConfig)
+    beyond reading files."""
     import numpy as np
 
-    from wordlstm.cache import CacheConfig
-    from wordlstm.model import ModelConfig
-    from wordlstm.ngram import NgramConfig
-    from wordlstm.segment import SegmenterConfig
-
-    m = ModelConfig.from_json(config["model"])
-    dec = config["decoder"]
-    CacheConfig.from_json(dec.get("cache"))
-    NgramConfig.from_json(dec.get("ngram"))
-    SegmenterConfig(**dict(config["segmenter"], user_dict=None))
+    m = config.model
     if m.vocab_size * m.dim <= 100_000:
         from wordlstm.decoding import make_decoder
 
         matrix = np.ones((m.vocab_size, m.dim), np.float32)
         prior = np.full(m.vocab_size, -np.log(m.vocab_size), np.float32)
-        make_decoder(dec, matrix, prior, head=config["model"].get("head", "vector"))
+        make_decoder(config.decoder.to_json(), matrix, prior, head=m.head)
 
 
 def run_one(target: str, data: bytes, work: Workdir) -> None:

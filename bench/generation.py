@@ -80,7 +80,7 @@ def main():
 
     keras = import_keras()
     core = load_keras_model(writer.model_dir)
-    window = writer.config["model"]["window"]
+    window = writer.config.model.window
     ids = writer.encode("宝玉笑道")
     common = {"model": str(writer.model_dir), "vocab": len(writer.vectors), "window": window,
               "backend": keras.backend.backend(), "cache": writer.loaded.cache and

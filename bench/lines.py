@@ -50,7 +50,7 @@ def ngram_bpc(train: list[str], held: list[str], order: int) -> float:
 
 def model_bpc(w: Writer, segmented: str) -> float:
     m = w.loaded
-    holdout = HoldOut(**m.config["training"]["holdout"])
+    holdout = m.config.training.holdout
     corpus = corpus_ids(segmented, m.vectors.index, holdout)
     return evaluate(m.step, m.decoder, corpus, m.vectors.words)["bits_per_char"]
 
@@ -182,7 +182,7 @@ def main(argv=None):
     writers = [(Path(m).name, Writer.load(m)) for m in args.model]
     if writers:  # the model's own defaults (config.json "sampling"), as continue-text uses
         SAMPLING = writers[0][1].sampling(SAMPLING, given=set(given))
-    holdout = HoldOut(**writers[0][1].config["training"]["holdout"]) if writers \
+    holdout = writers[0][1].config.training.holdout if writers \
         else HoldOut(lines=True)
     train, held = split_lines(args.segmented, holdout)
     print(f"{len(train):,} training and {len(held):,} held-out lines", file=sys.stderr)

@@ -20,7 +20,6 @@ from wordlstm.evaluate import evaluate
 from wordlstm.model import ModelConfig
 from wordlstm.modeldir import load
 from wordlstm.segment import SegmenterConfig
-from wordlstm.split import HoldOut
 from wordlstm.train import TrainConfig, train
 
 CONFIGS = {  # name: (ModelConfig settings, TrainConfig settings)
@@ -59,7 +58,7 @@ def main(argv=None):
                   verbose=0, log=lambda msg: print(f"[{name}] {msg}", file=sys.stderr))
         m = load(out)
         corpus = corpus_ids(args.segmented, m.vectors.index,
-                            HoldOut(**m.config["training"]["holdout"]))
+                            m.config.training.holdout)
         result = evaluate(m.step, m.decoder, corpus, m.vectors.words)
         hist = json.loads((out / "history.json").read_text())["epochs"]
         result["targets_per_s"] = sum(h["targets_per_s"] for h in hist) / len(hist)

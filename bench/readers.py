@@ -172,7 +172,7 @@ def cmd_packet(args) -> None:
         if model not in writers:
             writers[model] = Writer.load(model)
     first = next(iter(writers.values()), None)
-    holdout = HoldOut(**first.config["training"]["holdout"]) if first else HoldOut()
+    holdout = first.config.training.holdout if first else HoldOut()
     train_text, held = held_out_paragraphs(args.segmented, holdout)
     avoid = writing_bench_paragraphs(held)
     pairs = draw_prompts(held, args.prompts, args.seed, chars=args.chars, avoid=avoid)

@@ -117,7 +117,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     writers = [(Path(m).name, Writer.load(m)) for m in args.model]
-    holdout = HoldOut(**writers[0][1].config["training"]["holdout"]) if writers else HoldOut()
+    holdout = writers[0][1].config.training.holdout if writers else HoldOut()
     t0 = time.perf_counter()
     train_text, held = split_text(args.segmented, holdout)
     pairs = choose_prompts(held, args.samples, args.prompt_chars, args.chars)

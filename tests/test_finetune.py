@@ -42,9 +42,9 @@ def test_new_names_join_the_vocabulary_after_the_bases_words(novel_from_base, mo
     assert [w for w in base.vectors.words if w in set(kept)] == kept
     assert {w for w in old if len(w) == 1} <= set(kept)  # every character stays
     assert {"刘小红", "张阿明"} <= set(mine.vectors.words[n:])
-    assert mine.config["training"]["init_from"] == str(model_dir)
-    assert mine.config["training"]["carry"] is True  # the fine-tuning defaults
-    assert mine.config["model"]["units"] == base.config["model"]["units"]
+    assert mine.config.training.init_from == str(model_dir)
+    assert mine.config.training.carry is True  # the fine-tuning defaults
+    assert mine.config.model.units == base.config.model.units
     out = run("continue-text", "刘小红笑道", "--model", d / "mine", "-n", "8", "--seed", "1")
     assert out.output.strip()
 

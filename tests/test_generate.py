@@ -11,19 +11,19 @@ PLAIN = dict(dry_multiplier=0.0, top_p=1.0, min_p=0.0)  # no loop control, no tr
 
 
 def test_numpy_step_model_matches_keras(model_dir):
-    from wordlstm.model import ModelConfig, build_core, set_core_weights
+    from wordlstm.model import build_core, set_core_weights
 
     m = load(model_dir)
     # model.keras stores float16 weights (and Keras would compute in float16 with them): the
     # step model is checked against Keras' float32 arithmetic on the same stored weights.
-    core = build_core(ModelConfig.from_json(m.config["model"]))
+    core = build_core(m.config.model)
     set_core_weights(core, *core_weights(load_keras_model(model_dir)))
     step = m.step
-    x = np.random.default_rng(0).integers(0, m.config["model"]["vocab_size"] + 1, (8, 7))
+    x = np.random.default_rng(0).integers(0, m.config.model.vocab_size + 1, (8, 7))
     expected = np.asarray(core.predict(m.weights.embedding[x], verbose=0))[:, -1]
     got, _ = step.run(x)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    assert len(core_weights(core)[0]) == m.config["model"]["layers"]
+    assert len(core_weights(core)[0]) == m.config.model.layers
 
 
 def _writer(model_dir):

@@ -81,7 +81,7 @@ def test_the_shipped_base_recipe_never_holds_hongloumengs_held_out_tail(tmp_path
     base = resolve_model_dir("base")
     config = read_config(base)
     ids = corpus_ids(str(tmp_path / "base.seg.txt"), load_vectors_of(base).index,
-                     HoldOut(**config["training"]["holdout"]))
-    assert config["training"]["corpus"] == "base.seg.txt"
-    assert (len(ids.train), len(ids.val)) == (config["training"]["train_tokens"],
-                                              config["training"]["val_tokens"])
+                     config.training.holdout)
+    assert config.training.corpus == "base.seg.txt"
+    assert (len(ids.train), len(ids.val)) == (config.training.train_tokens,
+                                              config.training.val_tokens)

@@ -112,3 +112,23 @@ def test_unk_row_stays_zero_while_the_embedding_trains():
     assert np.abs(np.asarray(out)[-1]).sum() == 0 and np.allclose(np.asarray(out)[:-1], w[:-1])
     with pytest.raises(Exception):
         ModelConfig(units=0)
+
+
+@pytest.mark.parametrize("name", ["default", "dinos"])
+def test_shipped_models_load_with_the_losses_in_their_own_module(name):
+    """The losses moved to wordlstm.losses: models saved before still load, and the losses
+    keep the names they are known by (and rebuild from their configs)."""
+    from wordlstm import losses
+    from wordlstm.model import core_weights
+    from wordlstm.modeldir import load_keras_model, read_config, resolve_model_dir
+
+    model_dir = resolve_model_dir(name)
+    lstm, kernel, _ = core_weights(load_keras_model(model_dir))
+    cfg = read_config(model_dir).model
+    assert len(lstm) == cfg.layers and kernel.shape[0] == cfg.units
+    assert set(custom_objects()) == {"ZeroLastRow", "ContrastiveLoss", "MarginLoss",
+                                     "VectorLoss", "MaskedSoftmaxLoss"}
+    assert all(custom_objects()[k] is getattr(losses, k) for k in custom_objects())
+    loss = make_loss(cfg, TABLE)
+    again = type(loss).from_config(loss.get_config())
+    assert again.get_config() == loss.get_config()

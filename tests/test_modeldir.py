@@ -157,7 +157,7 @@ def _other_model(model_dir, tmp_path, name="b"):
 
 def _signature(loaded):
     """What each of a load's parts says it came from."""
-    return {"config": loaded.config["training"].get("tag", "a"),
+    return {"config": loaded.config.training.extra.get("tag", "a"),
             "vectors": float(loaded.vectors.matrix[0, 0]),
             "weights": float(loaded.weights.dense_kernel.ravel()[0]),
             "prior": float(loaded.log_prior[0]),
@@ -291,3 +291,64 @@ def test_fuzzed_config_is_one_clear_line(model_dir, tmp_path, finding):
             read(d)
         message = str(err.value)
         assert "\n" not in message and len(message) < 1000, message
+
+
+# --- issue 21, item 1: config.json parsed once into typed settings --------------------------
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+@pytest.mark.parametrize("name", ["default", "base", "dinos"])
+def test_shipped_config_json_parses_into_typed_settings_and_back(name):
+    """The shipped models load unchanged; their config.json re-typed gives the same record
+    back (keys written as null are left out: they mean "not recorded" either way)."""
+    from wordlstm.model import ModelConfig
+    from wordlstm.modeldir import DecoderConfig, ModelDirConfig, resolve_model_dir
+    from wordlstm.split import HoldOut
+
+    d = resolve_model_dir(name)
+    raw = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    config = read_config(d)
+    assert isinstance(config.model, ModelConfig) and isinstance(config.decoder, DecoderConfig)
+    assert isinstance(config.training.holdout, HoldOut)
+    assert config.model.to_json() == raw["model"]
+    assert config.training.holdout.to_json() == raw["training"]["holdout"]
+    assert _without_nulls(config.to_json()) == _without_nulls(raw)
+    assert config.to_json()["segmenter"] == raw["segmenter"]
+    assert ModelDirConfig.from_json(config.to_json()) == config
+
+
+def test_config_json_keys_refused_or_kept_by_the_stated_rule(model_dir, tmp_path):
+    """Unknown keys: refused where they would change what the model computes, kept (and
+    written back) in the records and at the top level."""
+    from wordlstm.modeldir import ModelDirConfig
+
+    d = _copy(model_dir, tmp_path)
+    for section in ("model", "decoder", "segmenter"):
+        _rewrite_config(d, lambda c: c[section].update(depth=3))
+        with pytest.raises(UserError, match=f"{section}.*depth"):
+            read_config(d)
+        _rewrite_config(d, lambda c: c[section].pop("depth"))
+    _rewrite_config(d, lambda c: (c["training"].update(gpu="H200"), c.update(note="kept")))
+    config = read_config(d)
+    assert config.training.extra["gpu"] == "H200" and config.extra == {"note": "kept"}
+    again = config.to_json()
+    assert again["training"]["gpu"] == "H200" and again["note"] == "kept"
+    assert ModelDirConfig.from_json(again) == config
+
+
+def test_each_model_bound_is_stated_once(model_dir, tmp_path):
+    """`units` has one bound (model.BOUNDS), for training's settings and config.json alike."""
+    from wordlstm.model import BOUNDS, ModelConfig
+
+    top = BOUNDS["units"][1]
+    assert ModelConfig(units=top).units == top
+    with pytest.raises(UserError, match="units"):
+        ModelConfig(units=top + 1)
+    d = _copy(model_dir, tmp_path)
+    _rewrite_config(d, lambda c: c["model"].update(units=top + 1))
+    with pytest.raises(UserError, match=r"model\.units \(--units\) must be an integer in \[1, "):
+        read_config(d)

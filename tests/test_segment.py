@@ -404,3 +404,13 @@ def test_segment_says_which_encoding_it_chose(tmp_path):
     f = json.loads(r.stdout)["files"][0]
     assert f["encoding"] == "cp950" and "gb18030" in f["detection"]
     assert "這裏" in out.read_text(encoding="utf-8").replace(" ", "")
+
+
+@pytest.mark.parametrize("bad, field", [({"engine": "pkuseg"}, "engine"), ({"unit": "line"}, "unit"),
+                                        ({"hmm": "yes"}, "hmm"), ({"to_simplified": 1}, "to_simplified"),
+                                        ({"normalize_punct": None}, "normalize_punct"),
+                                        ({"user_dict": 3}, "user_dict")])
+def test_segmenter_config_checks_itself_and_names_the_field(bad, field):
+    with pytest.raises(UserError, match=f"segmenter {field} "):
+        SegmenterConfig(**bad)
+    assert SegmenterConfig(**SegmenterConfig(unit="char").to_json()).unit == "char"

@@ -64,6 +64,38 @@ def test_interrupted_training_resumes_from_checkpoint(segmented, vectors_file, t
     assert resumed["history"][-1]["loss"] == pytest.approx(full["history"][-1]["loss"], rel=1e-2)
 
 
+def test_checkpoint_reads_the_state_json_keys_it_always_had(tmp_path):
+    """state.json is a file format: a checkpoint written before `Checkpoint` existed (these
+    keys, a key this version does not know) reads, and writes back the same keys."""
+    from dataclasses import asdict
+
+    from wordlstm.train import Checkpoint
+
+    cfg, tcfg = ModelConfig(**TINY, dim=8, vocab_size=30), TrainConfig(epochs=4, patience=0)
+    old = {"epoch": 2, "history": [{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.5}],
+           "model": cfg.to_json(), "training": asdict(tcfg), "vocab_sha256": "ab" * 32,
+           "segmenter": SegmenterConfig().to_json(), "vectors_sha256": "cd" * 32,
+           "best_bpc": 4.25, "best_epoch": 1, "best_weights": "best-1.weights.h5",
+           "files": {"weights": "weights-2.weights.h5", "optimizer": "optimizer-2.npz"},
+           "written_by": "a later version"}
+    (tmp_path / "state.json").write_text(json.dumps(old))
+    state = Checkpoint.read(tmp_path / "state.json")
+    assert (state.model, state.training, state.epoch) == (cfg, tcfg, 2)
+    assert (state.weights, state.optimizer) == ("weights-2.weights.h5", "optimizer-2.npz")
+    assert (state.best_epoch, state.kept_epoch, state.best_bpc) == (1, 1, 4.25)
+    assert state.to_json() == {k: v for k, v in old.items() if k != "written_by"}
+    state.finished(3)
+    assert state.to_json()["files"] == {"weights": "weights-3.weights.h5",
+                                        "optimizer": "optimizer-3.npz"}
+    fresh = Checkpoint(cfg, tcfg, "ab" * 32, SegmenterConfig())
+    assert "best_epoch" not in fresh.to_json() and fresh.kept_epoch == 0
+    assert Checkpoint.from_json(fresh.to_json()) == fresh
+    (tmp_path / "state.json").write_text(json.dumps({k: v for k, v in old.items()
+                                                     if k != "model"}))
+    with pytest.raises(UserError, match="damaged checkpoint"):
+        Checkpoint.read(tmp_path / "state.json")
+
+
 def test_resume_without_checkpoint_is_an_error(segmented, vectors_file, tmp_path):
     with pytest.raises(UserError, match="nothing to resume"):
         train(str(segmented), str(vectors_file), tmp_path / "x", ModelConfig(**TINY),
@@ -104,12 +136,12 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
           TrainConfig(epochs=3, batch_size=16, weights_dtype="float32"), SegmenterConfig(),
           **QUIET)
     m = load(out)
-    assert m.config["model"]["head"] == "softmax" and m.config["decoder"]["kind"] == "softmax"
+    assert m.config.model.head == "softmax" and m.config.decoder.kind == "softmax"
     hist = json.loads((out / "history.json").read_text())["epochs"]
     assert hist[-1]["val_bits_per_char"] < hist[0]["val_bits_per_char"]
     # The numpy step model reproduces Keras' logits.
     core = load_keras_model(out)
-    x = np.random.default_rng(1).integers(0, m.config["model"]["vocab_size"], (4, TINY["window"]))
+    x = np.random.default_rng(1).integers(0, m.config.model.vocab_size, (4, TINY["window"]))
     np.testing.assert_allclose(m.step.run(x)[0],
                                np.asarray(core.predict(m.weights.embedding[x], verbose=0))[:, -1],
                                rtol=1e-4, atol=1e-4)
@@ -123,10 +155,10 @@ def test_softmax_head_trains_evaluates_and_generates(segmented, vectors_file, tm
 
 def test_default_model_decodes_with_word_frequencies(model_dir):
     m = load(model_dir)
-    assert m.config["model"]["loss"] == "contrastive" and m.config["model"]["train_embedding"]
-    decoder = m.config["decoder"]
-    assert decoder["kind"] == "prior" and 0 < decoder["tau"] <= 1 and decoder["fitted_on"] > 0
-    assert m.log_prior.shape == (m.config["model"]["vocab_size"],)
+    assert m.config.model.loss == "contrastive" and m.config.model.train_embedding
+    decoder = m.config.decoder
+    assert decoder.kind == "prior" and 0 < decoder.tau <= 1 and decoder.fitted_on > 0
+    assert m.log_prior.shape == (m.config.model.vocab_size,)
     assert np.exp(m.log_prior).sum() == pytest.approx(1, rel=1e-4)
 
 
@@ -185,7 +217,7 @@ def test_carried_state_training_learns_and_ships_a_plain_model(segmented, vector
     history = result["history"]
     assert history[1]["loss"] < history[0]["loss"]
     m = load(out)
-    assert m.config["training"]["carry"] is True
+    assert m.config.training.carry is True
     assert len(m.weights.lstm) == 1 and m.weights.lstm[0][0].shape[1] == 4 * TINY["units"]
 
     keras = import_keras()
@@ -214,12 +246,12 @@ def test_float16_storage_halves_the_file_and_loads_as_float32(segmented, vectors
     from wordlstm.model import build_core, core_weights, set_core_weights
 
     m = load(model_dir)  # stored as float16, the default
-    assert m.config["training"]["weights_dtype"] == "float16"
+    assert m.config.training.weights_dtype == "float16"
     lstm, kernel, _ = load_core_weights(model_dir)
     assert kernel.dtype == np.float32 and lstm[0][0].dtype == np.float32
     assert np.array_equal(kernel, kernel.astype(np.float16).astype(np.float32))  # rounded
-    full = build_core(ModelConfig.from_json(m.config["model"]))
-    half = build_core(ModelConfig.from_json(m.config["model"]), dtype="float16")
+    full = build_core(m.config.model)
+    half = build_core(m.config.model, dtype="float16")
     for core in (full, half):
         set_core_weights(core, *core_weights(load_keras_model(model_dir)))
     full.save(tmp_path / "full.keras")

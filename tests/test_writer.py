@@ -12,11 +12,12 @@ from wordlstm.writer import Writer
 
 def test_line_model_learns_clause_length_marks_and_form(poem_model):
     w = Writer.load(poem_model / "m")
-    assert w.config["lines"]["clause_length"] == 5
-    assert set(w.config["lines"]["clause_ends"]) == {"，", "。"}
-    assert w.config["lines"]["count"] == 400
-    assert w.config["lines"]["forms"] == [[5, 4, 1.0]]
-    assert w.config["training"]["holdout"]["lines"] is True
+    assert w.config.lines.clause_length == 5 and w.config.acrostic_length == 5
+    assert set(w.config.lines.clause_ends) == {"，", "。"}
+    assert w.config.lines.count == 400
+    assert w.config.lines.forms == ((5, 4, 1.0),)
+    assert w.config.lines.forms[0].clauses == 4
+    assert w.config.training.holdout.lines is True
 
 
 def _clauses(poem):

@@ -13,6 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .modeldir import ModelDirConfig
 
 CARD = "README.md"
 BASELINE_MAX_TOKENS = 3_000_000  # larger corpora (a base) skip the char 5-gram on the card
@@ -43,43 +47,44 @@ def char_baseline(segmented: str | os.PathLike, holdout, order: int = 5) -> floa
         text, history="\n")
 
 
-def card_text(name: str, config: dict, history: dict, baseline: float | None = None) -> str:
-    """The card's Markdown from a model dir's config.json and history.json."""
-    model, training = config.get("model") or {}, config.get("training") or {}
-    decoder = config.get("decoder") or {}
-    corpus = training.get("corpus_file") or {"file": training.get("corpus", "?")}
+def card_text(name: str, config: ModelDirConfig, history: dict,
+              baseline: float | None = None) -> str:
+    """The card's Markdown from a model dir's config.json (parsed: modeldir.ModelDirConfig)
+    and history.json."""
+    model, training, decoder = config.model, config.training, config.decoder
+    corpus = training.corpus_file or {"file": training.corpus or "?"}
     epochs = history.get("epochs") or []
-    best = training.get("best_epoch")
+    best = training.best_epoch
     row = next((e for e in epochs if e.get("epoch") == best), epochs[-1] if epochs else {})
-    bpc = training.get("held_out_bits_per_char", row.get("val_bits_per_char"))
-    holdout = training.get("holdout") or {}
-    lines_model = "lines" in config
+    bpc = training.held_out_bits_per_char
+    if bpc is None:
+        bpc = row.get("val_bits_per_char")
+    holdout = training.holdout
+    lines_model = config.lines is not None
     out = [f"# {name}", ""]
     kind = "a line model (names or poems, one a line)" if lines_model else "a prose model"
-    out += [f"A wordlstm model: {kind}. A {model.get('layers')}-layer LSTM of "
-            f"{model.get('units')} units reads the text word by word and "
-            + ("regresses the next word's vector" if model.get("head", "vector") == "vector"
+    out += [f"A wordlstm model: {kind}. A {model.layers}-layer LSTM of "
+            f"{model.units} units reads the text word by word and "
+            + ("regresses the next word's vector" if model.head == "vector"
                else "predicts the next word (softmax)")
-            + f", decoded against its {model.get('vocab_size', 0):,}-word vocabulary "
-            f"({model.get('dim')}-d vectors).", ""]
+            + f", decoded against its {model.vocab_size:,}-word vocabulary "
+            f"({model.dim}-d vectors).", ""]
     out += ["## Trained on", ""]
     size = f", {corpus['bytes']:,} bytes" if "bytes" in corpus else ""
     sha = f", SHA-256 `{corpus['sha256']}`" if "sha256" in corpus else ""
-    out.append(f"- `{corpus['file']}`{size}{sha}.")
-    if training.get("tokens"):
-        held = "lines drawn at random" if holdout.get("lines") else "the file's tail"
-        out.append(f"- {training['tokens']:,} tokens: {training.get('train_tokens', 0):,} "
-                   f"trained on, {training.get('val_tokens', 0):,} held out "
-                   f"({held}, {holdout.get('fraction', 0.05):.0%}), never read by any "
+    out.append(f"- `{corpus.get('file', '?')}`{size}{sha}.")
+    if training.tokens:
+        held = "lines drawn at random" if holdout.lines else "the file's tail"
+        out.append(f"- {training.tokens:,} tokens: {training.train_tokens or 0:,} "
+                   f"trained on, {training.val_tokens or 0:,} held out "
+                   f"({held}, {holdout.fraction:.0%}), never read by any "
                    "training step.")
-    if training.get("init_from"):
-        out.append(f"- Started from the weights of `{training['init_from']}` (fine-tuned).")
+    if training.init_from:
+        out.append(f"- Started from the weights of `{training.init_from}` (fine-tuned).")
     out += ["", "## How it was made", ""]
-    if training.get("command"):
-        out += ["```", training["command"], "```", ""]
-    settings = {k: training[k] for k in ("epochs", "batch_size", "learning_rate", "carry",
-                                         "patience", "seed") if k in training}
-    out.append("- Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items())
+    if training.command:
+        out += ["```", training.command, "```", ""]
+    out.append("- Settings: " + ", ".join(f"{k} {v}" for k, v in training.settings().items())
                + f"; {len(epochs)} epochs run, epoch {best} kept.")
     out += ["", "## How good it is", ""]
     if bpc is not None:
@@ -87,16 +92,16 @@ def card_text(name: str, config: dict, history: dict, baseline: float | None = N
                    + (f" (a character 5-gram on the same split: {baseline:.3f}; lower is "
                       "better)" if baseline is not None else "") + ".")
     parts = []
-    if (decoder.get("cache") or {}).get("weight"):
-        parts.append(f"continuous cache weight {decoder['cache']['weight']:g}")
-    if decoder.get("dynamic_lr"):
-        parts.append(f"dynamic evaluation at {decoder['dynamic_lr']:g}")
-    if (decoder.get("ngram") or {}).get("weight"):
-        parts.append(f"word {decoder['ngram']['order']}-gram weight {decoder['ngram']['weight']:g}")
+    if decoder.cache is not None and decoder.cache.weight:
+        parts.append(f"continuous cache weight {decoder.cache.weight:g}")
+    if decoder.dynamic_rate:
+        parts.append(f"dynamic evaluation at {decoder.dynamic_rate:g}")
+    if decoder.ngram is not None and decoder.ngram.weight:
+        parts.append(f"word {decoder.ngram.order}-gram weight {decoder.ngram.weight:g}")
     if parts:
         out.append("- `wordlstm evaluate` scores with its test-time adaptation ("
                    + ", ".join(parts) + "), fitted on training text: lower still.")
-    readers = config.get("readers")
+    readers = config.readers
     if readers:
         out.append(f"- Reader panel ({readers.get('round', '')}): {readers.get('summary', '')}")
     else:
@@ -120,16 +125,15 @@ def card_text(name: str, config: dict, history: dict, baseline: float | None = N
 
 def write_card(model_dir: Path, name: str | None = None, baseline: float | None = None) -> None:
     """(Re)write `model_dir`/README.md from its config.json and history.json."""
-    from .modeldir import read_json
+    from .modeldir import read_config, read_json
     from .textio import atomic_output
 
     model_dir = Path(model_dir)
-    config = read_json(model_dir / "config.json")
+    config = read_config(model_dir)  # checked: what was just written reads back
     history = read_json(model_dir / "history.json") if (model_dir / "history.json").is_file() \
         else {}
     text = card_text(name or model_dir.name, config, history,
-                     baseline if baseline is not None
-                     else (config.get("training") or {}).get("char5_bits_per_char"))
+                     baseline if baseline is not None else config.training.char5_bits_per_char)
     with atomic_output(model_dir / CARD) as f:
         f.write(text)
 
@@ -146,5 +150,4 @@ def model_card(model_dir=None) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     history = read_json(model_dir / "history.json") if (model_dir / "history.json").is_file() \
         else {}
-    return card_text(model_dir.name, config, history,
-                     (config.get("training") or {}).get("char5_bits_per_char"))
+    return card_text(model_dir.name, config, history, config.training.char5_bits_per_char)

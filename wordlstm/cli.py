@@ -256,7 +256,6 @@ def train_vectors(segmented, output, as_text, quiet, as_json, **options):
                    f"{summary['held_out_lines']:,} held-out lines not read)", err=True)
 
 
-M, T = ModelDefaults, TrainDefaults
 
 
 @main.command()
@@ -269,59 +268,60 @@ M, T = ModelDefaults, TrainDefaults
                    "its vocabulary; no --vectors needed.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Model directory to write.")
-@click.option("--time-limit", default=T.time_limit, show_default=True,
+@click.option("--time-limit", default=TrainDefaults.time_limit, show_default=True,
               type=click.FloatRange(0, None),
               help="Minutes: start no epoch that would end after this (0: no limit).")
 @click.option("--tensorboard", default="", metavar="DIR",
               help="Write TensorBoard event files here (loss, held-out bits/char, learning "
                    "rate, targets/s per epoch): tensorboard --logdir DIR. Needs TensorFlow.")
-@click.option("--window", default=M.window, show_default=True,
+@click.option("--window", default=ModelDefaults.window, show_default=True,
               help="Tokens per training sequence; every position is a target.")
-@click.option("--units", default=M.units, show_default=True, help="LSTM size.")
-@click.option("--layers", default=M.layers, show_default=True, help="Stacked LSTM layers.")
-@click.option("--dropout", default=M.dropout, show_default=True,
+@click.option("--units", default=ModelDefaults.units, show_default=True, help="LSTM size.")
+@click.option("--layers", default=ModelDefaults.layers, show_default=True, help="Stacked LSTM layers.")
+@click.option("--dropout", default=ModelDefaults.dropout, show_default=True,
               help="Dropout on the embedding, between layers and before the head.")
 @click.option("--head", type=click.Choice(("auto",) + HEADS), default="auto", show_default=True,
               help="Predict the next word's vector (the product: cheap for large word "
                    "vocabularies), or a softmax over the vocabulary. auto: the vector head "
                    "for words, the softmax for characters (it measured better there).")
-@click.option("--loss", type=click.Choice(LOSSES), default=M.loss, show_default=True,
+@click.option("--loss", type=click.Choice(LOSSES), default=ModelDefaults.loss, show_default=True,
               help="Loss of the vector head: contrastive (cosine against the batch's other "
                    "target words), cosine, mse, vmf (von Mises-Fisher NLL) or margin (against "
                    "the most similar wrong word); see bench/RESULTS.md.")
-@click.option("--loss-temperature", default=M.loss_temperature, show_default=True,
+@click.option("--loss-temperature", default=ModelDefaults.loss_temperature, show_default=True,
               help="Temperature of the contrastive loss.")
-@click.option("--negatives", default=M.negatives, show_default=True,
+@click.option("--negatives", default=ModelDefaults.negatives, show_default=True,
               help="In-batch negatives of the contrastive loss.")
-@click.option("--margin", default=M.margin, show_default=True, help="Margin of the margin loss.")
-@click.option("--decode", type=click.Choice(DECODINGS), default=T.decode, show_default=True,
+@click.option("--margin", default=ModelDefaults.margin, show_default=True, help="Margin of the margin loss.")
+@click.option("--decode", type=click.Choice(DECODINGS), default=TrainDefaults.decode, show_default=True,
               help="Vector head: log-probabilities from cosine / tau plus the weighted log word "
                    "frequency (both fitted after training), or from cosine alone (the classic "
                    "nearest-word recipe).")
-@click.option("--train-embedding/--fixed-embedding", default=M.train_embedding,
+@click.option("--train-embedding/--fixed-embedding", default=ModelDefaults.train_embedding,
               show_default=True,
               help="Fine-tune the vocabulary's vectors with the LSTM (input and target tied; "
                    "they ship as the model's vectors.bin), or keep word2vec's.")
-@click.option("--target", type=click.Choice(TARGETS), default=M.target, show_default=True,
+@click.option("--target", type=click.Choice(TARGETS), default=ModelDefaults.target, show_default=True,
               help="Start from word2vec vectors minus their mean (centered), or as they are.")
-@click.option("--epochs", default=T.epochs, show_default=True,
+@click.option("--epochs", default=TrainDefaults.epochs, show_default=True,
               help="At most this many; stops earlier when held-out bits/char stop improving.")
-@click.option("--batch-size", default=T.batch_size, show_default=True, help="Sequences per batch.")
-@click.option("--lr", "learning_rate", default=T.learning_rate, show_default=True,
+@click.option("--batch-size", default=TrainDefaults.batch_size, show_default=True,
+              help="Sequences per batch.")
+@click.option("--lr", "learning_rate", default=TrainDefaults.learning_rate, show_default=True,
               help="Adam learning rate.")
-@click.option("--lr-decay", default=T.lr_decay, show_default=True,
+@click.option("--lr-decay", default=TrainDefaults.lr_decay, show_default=True,
               help="Learning-rate factor after an epoch without better held-out bits/char.")
-@click.option("--val-fraction", default=T.val_fraction, show_default=True,
+@click.option("--val-fraction", default=TrainDefaults.val_fraction, show_default=True,
               help="Held out, never trained on: the tail (or, with --lines, random lines).")
-@click.option("--seed", default=T.seed, show_default=True, type=click.IntRange(0, 2**32 - 1))
-@click.option("--ema", default=T.ema, show_default=True,
+@click.option("--seed", default=TrainDefaults.seed, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--ema", default=TrainDefaults.ema, show_default=True,
               help="Validate and ship the moving average of the weights, with this momentum "
                    "per batch (0: the last weights).")
-@click.option("--carry/--no-carry", default=T.carry, show_default=True,
+@click.option("--carry/--no-carry", default=TrainDefaults.carry, show_default=True,
               help="Read the text in order as --batch-size streams and carry the LSTM state "
                    "from batch to batch (truncated BPTT): it learns context longer than "
                    "--window, as generation uses it.")
-@click.option("--patience", default=T.patience, show_default=True,
+@click.option("--patience", default=TrainDefaults.patience, show_default=True,
               help="Stop after this many epochs without better held-out bits/char, keeping "
                    "the best epoch (0: train every epoch, still keeping the best).")
 @click.option("--init-from", type=click.Path(file_okay=False), default=None,
@@ -336,12 +336,12 @@ M, T = ModelDefaults, TrainDefaults
 @click.option("--lines", "lines", is_flag=True,
               help="Each line is a document (poems, names): generation makes whole lines, "
                    "and random lines are held out.")
-@click.option("--devices", default=T.devices, show_default=True,
+@click.option("--devices", default=TrainDefaults.devices, show_default=True,
               help="'all' or N: data-parallel training over that many GPUs (or CPU devices).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=T.precision,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=TrainDefaults.precision,
               show_default=True, help="Mixed precision speeds up training on recent GPUs.")
 @click.option("--weights-dtype", type=click.Choice(("float16", "float32")),
-              default=T.weights_dtype, show_default=True,
+              default=TrainDefaults.weights_dtype, show_default=True,
               help="How model.keras stores the network (float16: half the size).")
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
 @quiet_option
@@ -395,84 +395,85 @@ def _given(options: dict) -> set[str]:
             (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)}
 
 
-S, R = SamplingDefaults, RequestDefaults
 
 
 @main.command("continue-text")
-@click.argument("prompt", default=R.prompt)
+@click.argument("prompt", default=RequestDefaults.prompt)
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (default: the shipped 红楼梦 model; base: the shipped base model "
                    "of vernacular fiction).")
-@click.option("-n", "--length", default=R.length, show_default=True,
+@click.option("-n", "--length", default=RequestDefaults.length, show_default=True,
               help="Words to generate (the most per line with --lines).")
 @click.option("--until", default=None, help="Stop once the text ends with this mark (e.g. 。”).")
 @click.option("--seed", default=None, type=click.IntRange(0, 2**32 - 1),
               help="Random seed: same seed, same text.")
 @click.option("--greedy", is_flag=True, help="Always take the likeliest word (no sampling).")
-@click.option("--temperature", default=S.temperature, show_default=True,
+@click.option("--temperature", default=SamplingDefaults.temperature, show_default=True,
               help="1.0 samples the model's own distribution; lower is safer, higher wilder.")
-@click.option("--top-k", default=S.top_k, show_default=True,
+@click.option("--top-k", default=SamplingDefaults.top_k, show_default=True,
               help="Sample among the k likeliest words (0: no limit).")
-@click.option("--top-p", default=S.top_p, show_default=True,
+@click.option("--top-p", default=SamplingDefaults.top_p, show_default=True,
               help="Nucleus: sample among the likeliest words holding this much probability.")
-@click.option("--min-p", default=S.min_p, show_default=True,
+@click.option("--min-p", default=SamplingDefaults.min_p, show_default=True,
               help="Min-p: only words with at least this share of the likeliest word's "
                    "probability (0: off).")
-@click.option("--typical-p", default=S.typical_p, show_default=True,
+@click.option("--typical-p", default=SamplingDefaults.typical_p, show_default=True,
               help="Locally typical sampling: the words whose surprisal is nearest the "
                    "entropy, holding this much probability (1: off).")
-@click.option("--rerank", default=S.rerank, show_default=True,
+@click.option("--rerank", default=SamplingDefaults.rerank, show_default=True,
               help="Write clause by clause: sample this many candidates for each next clause "
                    "and keep the one the model finds likeliest (0: word by word).")
-@click.option("--rerank-pmi", default=S.rerank_pmi, show_default=True,
+@click.option("--rerank-pmi", default=SamplingDefaults.rerank_pmi, show_default=True,
               help="With --rerank: score clauses by log p(word | text) minus this times log "
                    "p(word), against bland generic clauses (0: the model's log-probability).")
-@click.option("--dry", "dry_multiplier", default=S.dry_multiplier, show_default=True,
+@click.option("--dry", "dry_multiplier", default=SamplingDefaults.dry_multiplier, show_default=True,
               help="DRY loop control: nats off a word that would extend an earlier repeat of "
                    "more than --dry-allowed tokens, growing with its length (0: off).")
-@click.option("--dry-base", default=S.dry_base, show_default=True,
+@click.option("--dry-base", default=SamplingDefaults.dry_base, show_default=True,
               help="DRY: the penalty's growth per further repeated token.")
-@click.option("--dry-allowed", default=S.dry_allowed, show_default=True,
+@click.option("--dry-allowed", default=SamplingDefaults.dry_allowed, show_default=True,
               help="DRY: repeats this long are free.")
-@click.option("--paragraph-bias", default=S.paragraph_bias, show_default=True,
+@click.option("--paragraph-bias", default=SamplingDefaults.paragraph_bias, show_default=True,
               help="Nats added to the log-probability of a paragraph end (negative: longer "
                    "paragraphs).")
-@click.option("--punct-bias", default=S.punct_bias, show_default=True,
+@click.option("--punct-bias", default=SamplingDefaults.punct_bias, show_default=True,
               help="Nats added to the log-probability of every punctuation mark.")
-@click.option("--no-repeat-ngram", default=S.no_repeat_ngram, show_default=True,
+@click.option("--no-repeat-ngram", default=SamplingDefaults.no_repeat_ngram, show_default=True,
               help="Never repeat an n-gram of this size (0: off).")
-@click.option("--repetition-penalty", default=S.repetition_penalty, show_default=True,
+@click.option("--repetition-penalty", default=SamplingDefaults.repetition_penalty, show_default=True,
               help="Nats off every word used in the last 20 (0: off).")
-@click.option("--context", type=click.Choice(["carry", "window"]), default=S.context,
+@click.option("--context", type=click.Choice(["carry", "window"]), default=SamplingDefaults.context,
               show_default=True, help="Carry LSTM state word to word, or re-read the last window.")
-@click.option("--min-count", default=S.min_count, show_default=True,
+@click.option("--min-count", default=SamplingDefaults.min_count, show_default=True,
               help="Never write a word seen fewer times in training, unless the prompt has it "
                    "(encoding debris in the download; 0: off).")
 @click.option("--other-scripts", is_flag=True,
               help="Allow letters of other scripts (Latin or Cyrillic in a Chinese novel) the "
                    "prompt does not have.")
-@click.option("--quotes/--no-quotes", default=S.quotes, show_default=True,
+@click.option("--quotes/--no-quotes", default=SamplingDefaults.quotes, show_default=True,
               help="Keep quotes whole: no paragraph end or second “ inside an open quote, no ” "
                    "without one.")
-@click.option("--dry-breakers", default=S.dry_breakers, show_default=True,
+@click.option("--dry-breakers", default=SamplingDefaults.dry_breakers, show_default=True,
               help="Marks a DRY repeat does not run across (besides a paragraph end), e.g. "
                    "'：“”' (DRY's own defaults).")
 @click.option("--headings", is_flag=True,
               help="Allow the continuation to write a chapter heading (第N回).")
-@click.option("--cache/--no-cache", default=S.cache, show_default=True,
+@click.option("--cache/--no-cache", default=SamplingDefaults.cache, show_default=True,
               help="Mix in the model's continuous cache of the text's own recent words "
                    "(models trained or `fit-cache`d with one).")
-@click.option("--ngram/--no-ngram", default=S.ngram, show_default=True,
+@click.option("--ngram/--no-ngram", default=SamplingDefaults.ngram, show_default=True,
               help="Mix in the model's word n-gram of its training text (models trained or "
                    "`fit-ngram`ed with one).")
-@click.option("--ngram-weight", default=S.ngram_weight, show_default=True,
+@click.option("--ngram-weight", default=SamplingDefaults.ngram_weight, show_default=True,
               type=click.FloatRange(-1, 1, max_open=True),
               help="The n-gram's share of the mixture (-1: the model's fitted weight).")
-@click.option("--adapt/--no-adapt", default=S.adapt, show_default=True,
+@click.option("--adapt/--no-adapt", default=SamplingDefaults.adapt, show_default=True,
               help="Adapt the model's head to the prompt first (dynamic evaluation; models with "
                    "a fitted learning rate). It never adapts to its own words.")
-@click.option("--samples", default=R.samples, show_default=True, help="Continuations, made as one batch.")
-@click.option("--prefix", default=R.prefix, help="Text fed to the model first to set the mood, not printed.")
+@click.option("--samples", default=RequestDefaults.samples, show_default=True,
+              help="Continuations, made as one batch.")
+@click.option("--prefix", default=RequestDefaults.prefix,
+              help="Text fed to the model first to set the mood, not printed.")
 @click.option("--acrostic", default=None, help="藏头诗: one line per character, starting with it.")
 @click.option("--line-length", type=int, default=None,
               help="Words per acrostic line (default: the corpus's usual clause length).")

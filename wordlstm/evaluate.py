@@ -195,13 +195,12 @@ def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
     from .dataset import corpus_ids
     from .errors import UserError
     from .modeldir import load
-    from .split import HoldOut
     from .textio import check_segmented
 
     check_segmented(segmented)
     loaded = load(model_dir, decode)
-    holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
-    corpus = corpus_ids(segmented, loaded.vectors.index, holdout, whole=whole_file)
+    corpus = corpus_ids(segmented, loaded.vectors.index, loaded.config.training.holdout,
+                        whole=whole_file)
     if len(corpus.val) < 2:
         raise UserError(f"{segmented}: no held-out text to evaluate")
     if whole_file and len(corpus.train) < 2:
@@ -211,7 +210,7 @@ def evaluate_file(segmented: str, model_dir=None, whole_file: bool = False,
         training_stats_of(loaded, corpus)
     result = evaluate(loaded.step, loaded.decoder, corpus, loaded.vectors.words,
                       cache=loaded.cache if cache else None,
-                      dynamic_lr=float(loaded.config["decoder"].get("dynamic_lr", 0.0))
+                      dynamic_lr=loaded.config.decoder.dynamic_rate
                       if dynamic_lr is None else dynamic_lr,
                       ngram=loaded.ngram if ngram else None)
     result["scope"] = "whole file" if whole_file else "held-out part"
@@ -226,14 +225,14 @@ def training_stats_of(loaded, corpus) -> None:
     from .errors import UserError
     from .guards import training_counts
 
-    training = loaded.config.get("training") or {}
-    n = int(training.get("train_tokens") or 0) - 1
+    training = loaded.config.training
+    n = training.train_targets or 0
     counts = training_counts(loaded.log_prior, n) if n > 0 else None
     if counts is None:
         raise UserError(f"{loaded.model_dir}: its config.json does not say how much text it "
                         "was trained on, so another file's unknown characters cannot be priced")
     corpus.train_positions = n
-    corpus.train_unknown = int(training.get("unknown_tokens") or 0)
+    corpus.train_unknown = training.unknown_tokens or 0
     corpus.train_word_counts = counts
     chars: Counter = Counter()
     for word, c in zip(loaded.vectors.words, counts):

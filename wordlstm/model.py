@@ -29,6 +29,11 @@ from .numeric import with_unknown_row
 LOSSES = ("contrastive", "cosine", "mse", "vmf", "margin")
 TARGETS = ("raw", "centered")
 HEADS = ("vector", "softmax")
+# Each integer setting's bounds, the one place they are stated (training's options and a model
+# dir's config.json alike): past them no network trains or loads here. vocab_size 0: not yet
+# known (it comes from the vectors).
+BOUNDS = {"window": (1, 100_000), "dim": (1, 4096), "vocab_size": (0, 5_000_000),
+          "units": (1, 65_536), "layers": (1, 64), "negatives": (1, 1 << 20)}
 
 
 @dataclass
@@ -50,30 +55,53 @@ class ModelConfig:
     negatives: int = 2048  # contrastive loss: in-batch negatives (the batch's first targets)
 
     def __post_init__(self):
-        for f in ("window", "units", "layers", "negatives"):
-            if not isinstance(getattr(self, f), int) or not 1 <= getattr(self, f) <= 1 << 20:
-                raise UserError(f"--{f} must be a positive integer")
-        if not 0 <= self.dropout < 1:
-            raise UserError("--dropout must be in [0, 1)")
-        if self.loss not in LOSSES or self.target not in TARGETS or self.head not in HEADS:
-            raise UserError(f"unknown loss/target/head {self.loss!r}/{self.target!r}/{self.head!r}")
-        if not self.loss_temperature > 0:
-            raise UserError("--loss-temperature must be positive")
-        if not self.margin >= 0:
-            raise UserError("--margin must not be negative")
+        # Errors name the field (config.json's readers prefix "model.") and the training
+        # option that sets it.
+        for f, (lo, hi) in BOUNDS.items():
+            value = getattr(self, f)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise UserError(f"{_named(f)} must be an integer in [{lo}, {hi:,}], not {value!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0 <= self.dropout < 1:
+            raise UserError(f"{_named('dropout')} must be in [0, 1), not {self.dropout!r}")
+        for f, choices in (("loss", LOSSES), ("target", TARGETS), ("head", HEADS)):
+            if getattr(self, f) not in choices:
+                raise UserError(f"{_named(f)} must be one of {', '.join(choices)}, not "
+                                f"{getattr(self, f)!r}")
+        if not isinstance(self.train_embedding, bool):
+            raise UserError(f"{_named('train_embedding')} must be true or false, not "
+                            f"{self.train_embedding!r}")
+        for f, positive in (("loss_temperature", True), ("margin", False)):
+            value = getattr(self, f)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not (value > 0 if positive else value >= 0) or value == float("inf"):
+                raise UserError(f"{_named(f)} must be a {'positive' if positive else 'non-negative'}"
+                                f" number, not {value!r}")
 
     def to_json(self) -> dict:
         """config.json's "model" record (its key for the loss temperature: "temperature")."""
         return {_JSON_NAMES.get(k, k): v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ModelConfig":
+    def from_json(cls, data: dict) -> ModelConfig:
+        """A "model" record re-typed (as nanoGPT's GPTConfig(**model_args)): missing keys
+        take their defaults, an unknown key is refused (it would be a setting this version
+        does not build: the network would not be the one saved)."""
         names = {f.name for f in fields(cls)}
         data = {_FIELD_NAMES.get(k, k): v for k, v in data.items()}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        unknown = sorted(str(k) for k in set(data) - names)
+        if unknown:
+            raise UserError(f"unknown settings {', '.join(unknown)[:80]}")
+        return cls(**data)
 
 
 _JSON_NAMES = {"loss_temperature": "temperature"}  # field -> config.json key (format 2)
+
+
+def _named(f: str) -> str:
+    """A field as errors name it: with the `train` option that sets it (dim and vocab_size
+    come from the vectors)."""
+    return f if f in ("dim", "vocab_size") else f"{f} (--{f.replace('_', '-')})"
 _FIELD_NAMES = {v: k for k, v in _JSON_NAMES.items()}
 
 
@@ -189,9 +217,11 @@ def build_model(cfg: ModelConfig, embedding: np.ndarray | None = None,
         ids = keras.Input(batch_shape=(carry_batch, None), dtype="int32", name="word_ids")
     else:
         ids = keras.Input(shape=(None,), dtype="int32", name="word_ids")
+    from .losses import ZeroLastRow
+
     emb = layers.Embedding(cfg.vocab_size + 1, cfg.dim, trainable=cfg.train_embedding,
-                           embeddings_constraint=custom_objects()["ZeroLastRow"]()
-                           if cfg.train_embedding else None, name="word_embedding")
+                           embeddings_constraint=ZeroLastRow() if cfg.train_embedding else None,
+                           name="word_embedding")
     model = keras.Model(ids, build_core(cfg, carry_batch)(emb(ids)), name="wordlstm")
     if embedding is not None:
         if embedding.shape != (cfg.vocab_size + 1, cfg.dim):
@@ -216,159 +246,20 @@ def compile_model(model, cfg: ModelConfig, learning_rate: float = 1e-3, ema: flo
 
 def make_loss(cfg: ModelConfig, table):
     """The loss for `cfg`; `table` is the embedding variable (or array), [vocab + 1, dim]."""
-    losses = custom_objects()
+    from . import losses
+
     if cfg.head == "softmax":
-        return losses["MaskedSoftmaxLoss"]()
+        return losses.MaskedSoftmaxLoss()
     if cfg.loss == "contrastive":
-        return losses["ContrastiveLoss"](table, cfg.vocab_size, cfg.loss_temperature,
-                                           cfg.negatives)
+        return losses.ContrastiveLoss(table, cfg.vocab_size, cfg.loss_temperature, cfg.negatives)
     if cfg.loss == "margin":
-        return losses["MarginLoss"](table, cfg.vocab_size, cfg.margin)
-    return losses["VectorLoss"](table, cfg.vocab_size, cfg.loss, cfg.dim)
-
-
-_CUSTOM: dict = {}
+        return losses.MarginLoss(table, cfg.vocab_size, cfg.margin)
+    return losses.VectorLoss(table, cfg.vocab_size, cfg.loss, cfg.dim)
 
 
 def custom_objects() -> dict:
-    """The model's own losses and constraint, written with `keras.ops` so every backend runs
-    them. Defined on first use, so that importing this module does not import Keras.
+    """The model's own losses and constraint by class name (`losses.CUSTOM_OBJECTS`);
+    imported on first use, so that importing this module does not import Keras."""
+    from .losses import CUSTOM_OBJECTS
 
-    Every loss gets target ids [B, T] (-1 where nothing is scored) and returns a loss per
-    position; masked positions cost 0.
-    """
-    if _CUSTOM:
-        return _CUSTOM
-    from .backend import import_keras
-
-    keras = import_keras()
-    from keras import ops
-
-    def unit(y):
-        return y / ops.sqrt(ops.sum(y * y, axis=-1, keepdims=True) + 1e-12)
-
-    def flat(y_true, y_pred, width):
-        ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        valid = ids >= 0
-        return ops.where(valid, ids, 0), valid, ops.reshape(y_pred, (-1, width))
-
-    def per_position(loss, valid, y_true):
-        return ops.reshape(ops.where(valid, loss, 0.0), ops.shape(y_true))
-
-    class ZeroLastRow(keras.constraints.Constraint):
-        """Keeps the embedding's last row (UNK) at zero while the rest trains."""
-
-        def __call__(self, w):
-            keep = ops.concatenate([ops.ones((ops.shape(w)[0] - 1, 1), w.dtype),
-                                    ops.zeros((1, 1), w.dtype)], axis=0)
-            return w * keep
-
-        def get_config(self):
-            return {}
-
-    class ContrastiveLoss(keras.losses.Loss):
-        """Cross-entropy of the true word against in-batch negatives, on cosines divided by
-        `temperature` (InfoNCE; a sampled softmax).
-
-        The negatives are the batch's first `negatives` target words, so they are drawn by
-        word frequency: the cosine learns how much likelier a word is after this context than
-        in general (the log-frequency correction of sampled softmax), and decoding adds the
-        log frequency back (decoding.PriorDecoder). It costs one [B*T, negatives] product,
-        nothing per vocabulary word.
-        """
-
-        def __init__(self, table=None, vocab_size=0, temperature=0.05, negatives=2048,
-                     name="contrastive", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.table = table
-            self.vocab_size = int(vocab_size)
-            self.temperature = float(temperature)
-            self.negatives = int(negatives)
-
-        def call(self, y_true, y_pred):
-            ids, valid, pred = flat(y_true, y_pred, ops.shape(y_pred)[-1])
-            pred = unit(pred)
-            true = unit(ops.take(self.table, ids, axis=0))
-            # The batch's sequences come shuffled, so its first positions are a random sample
-            # of whole sequences (a slice works for any batch shape on every backend).
-            neg_ids, neg = ids[:self.negatives], true[:self.negatives]
-            logits = ops.matmul(pred, ops.transpose(neg)) / self.temperature  # [N, K]
-            # The true word among the negatives is not a negative.
-            logits = ops.where(ops.equal(ids[:, None], neg_ids[None, :]), -1e4, logits)
-            positive = ops.sum(pred * true, axis=-1) / self.temperature
-            both = ops.concatenate([positive[:, None], logits], axis=-1)
-            return per_position(ops.logsumexp(both, axis=-1) - positive, valid, y_true)
-
-        def get_config(self):
-            return {"name": self.name, "vocab_size": self.vocab_size,
-                    "temperature": self.temperature, "negatives": self.negatives}
-
-    class MarginLoss(keras.losses.Loss):
-        """Max-margin against the most similar wrong word of the whole vocabulary:
-        max(0, margin + cos(pred, wrong) - cos(pred, true)); the search for the wrong word is
-        one [B*T, vocab] product without gradient."""
-
-        def __init__(self, table=None, vocab_size=0, margin=0.5, name="margin", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.table, self.vocab_size, self.margin = table, int(vocab_size), float(margin)
-
-        def call(self, y_true, y_pred):
-            ids, valid, pred = flat(y_true, y_pred, ops.shape(y_pred)[-1])
-            pred = unit(pred)
-            table = unit(self.table[:self.vocab_size])
-            cos = ops.matmul(ops.stop_gradient(pred), ops.transpose(ops.stop_gradient(table)))
-            cos = ops.where(ops.one_hot(ids, self.vocab_size) > 0, -2.0, cos)
-            wrong = ops.take(table, ops.argmax(cos, axis=-1), axis=0)
-            true = ops.take(table, ids, axis=0)
-            loss = ops.relu(self.margin + ops.sum(pred * wrong, -1) - ops.sum(pred * true, -1))
-            return per_position(loss, valid, y_true)
-
-        def get_config(self):
-            return {"name": self.name, "vocab_size": self.vocab_size, "margin": self.margin}
-
-    class VectorLoss(keras.losses.Loss):
-        """The losses that look only at the true word's unit vector: "cosine" (the classic
-        recipe), "mse", and "vmf", the von Mises-Fisher NLL of Kumar & Tsvetkov (ICLR 2019)
-        with both their regularisers: -log C_m(k) - l2 * pred.true + l1 * k."""
-
-        def __init__(self, table=None, vocab_size=0, kind="cosine", dim=200, l1=0.02, l2=0.1,
-                     name="vector", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.table, self.vocab_size, self.kind = table, int(vocab_size), kind
-            self.dim, self.l1, self.l2 = int(dim), float(l1), float(l2)
-
-        def call(self, y_true, y_pred):
-            ids, valid, pred = flat(y_true, y_pred, ops.shape(y_pred)[-1])
-            true = unit(ops.take(self.table, ids, axis=0))
-            if self.kind == "cosine":
-                loss = -ops.sum(unit(pred) * true, -1)
-            elif self.kind == "mse":
-                loss = ops.mean(ops.square(pred - true), -1)
-            else:
-                kappa = ops.sqrt(ops.sum(pred * pred, axis=-1) + 1e-12)
-                v = self.dim / 2 - 1
-                root = ops.sqrt((v + 1) ** 2 + kappa ** 2)
-                neg_log_c = root - (v - 1) * ops.log(v - 1 + root)  # up to a constant
-                loss = neg_log_c - self.l2 * ops.sum(pred * true, -1) + self.l1 * kappa
-            return per_position(loss, valid, y_true)
-
-        def get_config(self):
-            return {"name": self.name, "vocab_size": self.vocab_size, "kind": self.kind,
-                    "dim": self.dim, "l1": self.l1, "l2": self.l2}
-
-    class MaskedSoftmaxLoss(keras.losses.Loss):
-        """Cross-entropy of the softmax head's logits, per position, masked targets free."""
-
-        def __init__(self, name="softmax", **kwargs):
-            super().__init__(name=name, **kwargs)
-
-        def call(self, y_true, y_pred):
-            ids, valid, logits = flat(y_true, y_pred, ops.shape(y_pred)[-1])
-            true = ops.take_along_axis(logits, ids[:, None], axis=-1)[:, 0]
-            return per_position(ops.logsumexp(logits, axis=-1) - true, valid, y_true)
-
-    # Not registered with Keras: only the core (no loss, no constraint) is ever saved whole;
-    # checkpoints hold weights, and a resumed run builds its losses with the table (make_loss).
-    for cls in (ZeroLastRow, ContrastiveLoss, MarginLoss, VectorLoss, MaskedSoftmaxLoss):
-        _CUSTOM[cls.__name__] = cls
-    return _CUSTOM
+    return CUSTOM_OBJECTS

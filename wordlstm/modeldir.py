@@ -24,16 +24,20 @@ import json
 import os
 import shutil
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import __version__
+from .cache import CacheConfig
 from .errors import UserError
 from .model import ModelConfig, core_weights
+from .ngram import NgramConfig
 from .numeric import with_unknown_row
 from .segment import SegmenterConfig
+from .split import HoldOut
 from .textio import atomic_output, write_json
 from .vectors import Vectors
 
@@ -83,7 +87,7 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def _one_line(text: object, limit: int = 300) -> str:
     """`text` as one line of at most `limit` characters (messages quote hostile files)."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "…"
@@ -268,7 +272,7 @@ class ModelFiles:
     models (time of check = time of use)."""
 
     model_dir: Path
-    config: dict
+    config: ModelDirConfig
     data: dict
     digests: dict
 
@@ -335,7 +339,7 @@ def _read_model_files(model_dir: Path, wanted: tuple) -> ModelFiles:
                             "`wordlstm train -o DIR` makes one)")
         try:
             config = parse_config(handles["config.json"].read(), model_dir)
-            record = config["files"]
+            record = config.files
             for name in wanted:
                 if name in handles and name not in record:
                     raise UserError(f"{model_dir}: {name} is not in config.json's record of the "
@@ -365,15 +369,15 @@ def _read_model_files(model_dir: Path, wanted: tuple) -> ModelFiles:
             os.close(dir_fd)
 
 
-def read_config(model_dir: Path) -> dict:
+def read_config(model_dir: Path) -> ModelDirConfig:
     """config.json, checked for format, version and every field's type and range (before
     anything is allocated from it), with a clear error for old, foreign or damaged dirs.
     (`load` reads it together with the files it describes: `read_model_files`.)"""
     return read_model_files(model_dir, ()).config
 
 
-def parse_config(data: bytes, model_dir: Path) -> dict:
-    """config.json's bytes, parsed and checked (see read_config)."""
+def parse_config(data: bytes, model_dir: Path) -> ModelDirConfig:
+    """config.json's bytes, parsed once into typed settings (see ModelDirConfig)."""
     model_dir = Path(model_dir)
     config = parse_json(data, model_dir / "config.json")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
@@ -384,7 +388,7 @@ def parse_config(data: bytes, model_dir: Path) -> dict:
                         f"this wordlstm reads version {FORMAT_VERSION}; retrain it with "
                         "`wordlstm train`")
     try:
-        validate_config(config)
+        return ModelDirConfig.from_json(config)
     except KeyError as err:
         raise UserError(f"{model_dir / 'config.json'}: damaged or edited by hand (a setting "
                         f"is missing: {_one_line(repr(err.args[0]), 80)})") from None
@@ -392,7 +396,6 @@ def parse_config(data: bytes, model_dir: Path) -> dict:
             RecursionError) as err:
         raise UserError(f"{model_dir / 'config.json'}: damaged or edited by hand "
                         f"({_one_line(err)})") from None
-    return config
 
 
 def _int(value, lo: int, hi: int, name: str) -> int:
@@ -416,100 +419,323 @@ def _bool(value, name: str) -> bool:
     return value
 
 
-def validate_config(config: dict) -> None:
-    """Every field a reader relies on, checked against its type and limits."""
-    from .segment import ENGINES, UNITS
-    from .split import HoldOut
+def _str(value, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise UserError(f"{name} must be text, not {value!r}")
+    return value
 
-    m = config["model"]
-    if not isinstance(m, dict):
-        raise UserError("model must be an object")
-    ModelConfig.from_json(m)  # types and ranges of the architecture
-    _int(m["dim"], 1, 4096, "model.dim")
-    _int(m["vocab_size"], 1, 5_000_000, "model.vocab_size")
-    _int(m["units"], 1, 65536, "model.units")
-    _int(m["layers"], 1, 64, "model.layers")
-    _int(m["window"], 1, 100_000, "model.window")
-    seg = config["segmenter"]
-    if not isinstance(seg, dict) or seg.get("engine") not in ENGINES \
-            or seg.get("unit") not in UNITS:
-        raise UserError("segmenter must name an engine and a unit")
-    from dataclasses import fields
 
-    unknown = sorted(str(k) for k in set(seg) - {f.name for f in fields(SegmenterConfig)})
+def _object(value, name: str, known=None) -> dict:
+    """A JSON object; with `known`, one whose keys are all known (see ModelDirConfig)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{name} must be an object")
+    unknown = sorted(str(k) for k in set(value) - set(known or value))
     if unknown:
-        raise UserError(f"segmenter has unknown settings ({_one_line(', '.join(unknown), 80)})")
-    for key in ("hmm", "to_simplified"):
-        _bool(seg[key], f"segmenter.{key}")
-    if "normalize_punct" in seg:
-        _bool(seg["normalize_punct"], "segmenter.normalize_punct")
-    if seg.get("user_dict") not in (None, "user_dict.txt"):
-        raise UserError("segmenter.user_dict must be the model's own user_dict.txt")
-    dec = config["decoder"]
-    if not isinstance(dec, dict) or dec.get("kind") not in ("prior", "cosine", "softmax"):
-        raise UserError("decoder.kind must be prior, cosine or softmax")
-    for key in ("tau", "cosine_tau", "prior_scale"):
-        if key in dec:
-            _float(dec[key], 0.0, 100.0, f"decoder.{key}")
-    if dec["kind"] == "prior" and "tau" not in dec:
-        raise UserError("decoder.tau is missing")
-    if "dynamic_lr" in dec and dec["dynamic_lr"] != 0:
-        _float(dec["dynamic_lr"], 0.0, 1.0, "decoder.dynamic_lr")
-    if dec.get("cache") is not None:
-        from .cache import CacheConfig
+        raise UserError(f"{name} has unknown settings ({_one_line(', '.join(unknown), 80)})")
+    return value
 
-        c = dec["cache"]
-        if not isinstance(c, dict):
-            raise UserError("decoder.cache must be an object")
-        _int(c["size"], 1, 1 << 16, "decoder.cache.size")
-        CacheConfig(c["size"], _float(c["theta"], -1e-9, 1e4, "decoder.cache.theta"),
-                    _float(c["weight"], -1e-9, 0.999, "decoder.cache.weight"))
-    training = config["training"]
-    if not isinstance(training, dict):
-        raise UserError("training must be an object")
-    holdout = training.get("holdout", {})
-    if not isinstance(holdout, dict):
-        raise UserError("training.holdout must be an object")
-    HoldOut(**{k: holdout[k] for k in ("fraction", "lines", "seed") if k in holdout})
-    line_info = config.get("lines")
-    if line_info is not None:
-        _int(line_info["clause_length"], 0, 1000, "lines.clause_length")
-        if not all(isinstance(p, str) for p in line_info.get("clause_ends", [])):
+
+def _section(name: str, make, *args):
+    """`make(*args)` with its error naming the section ("model.units must be ...")."""
+    try:
+        return make(*args)
+    except UserError as err:
+        raise UserError(f"{name}.{err}") from None
+
+
+_DECODER_KINDS = ("prior", "cosine", "softmax")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """config.json "decoder": how the network's outputs become probabilities and the
+    test-time parts mixed in, all fitted when training ended (decoding.make_decoder reads
+    `to_json()`). None: not fitted (written without it)."""
+
+    kind: str = "cosine"  # "prior", "cosine" or "softmax"
+    tau: float | None = None  # cosine temperature of the prior decoding
+    prior_scale: float | None = None  # its weight of the log word frequency
+    cosine_tau: float | None = None  # the temperature of the plain cosine decoding
+    fitted_on: int | None = None  # training positions tau was fitted on
+    cache: CacheConfig | None = None  # the continuous cache (cache.NeuralCache)
+    dynamic_lr: float | None = None  # dynamic evaluation's learning rate (None, 0: off)
+    ngram: NgramConfig | None = None  # the word n-gram mixed in (ngram.WordNgram)
+
+    @property
+    def dynamic_rate(self) -> float:
+        """Dynamic evaluation's learning rate, 0 where none was fitted."""
+        return self.dynamic_lr or 0.0
+
+    def to_json(self) -> dict:
+        data: dict[str, Any] = {"kind": self.kind}
+        for f in ("tau", "prior_scale", "cosine_tau", "fitted_on", "dynamic_lr"):
+            if getattr(self, f) is not None:
+                data[f] = getattr(self, f)
+        if self.cache is not None:
+            data["cache"] = self.cache.to_json()
+        if self.ngram is not None:
+            data["ngram"] = self.ngram.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, dec) -> DecoderConfig:
+        known = {f.name for f in fields(cls)}
+        dec = _object(dec, "decoder", known)
+        if dec.get("kind") not in _DECODER_KINDS:
+            raise UserError("decoder.kind must be prior, cosine or softmax")
+        taus = {k: _float(dec[k], 0.0, 100.0, f"decoder.{k}")
+                for k in ("tau", "cosine_tau", "prior_scale") if k in dec}
+        if dec["kind"] == "prior" and "tau" not in dec:
+            raise UserError("decoder.tau is missing")
+        lr = dec.get("dynamic_lr")
+        if lr is not None and lr != 0:
+            lr = _float(lr, 0.0, 1.0, "decoder.dynamic_lr")
+        fitted = dec.get("fitted_on")
+        return cls(dec["kind"], fitted_on=None if fitted is None else _int(
+            fitted, 0, 1 << 40, "decoder.fitted_on"), cache=_cache(dec.get("cache")),
+            dynamic_lr=lr, ngram=_ngram(dec.get("ngram")), **taus)
+
+
+def _cache(c) -> CacheConfig | None:
+    if c is None:
+        return None
+    c = _object(c, "decoder.cache", ("size", "theta", "weight", "gap"))
+    size = _int(c["size"], 1, 1 << 16, "decoder.cache.size")
+    # written before the gap existed: none
+    return CacheConfig(size, _float(c["theta"], -1e-9, 1e4, "decoder.cache.theta"),
+                       _float(c["weight"], -1e-9, 0.999, "decoder.cache.weight"),
+                       _int(c.get("gap", 0), 0, size - 1, "decoder.cache.gap"))
+
+
+def _ngram(ng) -> NgramConfig | None:
+    if ng is None:
+        return None
+    ng = _object(ng, "decoder.ngram", ("order", "weight"))
+    return NgramConfig(_int(ng["order"], 1, 10, "decoder.ngram.order"),
+                       _float(ng["weight"], -1e-9, 1.0, "decoder.ngram.weight"))
+
+
+class VerseForm(NamedTuple):
+    """A regular verse form of a line corpus: `clauses` clauses of `length` characters, in
+    `share` of its lines."""
+
+    length: int
+    clauses: int
+    share: float
+
+
+@dataclass(frozen=True)
+class LineInfo:
+    """config.json "lines" (line models only: names, poems): what train.line_stats found."""
+
+    clause_length: int = 0  # the commonest clause length (acrostics' default line length)
+    clause_ends: tuple[str, ...] = ()  # the commonest clause-ending marks
+    count: int | None = None  # training lines
+    forms: tuple[VerseForm, ...] = ()  # the regular forms, the commonest first
+
+    def to_json(self) -> dict:
+        data = {"clause_length": self.clause_length, "clause_ends": list(self.clause_ends)}
+        if self.count is not None:
+            data["count"] = self.count
+        return data | {"forms": [list(f) for f in self.forms]}
+
+    @classmethod
+    def from_json(cls, info) -> LineInfo:
+        info = _object(info, "lines", {f.name for f in fields(cls)})
+        ends = info.get("clause_ends", [])
+        if not isinstance(ends, list) or not all(isinstance(p, str) for p in ends):
             raise UserError("lines.clause_ends must be strings")
-        for form in line_info.get("forms", []):
-            _int(form[0], 1, 1000, "lines.forms")
-            _int(form[1], 1, 1000, "lines.forms")
-    if dec.get("ngram") is not None:
-        from .ngram import NgramConfig
-
-        ng = dec["ngram"]
-        if not isinstance(ng, dict):
-            raise UserError("decoder.ngram must be an object")
-        NgramConfig(_int(ng["order"], 1, 10, "decoder.ngram.order"),
-                    _float(ng["weight"], -1e-9, 1.0, "decoder.ngram.weight"))
-    files = config.get("files")
-    if not isinstance(files, dict) or not all(
-            isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
-            and k in FILES for k, v in files.items()):
-        raise UserError("files must map the model's files to SHA-256 digests (a record every "
-                        "model dir has since format version 2; copy the whole model directory "
-                        "again, or retrain)")
-    needed = ["model.keras", "vectors.bin"]
-    needed += ["prior.npy"] if dec["kind"] == "prior" else []
-    needed += ["user_dict.txt"] if seg.get("user_dict") else []
-    needed += ["ngram.npz"] if dec.get("ngram") else []
-    needed += ["lines.npy"] if line_info is not None else []
-    unlisted = [n for n in needed if n not in files]
-    if unlisted:
-        raise UserError(f"files does not record {', '.join(unlisted)} (every file the model "
-                        "uses has its SHA-256 there); copy the whole model directory again")
+        forms = info.get("forms", [])
+        if not isinstance(forms, list) or not all(isinstance(f, list) and len(f) >= 2
+                                                  for f in forms):
+            raise UserError("lines.forms must be [length, clauses, share] lists")
+        count = info.get("count")
+        return cls(_int(info["clause_length"], 0, 1000, "lines.clause_length"), tuple(ends),
+                   None if count is None else _int(count, 0, 1 << 40, "lines.count"),
+                   tuple(VerseForm(_int(f[0], 1, 1000, "lines.forms"),
+                                   _int(f[1], 1, 1000, "lines.forms"),
+                                   float(f[2]) if len(f) > 2 else 1.0) for f in forms))
 
 
-def segmenter_config(model_dir: Path, config: dict) -> SegmenterConfig:
-    seg = dict(config["segmenter"])
-    if seg.get("user_dict"):
-        seg["user_dict"] = str(Path(model_dir) / seg["user_dict"])
-    return SegmenterConfig(**seg)
+@dataclass(frozen=True)
+class TrainingRecord:
+    """config.json "training": how the model was trained (train.TrainConfig's settings) and
+    what training measured. A record, not a setting: the keys read anywhere are typed here;
+    every other key is kept as written (`extra`) and otherwise ignored. None: not recorded."""
+
+    holdout: HoldOut = HoldOut()  # which lines were held out: every scorer splits the same
+    seed: int = 1
+    lines: bool = False  # a line model (names, poems)
+    carry: bool | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    patience: int | None = None
+    weights_dtype: str | None = None
+    corpus: str | None = None  # the segmented file's name
+    corpus_file: dict | None = None  # {"file", "bytes", "sha256"} of it (card.corpus_record)
+    tokens: int | None = None
+    train_tokens: int | None = None
+    val_tokens: int | None = None
+    unknown_tokens: int | None = None
+    best_epoch: int | None = None  # the epoch that ships
+    init_from: str | None = None  # the model dir fine-tuned from
+    held_out_bits_per_char: float | None = None  # of the saved network alone
+    char5_bits_per_char: float | None = None  # a character 5-gram's, on the same split
+    command: str | None = None  # as typed
+    extra: dict = field(default_factory=dict, compare=False)  # the keys not typed here
+
+    @property
+    def train_targets(self) -> int | None:
+        """Training targets the model's prior.npy counted (its first token is no target)."""
+        return self.train_tokens - 1 if self.train_tokens else None
+
+    def settings(self) -> dict:
+        """The optimisation settings recorded (for the card), in their order."""
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "carry",
+                                              "patience", "seed") if getattr(self, k) is not None}
+
+    def to_json(self) -> dict:
+        data = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "extra" and value is not None:
+                data[f.name] = value.to_json() if f.name == "holdout" else value
+        return data | self.extra
+
+    @classmethod
+    def from_json(cls, record) -> TrainingRecord:
+        record = _object(record, "training")
+        holdout = _object(record.get("holdout", {}), "training.holdout")
+        typed: dict[str, Any] = {"holdout": HoldOut(**{k: holdout[k] for k in ("fraction", "lines", "seed")
+                                       if k in holdout})}
+        kinds = {"seed": int, "lines": bool, "carry": bool, "epochs": int, "batch_size": int,
+                 "learning_rate": float, "patience": int, "weights_dtype": str, "corpus": str,
+                 "corpus_file": dict, "tokens": int, "train_tokens": int, "val_tokens": int,
+                 "unknown_tokens": int, "best_epoch": int, "init_from": str,
+                 "held_out_bits_per_char": float, "char5_bits_per_char": float, "command": str}
+        for key, kind in kinds.items():
+            value = record.get(key)
+            if value is None:
+                continue
+            if kind is bool:
+                _bool(value, f"training.{key}")
+            elif kind is int:
+                _int(value, 0, 1 << 62, f"training.{key}")
+            elif kind is float:  # a measurement: any number (NaN too: a run that diverged)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise UserError(f"training.{key} must be a number, not {value!r}")
+            elif not isinstance(value, kind):
+                raise UserError(f"training.{key} must be {'text' if kind is str else 'an object'}")
+            typed[key] = value
+        return cls(**typed, extra={k: v for k, v in record.items() if k not in kinds
+                                   and k != "holdout"})
+
+
+def _sampling(own) -> dict:
+    """config.json "sampling": the model's own generation defaults (generate.SamplingConfig
+    fields, e.g. a line model's), checked as SamplingConfig checks them."""
+    from .sampling import SamplingConfig
+
+    own = _object(own or {}, "sampling", {f.name for f in fields(SamplingConfig)})
+    try:
+        SamplingConfig(**own)
+    except UserError as err:
+        raise UserError(f"sampling: {err}") from None
+    return dict(own)
+
+
+@dataclass(frozen=True)
+class ModelDirConfig:
+    """config.json, parsed once (`parse_config`) into typed settings: what `LoadedModel`
+    carries and every reader uses; nothing else reads config.json's keys.
+
+    The rule for keys this version does not know: in the sections that decide what the
+    model computes (model, segmenter, decoder, lines, sampling) they are refused, since
+    ignoring one would compute something else than what was saved; in the records
+    (training, versions, readers) and at the top level they are kept as written (a later
+    rewrite, `fit-cache`, `fit-ngram`, keeps them) and otherwise ignored."""
+
+    model: ModelConfig
+    segmenter: SegmenterConfig  # user_dict None here: `user_dict` says if the model has one
+    training: TrainingRecord
+    decoder: DecoderConfig
+    files: dict  # name -> SHA-256 of every file the model uses
+    vocab_sha256: str
+    user_dict: bool = False  # the model has its own user_dict.txt (prompts segment with it)
+    lines: LineInfo | None = None  # line models only
+    sampling: dict = field(default_factory=dict)  # SamplingConfig fields: the model's defaults
+    versions: dict = field(default_factory=dict)  # of the software that trained it
+    readers: dict | None = None  # a reader panel's verdict (bench/readers.py; the card)
+    extra: dict = field(default_factory=dict, compare=False)  # unknown top-level keys
+
+    @property
+    def acrostic_length(self) -> int:
+        """Words per acrostic line unless asked: a line corpus's commonest clause, else 7."""
+        return (self.lines.clause_length if self.lines else 0) or 7
+
+    def to_json(self) -> dict:
+        """The config.json record (`parse_config` of it gives this config back)."""
+        seg = self.segmenter.to_json() | {"user_dict": "user_dict.txt" if self.user_dict else None}
+        data = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model.to_json(),
+                "vocab_sha256": self.vocab_sha256, "segmenter": seg,
+                "training": self.training.to_json(), "versions": self.versions}
+        if self.lines is not None:
+            data["lines"] = self.lines.to_json()
+        data["decoder"] = self.decoder.to_json()
+        if self.sampling:
+            data["sampling"] = self.sampling
+        data["files"] = self.files
+        if self.readers is not None:
+            data["readers"] = self.readers
+        return data | self.extra
+
+    @classmethod
+    def from_json(cls, config: dict) -> ModelDirConfig:
+        known = {"format", "format_version", "model", "vocab_sha256", "segmenter", "training",
+                 "versions", "lines", "decoder", "sampling", "files", "readers"}
+        model = _section("model", ModelConfig.from_json, _object(config["model"], "model"))
+        if model.vocab_size < 1:
+            raise UserError("model.vocab_size must be at least 1")
+        seg = _object(config["segmenter"], "segmenter", {f.name for f in fields(SegmenterConfig)})
+        missing = [k for k in ("engine", "unit", "hmm", "to_simplified") if k not in seg]
+        if missing:  # each is written (normalize_punct came later: old dirs lack it)
+            raise KeyError(f"segmenter.{missing[0]}")
+        user_dict = seg.get("user_dict")
+        if user_dict not in (None, "user_dict.txt"):
+            raise UserError("segmenter.user_dict must be the model's own user_dict.txt")
+        segmenter = SegmenterConfig(**(seg | {"user_dict": None}))
+        decoder = DecoderConfig.from_json(config["decoder"])
+        lines = None if config.get("lines") is None else LineInfo.from_json(config["lines"])
+        files = config.get("files")
+        if not isinstance(files, dict) or not all(
+                isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+                and k in FILES for k, v in files.items()):
+            raise UserError("files must map the model's files to SHA-256 digests (a record "
+                            "every model dir has since format version 2; copy the whole model "
+                            "directory again, or retrain)")
+        parsed = cls(model, segmenter, TrainingRecord.from_json(config["training"]), decoder,
+                     dict(files), _str(config.get("vocab_sha256"), "vocab_sha256") or "",
+                     bool(user_dict), lines, _sampling(config.get("sampling")),
+                     _object(config.get("versions") or {}, "versions"),
+                     None if config.get("readers") is None
+                     else _object(config["readers"], "readers"),
+                     {k: v for k, v in config.items() if k not in known})
+        parsed.check_files()
+        return parsed
+
+    def check_files(self) -> None:
+        """Every file the model uses has its SHA-256 in `files`."""
+        needed = ["model.keras", "vectors.bin"]
+        needed += ["prior.npy"] if self.decoder.kind == "prior" else []
+        needed += ["user_dict.txt"] if self.user_dict else []
+        needed += ["ngram.npz"] if self.decoder.ngram else []
+        needed += ["lines.npy"] if self.lines is not None else []
+        unlisted = [n for n in needed if n not in self.files]
+        if unlisted:
+            raise UserError(f"files does not record {', '.join(unlisted)} (every file the "
+                            "model uses has its SHA-256 there); copy the whole model "
+                            "directory again")
 
 
 @dataclass
@@ -603,7 +829,8 @@ def _core_weights(path: Path, data: bytes, digest: str):
             pass  # a broken cache entry is rebuilt below
     lstm, kernel, bias = core_weights(_keras_model_from(data, path))
     try:
-        arrays = {"dense_kernel": kernel, "dense_bias": bias, "layers": np.array(len(lstm))}
+        arrays: dict[str, Any] = {"dense_kernel": kernel, "dense_bias": bias,
+                                  "layers": np.array(len(lstm))}
         for i, (k, r, b) in enumerate(lstm):
             arrays.update({f"k{i}": k, f"r{i}": r, f"b{i}": b})
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -621,24 +848,23 @@ def load_vectors_of(model_dir=None) -> Vectors:
     return _checked_vectors(files.model_dir, files.config, files.data["vectors.bin"])
 
 
-def load_vectors_checked(model_dir: Path, config: dict) -> Vectors:
+def load_vectors_checked(model_dir: Path, config: ModelDirConfig) -> Vectors:
     """The model dir's vectors, verified to be the ones the model was trained with (read
     once: the bytes hashed are the bytes parsed)."""
     data = _read_model_file(model_dir, "vectors.bin")
-    _check_digest(Path(model_dir), "vectors.bin", data, (config.get("files") or {}).get(
-        "vectors.bin"))
+    _check_digest(Path(model_dir), "vectors.bin", data, config.files.get("vectors.bin"))
     return _checked_vectors(Path(model_dir), config, data)
 
 
-def _checked_vectors(model_dir: Path, config: dict, data: bytes) -> Vectors:
+def _checked_vectors(model_dir: Path, config: ModelDirConfig, data: bytes) -> Vectors:
     from .vectors import parse_vectors
 
     vectors = parse_vectors(data, Path(model_dir) / "vectors.bin")
-    mcfg = config["model"]
-    if vectors.dim != mcfg["dim"] or len(vectors) != mcfg["vocab_size"]:
+    mcfg = config.model
+    if vectors.dim != mcfg.dim or len(vectors) != mcfg.vocab_size:
         raise UserError(f"{model_dir}: vectors.bin is {len(vectors)}x{vectors.dim} but the model "
-                        f"was trained on {mcfg['vocab_size']}x{mcfg['dim']}: they do not match")
-    if vocab_hash(vectors.words) != config.get("vocab_sha256"):
+                        f"was trained on {mcfg.vocab_size}x{mcfg.dim}: they do not match")
+    if vocab_hash(vectors.words) != config.vocab_sha256:
         raise UserError(f"{model_dir}: vectors.bin has a different vocabulary than the model "
                         "was trained with: they do not match")
     return vectors
@@ -654,19 +880,20 @@ def _npy(data: bytes, path: Path) -> np.ndarray:
         raise UserError(f"{path}: cannot read it ({_one_line(err)})") from None
 
 
-def load_log_prior(model_dir: Path, config: dict, data: bytes | None) -> np.ndarray | None:
+def load_log_prior(model_dir: Path, config: ModelDirConfig,
+                   data: bytes | None) -> np.ndarray | None:
     """prior.npy's bytes (log word frequencies), checked against the vocabulary; None if
     there is none."""
     path = Path(model_dir) / "prior.npy"
     if data is None:
-        if (config.get("decoder") or {}).get("kind") == "prior":
+        if config.decoder.kind == "prior":
             raise UserError(f"{model_dir}: prior.npy is missing (the model decodes with word "
                             "frequencies); copy the whole model directory")
         return None
     prior = _npy(data, path)
-    if prior.shape != (config["model"]["vocab_size"],) or prior.dtype.kind != "f":
+    if prior.shape != (config.model.vocab_size,) or prior.dtype.kind != "f":
         raise UserError(f"{path}: {prior.shape[0] if prior.ndim else 0} entries for a "
-                        f"{config['model']['vocab_size']}-word vocabulary: they do not match")
+                        f"{config.model.vocab_size}-word vocabulary: they do not match")
     return prior
 
 
@@ -709,15 +936,15 @@ def _private_copy(data: bytes, digest: str, name: str) -> str:
         return str(Path(tmp) / name)
 
 
-def check_weights(model_dir: Path, config: dict, weights: InferenceWeights) -> None:
-    mcfg = config["model"]
-    outputs = mcfg["vocab_size"] if mcfg.get("head", "vector") == "softmax" else mcfg["dim"]
+def check_weights(model_dir: Path, config: ModelDirConfig, weights: InferenceWeights) -> None:
+    mcfg = config.model
+    outputs = mcfg.vocab_size if mcfg.head == "softmax" else mcfg.dim
     first_in = weights.lstm[0][0].shape[0] if weights.lstm else -1
-    if first_in != mcfg["dim"] or weights.dense_kernel.shape[1] != outputs \
-            or len(weights.lstm) != mcfg.get("layers", len(weights.lstm)):
+    if first_in != mcfg.dim or weights.dense_kernel.shape[1] != outputs \
+            or len(weights.lstm) != mcfg.layers:
         raise UserError(f"{model_dir}: model.keras reads {first_in}-d vectors and writes "
                         f"{weights.dense_kernel.shape[1]} outputs, config.json says "
-                        f"{mcfg['dim']} and {outputs}: the model and its vectors do not match")
+                        f"{mcfg.dim} and {outputs}: the model and its vectors do not match")
 
 
 @dataclass
@@ -731,7 +958,7 @@ class LoadedModel:
     replaced meanwhile."""
 
     model_dir: Path
-    config: dict
+    config: ModelDirConfig
     vectors: Vectors
     weights: InferenceWeights
     log_prior: np.ndarray | None
@@ -740,7 +967,7 @@ class LoadedModel:
 
     @property
     def window(self) -> int:
-        return int(self.config["model"]["window"])
+        return self.config.model.window
 
     @functools.cached_property
     def step(self):
@@ -752,22 +979,20 @@ class LoadedModel:
     def decoder(self):
         from .decoding import make_decoder
 
-        return make_decoder(self.config["decoder"], self.vectors.matrix, self.log_prior,
-                            head=self.config["model"].get("head", "vector"), kind=self.decode)
+        return make_decoder(self.config.decoder.to_json(), self.vectors.matrix, self.log_prior,
+                            head=self.config.model.head, kind=self.decode)
 
     @functools.cached_property
     def cache(self):
         """The continuous cache fitted for this model (cache.CacheConfig), or None."""
-        from .cache import CacheConfig
-
-        return CacheConfig.from_json((self.config.get("decoder") or {}).get("cache"))
+        return self.config.decoder.cache
 
     def _file(self, name: str) -> bytes | None:
         """A file of this model as `load` checked it (or, for a LoadedModel made otherwise,
         read now and checked against this model's record); None if the model has none."""
         if name in self.files:
             return self.files[name]
-        expected = (self.config.get("files") or {}).get(name)
+        expected = self.config.files.get(name)
         if expected is None:
             return None
         data = _read_model_file(self.model_dir, name)
@@ -778,9 +1003,9 @@ class LoadedModel:
     def ngram(self):
         """(ngram.NgramConfig, ngram.WordNgram) fitted for this model, or None: from the
         ngram.npz bytes `load` checked."""
-        from .ngram import NgramConfig, WordNgram
+        from .ngram import WordNgram
 
-        cfg = NgramConfig.from_json((self.config.get("decoder") or {}).get("ngram"))
+        cfg = self.config.decoder.ngram
         if cfg is None:
             return None
         data = self._file("ngram.npz")
@@ -796,15 +1021,16 @@ class LoadedModel:
     def segmenter_config(self) -> SegmenterConfig:
         """How prompts are segmented; the user dictionary is the one `load` checked (a
         private copy of its bytes: the segmenter reads a path)."""
-        seg = dict(self.config["segmenter"])
-        if seg.get("user_dict"):
-            data = self._file("user_dict.txt")
-            if data is None:
-                raise UserError(f"{self.model_dir}: user_dict.txt is missing; copy the whole "
-                                "model directory")
-            seg["user_dict"] = _private_copy(data, hashlib.sha256(data).hexdigest(),
-                                             "user_dict.txt")
-        return SegmenterConfig(**seg)
+        from dataclasses import replace
+
+        if not self.config.user_dict:
+            return self.config.segmenter
+        data = self._file("user_dict.txt")
+        if data is None:
+            raise UserError(f"{self.model_dir}: user_dict.txt is missing; copy the whole "
+                            "model directory")
+        return replace(self.config.segmenter, user_dict=_private_copy(
+            data, hashlib.sha256(data).hexdigest(), "user_dict.txt"))
 
 
 LAZY = ("ngram.npz", "lines.npy", "user_dict.txt")  # read at load, used later

@@ -151,8 +151,21 @@ class SegmenterConfig:
     # `segment` turns it on for word units, and old model dirs, which lack it, mean False
 
     def __post_init__(self):
-        # Bounded where the setting is made (segment, train and a model dir's copy), before
-        # any work; a missing file is left to the command that needs it (its own message).
+        # Checked where the setting is made (segment, train, a model dir's or a checkpoint's
+        # copy), before any work; each error names the field. Whether rjieba is installed is
+        # the machine's, not the setting's: resolve_engine says it when segmenting.
+        if self.engine not in ENGINES:
+            raise UserError(f"segmenter engine {self.engine!r} is unknown; choose one of "
+                            f"{', '.join(ENGINES)}")
+        if self.unit not in UNITS:
+            raise UserError(f"segmenter unit {self.unit!r} is unknown; choose word or char")
+        for name in ("hmm", "to_simplified", "normalize_punct"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"segmenter {name} must be true or false, not "
+                                f"{getattr(self, name)!r}")
+        if self.user_dict is not None and not isinstance(self.user_dict, str):
+            raise UserError(f"segmenter user_dict must be a file name, not {self.user_dict!r}")
+        # A missing file is left to the command that needs it (its own message).
         if self.user_dict and os.path.lexists(self.user_dict):
             check_user_dict(self.user_dict)
 
@@ -164,8 +177,6 @@ class Segmenter:
     """Callable: normalised line (see textio.normalize_line) -> list of tokens, never a space."""
 
     def __init__(self, config: SegmenterConfig = SegmenterConfig()):
-        if config.unit not in UNITS:
-            raise UserError(f"unknown unit {config.unit!r}; choose word or char")
         # read and checked here; _build gives jieba exactly these entries (no second read)
         self._user_entries = check_user_dict(config.user_dict) if config.user_dict else []
         self.config = config

@@ -189,21 +189,21 @@ class ServedModel:
         self.history = _read_history(writer.model_dir)
         self.card = _read_card(writer.model_dir)
         config = writer.config
-        best = config.get("training", {}).get("best_epoch")
+        best = config.training.best_epoch
         bits = [e.get("val_bits_per_char") for e in self.history if e.get("epoch") == best]
-        corpus = config.get("training", {}).get("corpus")
+        corpus = config.training.corpus
         self.facts = {
             "id": model_id,
             "title": novel_title(self.card, corpus),
             "unit": writer.unit,
             "vocabulary": len(writer.vectors),
-            "head": config["model"].get("head", "vector"),
-            "layers": config["model"].get("layers", 1),
-            "units": config["model"]["units"],
+            "head": config.model.head,
+            "layers": config.model.layers,
+            "units": config.model.units,
             "corpus": corpus,
             "held_out_bits_per_char": round(bits[0], 4) if bits and bits[0] else None,
-            "lines": bool(config.get("training", {}).get("lines")),
-            "forms": [f"{f[0]}x{f[1]}" for f in (config.get("lines") or {}).get("forms") or []],
+            "lines": config.training.lines,
+            "forms": [f"{f.length}x{f.clauses}" for f in config.lines.forms] if config.lines else [],
             "best_epoch": best,
         }
 
@@ -520,8 +520,7 @@ def check_limits(body, served: ServedModel, c: ServeConfig) -> None:
         if len(heads) > c.max_acrostic:
             raise UserError(f"acrostic: {len(heads):,} characters; this server takes at "
                             f"most {c.max_acrostic}")
-        per_line = (body.line_length or (served.writer.config.get("lines") or {})
-                    .get("clause_length") or 7)
+        per_line = body.line_length or served.writer.config.acrostic_length
         words = len(heads) * (per_line + 1)
         if words > c.max_length:
             raise UserError(f"acrostic: {len(heads)} lines of {per_line} words (line_length)"

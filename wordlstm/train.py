@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +172,75 @@ def averaged_weights(model):
             var.assign(value)
 
 
-def _checkpoint_files(ckpt: Path, epoch: int) -> dict:
-    return {"weights": f"weights-{epoch}.weights.h5", "optimizer": f"optimizer-{epoch}.npz"}
+@dataclass
+class Checkpoint:
+    """checkpoint/state.json: a training's settings and progress after its last finished
+    epoch, written after the files it names (`weights`, `optimizer`: that epoch's raw
+    weights and optimizer state; `best_weights`: the best epoch's validated ones). A file
+    format: `to_json`/`from_json` keep the keys state.json has always had, and keys this
+    version does not know are ignored."""
+
+    model: ModelConfig
+    training: TrainConfig
+    vocab_sha256: str
+    segmenter: SegmenterConfig
+    vectors_sha256: str | None = None  # the vectors the run started from (their file, or the
+    # base's vectors and the words added): a resume must start from the same
+    epoch: int = 0  # finished epochs
+    history: list = field(default_factory=list)  # one row an epoch (history.json's "epochs")
+    weights: str | None = None  # this epoch's files, in the checkpoint directory
+    optimizer: str | None = None
+    best_bpc: float | None = None  # the best held-out bits/char so far, its epoch and weights
+    best_epoch: int | None = None
+    best_weights: str | None = None
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch whose weights ship: the best validated one, else the last."""
+        return self.epoch if self.best_epoch is None else self.best_epoch
+
+    def finished(self, epoch: int) -> None:
+        """`epoch` is done: its files' names (written next, before state.json)."""
+        self.epoch = epoch
+        self.weights, self.optimizer = f"weights-{epoch}.weights.h5", f"optimizer-{epoch}.npz"
+
+    def to_json(self) -> dict:
+        data = {"epoch": self.epoch, "history": self.history, "model": self.model.to_json(),
+                "training": asdict(self.training), "vocab_sha256": self.vocab_sha256,
+                "segmenter": self.segmenter.to_json(), "vectors_sha256": self.vectors_sha256}
+        if self.best_epoch is not None:
+            data.update(best_bpc=self.best_bpc, best_epoch=self.best_epoch,
+                        best_weights=self.best_weights)
+        if self.weights is not None:
+            data["files"] = {"weights": self.weights, "optimizer": self.optimizer}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Checkpoint:
+        """A state.json's record (a damaged one raises KeyError, TypeError or ValueError, or
+        UserError from the settings' own checks: `read` turns them into one error)."""
+        files = data.get("files") or {}
+        return cls(ModelConfig.from_json(data["model"]), TrainConfig.from_json(data["training"]),
+                   data["vocab_sha256"], SegmenterConfig(**data["segmenter"]),
+                   data.get("vectors_sha256"), int(data["epoch"]), list(data["history"]),
+                   files.get("weights"), files.get("optimizer"), data.get("best_bpc"),
+                   data.get("best_epoch"), data.get("best_weights"))
+
+    @staticmethod
+    def epochs_in(path: Path) -> int:
+        """The finished epochs a state.json records (0 if it records none): what an
+        interrupted run reports, whatever else the file holds."""
+        data = read_json(path)
+        epoch = data.get("epoch", 0) if isinstance(data, dict) else 0
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else 0
+
+    @classmethod
+    def read(cls, path: Path) -> Checkpoint:
+        try:
+            return cls.from_json(read_json(path))
+        except (KeyError, TypeError, ValueError, AttributeError, UserError) as err:
+            raise UserError(f"{path}: damaged checkpoint ({type(err).__name__}: "
+                            f"{str(err)[:200]}); train afresh") from None
 
 
 class _H5Buffer(io.BytesIO):
@@ -221,11 +288,11 @@ def _save_optimizer(model, path: Path) -> None:
     _write_checkpoint_file(path, buffer.getvalue())
 
 
-def _save_state(path: Path, state: dict) -> None:
+def _save_state(path: Path, state: Checkpoint) -> None:
     """state.json, written last: it names the epoch's files (atomically, as they are)."""
     import json
 
-    text = json.dumps(state, ensure_ascii=False, indent=2) + "\n"
+    text = json.dumps(state.to_json(), ensure_ascii=False, indent=2) + "\n"
     _write_checkpoint_file(path, text.encode("utf-8"))
 
 
@@ -304,7 +371,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, out: str | Path):
         self.checkpoint = Path(out) / "checkpoint"
         state = self.checkpoint / "state.json"
-        self.epochs_saved = read_json(state)["epoch"] if state.is_file() else 0
+        self.epochs_saved = Checkpoint.epochs_in(state) if state.is_file() else 0
         super().__init__(f"interrupted; {self.epochs_saved} epoch(s) saved in {self.checkpoint}: "
                          "run the same command with --resume to continue")
 
@@ -327,7 +394,7 @@ def check_tensorboard(logdir: str) -> None:
         raise UserError(f"--tensorboard {logdir}: exists and is not a directory")
 
 
-def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, log,
+def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets: int, log,
                     validator: Validator, ctrl_c: CtrlC | None = None,
                     batches: int = 0, lines: bool = False):
     from .backend import import_keras
@@ -370,14 +437,12 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
                    "learning_rate": float(np.asarray(self.model.optimizer.learning_rate))}
             with averaged_weights(self.model):  # what ships is validated, and kept if best
                 improved = self._validate(epoch, row)
-            files = _checkpoint_files(ckpt, epoch + 1)
-            _save_weights(self.model, ckpt / files["weights"])  # the raw weights, to resume
-            _save_optimizer(self.model, ckpt / files["optimizer"])
-            state["history"].append(row)
-            state["epoch"] = epoch + 1
-            state["files"] = files
+            state.history.append(row)
+            state.finished(epoch + 1)
+            _save_weights(self.model, ckpt / state.weights)  # the raw weights, to resume
+            _save_optimizer(self.model, ckpt / state.optimizer)
             _save_state(ckpt / "state.json", state)  # last: names this epoch's files
-            keep = {files["weights"], files["optimizer"], state.get("best_weights"), "state.json"}
+            keep = {state.weights, state.optimizer, state.best_weights, "state.json"}
             for p in ckpt.iterdir():
                 if p.name not in keep and not p.name.endswith(".part"):
                     p.unlink(missing_ok=True)
@@ -412,16 +477,16 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             if bpc is None:
                 return False
             row["val_bits_per_char"] = round(bpc, 5)
-            if bpc < state.get("best_bpc", float("inf")):
+            if state.best_bpc is None or bpc < state.best_bpc:
                 name = f"best-{epoch + 1}.weights.h5"
                 _save_weights(self.model, ckpt / name)
-                state.update(best_bpc=bpc, best_epoch=epoch + 1, best_weights=name)
+                state.best_bpc, state.best_epoch, state.best_weights = bpc, epoch + 1, name
                 return True
-            since = epoch + 1 - state["best_epoch"]
+            since = epoch + 1 - state.kept_epoch
             if tcfg.patience and since >= tcfg.patience:
                 log(f"held-out bits/char has not improved for {since} epochs: stopping "
                     f"after epoch {epoch + 1} of {tcfg.epochs}, keeping epoch "
-                    f"{state['best_epoch']} ({state['best_bpc']:.4f})")
+                    f"{state.best_epoch} ({state.best_bpc:.4f})")
                 self.model.stop_training = True
             elif tcfg.lr_decay < 1:
                 lr = row["learning_rate"] * tcfg.lr_decay
@@ -440,7 +505,7 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
 
             if self.writer is None:
                 self.writer = tf.summary.create_file_writer(tcfg.tensorboard)
-            row = state["history"][-1]
+            row = state.history[-1]
             with self.writer.as_default():
                 for key, tag in (("loss", "loss"), ("val_bits_per_char", "held_out_bits_per_char"),
                                  ("learning_rate", "learning_rate"),
@@ -456,42 +521,39 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
     return [EpochEnd(), TensorBoardLog()] if tcfg.tensorboard else [EpochEnd()]
 
 
-def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors_path: str,
-                  log=print):
-    """Settings and history of an interrupted run; the run's length and hardware may change."""
+def _resume_state(ckpt: Path, out: Path, state: Checkpoint, tcfg: TrainConfig,
+                  vectors_path: str, log=print) -> Checkpoint:
+    """`state` continued from an interrupted run's checkpoint: its settings and progress; the
+    run's length and hardware may change."""
     if not (ckpt / "state.json").is_file():
         raise UserError(f"{out}: nothing to resume (no checkpoint/ from an earlier run)")
-    saved = read_json(ckpt / "state.json")
-    if saved.get("vocab_sha256") != state["vocab_sha256"]:
+    saved = Checkpoint.read(ckpt / "state.json")
+    if saved.vocab_sha256 != state.vocab_sha256:
         raise UserError(f"{out}: the checkpoint was trained with other vectors than "
                         f"{vectors_path}; resume with the same --vectors")
-    if saved.get("vectors_sha256") not in (None, state["vectors_sha256"]):
+    if saved.vectors_sha256 not in (None, state.vectors_sha256):
         raise UserError(f"{out}: the checkpoint started from other vectors than "
                         f"{vectors_path} (same words, other values); resume with the same --vectors")
-    cfg = ModelConfig.from_json(saved["model"])
-    if (cfg.dim, cfg.vocab_size) != (state["model"]["dim"], state["model"]["vocab_size"]):
+    cfg, asked = saved.model, state.model
+    if (cfg.dim, cfg.vocab_size) != (asked.dim, asked.vocab_size):
         raise UserError(f"{out}: the checkpoint has {cfg.vocab_size}x{cfg.dim} vectors, "
-                        f"{vectors_path} has {state['model']['vocab_size']}x"
-                        f"{state['model']['dim']}; resume with the same --vectors")
-    asked, kept = state["model"], cfg.to_json()
-    changed = [f"{k} {kept[k]!r} (not {asked[k]!r})" for k in
+                        f"{vectors_path} has {asked.vocab_size}x{asked.dim}; resume with the "
+                        "same --vectors")
+    changed = [f"{f} {getattr(cfg, f)!r} (not {getattr(asked, f)!r})" for f in
                ("window", "units", "layers", "dropout", "loss", "head", "train_embedding",
-                "target", "temperature", "negatives") if asked.get(k) != kept[k]]
+                "target", "loss_temperature", "negatives") if getattr(asked, f) != getattr(cfg, f)]
     if changed:
         log("note: --resume continues the run with the settings it started with: "
             + ", ".join(changed))
-    saved["training"].update(epochs=tcfg.epochs, devices=tcfg.devices, precision=tcfg.precision,
-                             patience=tcfg.patience, time_limit=tcfg.time_limit,
-                             tensorboard=tcfg.tensorboard)
-    tcfg = TrainConfig.from_json(saved["training"])
-    for key in ("epoch", "history", "best_bpc", "best_epoch", "best_weights", "files"):
-        if key in saved:
-            state[key] = saved[key]
-    state.update(model=cfg.to_json(), training=asdict(tcfg))
-    for key in ("weights", "optimizer"):
-        if not (ckpt / state["files"][key]).is_file():
-            raise UserError(f"{ckpt}: {state['files'][key]} is missing; train afresh")
-    return cfg, tcfg
+    training = replace(saved.training, epochs=tcfg.epochs, devices=tcfg.devices,
+                       precision=tcfg.precision, patience=tcfg.patience,
+                       time_limit=tcfg.time_limit, tensorboard=tcfg.tensorboard)
+    for name in (saved.weights, saved.optimizer):
+        if name is None or not (ckpt / name).is_file():
+            raise UserError(f"{ckpt}: {name or 'the last epoch'}'s weights are missing; train "
+                            "afresh")
+    return replace(saved, model=cfg, training=training, vocab_sha256=state.vocab_sha256,
+                   segmenter=state.segmenter, vectors_sha256=state.vectors_sha256)
 
 
 def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelConfig,
@@ -567,20 +629,18 @@ def _base_settings(base, seg: SegmenterConfig, model: dict) -> tuple[Path, dict]
 
     base_dir = resolve_model_dir(base)
     config = read_config(base_dir)
-    if config["model"].get("head", "vector") != "vector" or config["training"].get("lines"):
+    if config.model.head != "vector" or config.training.lines:
         raise UserError(f"{base}: --from needs a novel model with the vector head")
-    unit = config.get("segmenter", {}).get("unit", "word")
+    unit = config.segmenter.unit
     if seg.unit != unit:
         raise UserError(f"the corpus is segmented into {seg.unit}s, the base into {unit}s; "
                         f"segment it with --unit {unit}")
-    arch = ModelConfig.from_json(config["model"])
-    if "dropout" in model:
-        arch.dropout = model["dropout"]
+    arch = replace(config.model, dropout=model.get("dropout", config.model.dropout))
     return base_dir, asdict(arch)
 
 
 @dataclass
-class _Run:
+class TrainingRun:
     """One training run's settings, data and progress (`state`: what the checkpoint keeps)."""
 
     cfg: ModelConfig
@@ -588,7 +648,7 @@ class _Run:
     vectors: Vectors
     corpus: CorpusIds
     prior: np.ndarray  # log word frequencies of the training targets
-    state: dict
+    state: Checkpoint
     ckpt: Path
     base: Path | None = None  # the model dir fine-tuned from (`--from`)
 
@@ -604,11 +664,11 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
         batch = max(n_devices, run.tcfg.batch_size - run.tcfg.batch_size % n_devices)
         if run.tcfg.carry:
             train_ds = lanes_dataset(run.corpus.train, run.cfg.window, batch, run.corpus.unk,
-                                     seed=run.tcfg.seed, epoch=run.state["epoch"])
+                                     seed=run.tcfg.seed, epoch=run.state.epoch)
         else:
             train_ds = sequences_dataset(run.corpus.train, run.cfg.window, batch,
                                          run.corpus.unk, seed=run.tcfg.seed,
-                                         epoch=run.state["epoch"], drop_remainder=n_devices > 1)
+                                         epoch=run.state.epoch, drop_remainder=n_devices > 1)
         with scope(), (ctrl_c.deferred() if ctrl_c else contextlib.nullcontext()):
             model = _build_or_resume(run, len(train_ds), resume, init_from, log,
                                      carry_batch=batch if run.tcfg.carry else None)
@@ -617,7 +677,8 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
 
 
 def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
-             segmenter: SegmenterConfig, resume: bool, log, base: Path | None = None) -> _Run:
+             segmenter: SegmenterConfig, resume: bool, log,
+             base: Path | None = None) -> TrainingRun:
     """The vectors, the settings (those of the checkpoint when resuming) and the id streams."""
     from .modeldir import file_hash
 
@@ -629,11 +690,10 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         start = file_hash(Path(_vectors_file(vectors_path)))
     cfg.dim, cfg.vocab_size = vectors.dim, len(vectors)
     check_batch(cfg, tcfg)
-    state = {"epoch": 0, "history": [], "model": cfg.to_json(), "training": asdict(tcfg),
-             "vocab_sha256": vocab_hash(vectors.words), "segmenter": segmenter.to_json(),
-             "vectors_sha256": start}
+    state = Checkpoint(cfg, tcfg, vocab_hash(vectors.words), segmenter, start)
     if resume:
-        cfg, tcfg = _resume_state(ckpt, out, state, tcfg, vectors_path, log)
+        state = _resume_state(ckpt, out, state, tcfg, vectors_path, log)
+        cfg, tcfg = state.model, state.training
     corpus = corpus_ids(segmented, vectors.index, tcfg.holdout)
     check_trainable(corpus.train, cfg.window, segmented)
     if tcfg.carry and len(corpus.train) < tcfg.batch_size * cfg.window + 1:
@@ -645,7 +705,7 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
     prior = log_prior(corpus.train[1:], len(vectors))
-    return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
+    return TrainingRun(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
 
 
 def check_batch(cfg: ModelConfig, tcfg: TrainConfig) -> None:
@@ -725,7 +785,7 @@ def _grown_vectors(base: Path, segmented: str, tcfg: TrainConfig, log) -> tuple[
     return grown.vectors, digest
 
 
-def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
+def _build_or_resume(run: TrainingRun, batches: int, resume: bool, init_from, log,
                      carry_batch: int | None = None):
     """The compiled model: fresh, from `init_from`'s weights, or the checkpoint's weights and
     optimizer state (inside the distribution scope)."""
@@ -733,7 +793,7 @@ def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
 
     keras = import_keras()
     cfg, tcfg, state = run.cfg, run.tcfg, run.state
-    keras.utils.set_random_seed(tcfg.seed + state["epoch"])
+    keras.utils.set_random_seed(tcfg.seed + state.epoch)
     model = build_model(cfg, initial_embedding(run.vectors.matrix, cfg.target), carry_batch)
     if run.base is not None and not resume:
         _init_weights(model, run.base, cfg, run.vectors, grown=True)
@@ -744,37 +804,38 @@ def _build_or_resume(run: _Run, batches: int, resume: bool, init_from, log,
     ema = min(tcfg.ema, 1.0 - 1.0 / max(batches, 2)) if tcfg.ema else 0.0
     compile_model(model, cfg, tcfg.learning_rate, ema=ema)
     if resume:
+        assert state.weights and state.optimizer  # _resume_state found them
         with warnings.catch_warnings():  # its optimizer is restored just below
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-            model.load_weights(run.ckpt / state["files"]["weights"])
-        _load_optimizer(model, run.ckpt / state["files"]["optimizer"])
-        log(f"resuming from epoch {state['epoch']} of {tcfg.epochs}")
+            model.load_weights(run.ckpt / state.weights)
+        _load_optimizer(model, run.ckpt / state.optimizer)
+        log(f"resuming from epoch {state.epoch} of {tcfg.epochs}")
     return model
 
 
-def _fit(model, run: _Run, train_ds, verbose: int, log, ctrl_c: CtrlC | None) -> None:
+def _fit(model, run: TrainingRun, train_ds, verbose: int, log, ctrl_c: CtrlC | None) -> None:
     """Train the remaining epochs (validated and checkpointed after each), then hold the best
     epoch's validated weights."""
     tcfg, state = run.tcfg, run.state
-    stopped = (tcfg.patience and "best_epoch" in state
-               and state["epoch"] - state["best_epoch"] >= tcfg.patience)
-    if state["epoch"] < tcfg.epochs and not stopped:
+    stopped = (tcfg.patience and state.best_epoch is not None
+               and state.epoch - state.best_epoch >= tcfg.patience)
+    if state.epoch < tcfg.epochs and not stopped:
         validator = Validator(run.corpus, run.vectors.words, run.cfg, tcfg, run.prior)
         # The dataset orders its sequences itself, from (seed, epoch): Keras' own batch
         # shuffling would make a resumed run differ from the uninterrupted one.
-        model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=state["epoch"],
+        model.fit(train_ds, epochs=tcfg.epochs, initial_epoch=state.epoch,
                   verbose=verbose, shuffle=False,
                   callbacks=_make_callbacks(run.ckpt, tcfg, state, len(run.corpus.train) - 1,
                                              log, validator, ctrl_c, batches=len(train_ds),
                                              lines=not verbose))
-    if state.get("best_epoch", state["epoch"]) != state["epoch"]:
-        log(f"keeping epoch {state['best_epoch']}: the best held-out bits/char "
-            f"({state['best_bpc']:.4f})")
-    if "best_weights" in state:  # the validated (averaged) weights of the best epoch
-        model.load_weights(run.ckpt / state["best_weights"])
+    if state.kept_epoch != state.epoch:
+        log(f"keeping epoch {state.best_epoch}: the best held-out bits/char "
+            f"({state.best_bpc:.4f})")
+    if state.best_weights is not None:  # the validated (averaged) weights of the best epoch
+        model.load_weights(run.ckpt / state.best_weights)
 
 
-def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, init_from,
+def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterConfig, init_from,
             log, ctrl_c: CtrlC | None = None) -> dict:
     """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
@@ -820,7 +881,7 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                "val_tokens": int(len(corpus.val)),
                                "unknown_tokens": int(corpus.train_unknown),
                                "holdout": tcfg.holdout.to_json(),
-                               "best_epoch": state.get("best_epoch", state["epoch"]),
+                               "best_epoch": state.kept_epoch,
                                "init_from": str(init_from) if init_from else None,
                                "held_out_bits_per_char": saved_bpc,
                                "corpus_file": corpus_record(segmented),
@@ -829,12 +890,12 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
     line_info = line_stats(segmented) if tcfg.lines else None
     if ctrl_c is not None:
         ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
-    save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state["history"]},
+    save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state.history},
                    line_info=line_info, decoder=decoding,
                    log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram,
                    sampling=dict(LINE_SAMPLING) if tcfg.lines else None)
     shutil.rmtree(run.ckpt, ignore_errors=True)
-    return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
+    return {"history": state.history, "out": str(out), "best_epoch": state.kept_epoch}
 
 
 # A line model's generation defaults (names, poems): issue 14's settings. The prose defaults
@@ -907,10 +968,9 @@ def _refit_inputs(segmented: str, model_dir, what: str):
 
     check_segmented(segmented)
     loaded = load(model_dir)
-    if loaded.config["model"].get("head", "vector") != "vector":
+    if loaded.config.model.head != "vector":
         raise UserError(f"{model_dir}: {what} is for the vector head")
-    holdout = HoldOut(**loaded.config["training"].get("holdout", {}))
-    return loaded, corpus_ids(segmented, loaded.vectors.index, holdout)
+    return loaded, corpus_ids(segmented, loaded.vectors.index, loaded.config.training.holdout)
 
 
 def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
@@ -920,9 +980,9 @@ def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
     if len(corpus.train) < 1000:
         raise UserError(f"{segmented}: too little training text to fit the n-gram on")
     positions = min(positions, len(corpus.train) // 2)
-    rng = np.random.default_rng(loaded.config["training"].get("seed", 1))
+    rng = np.random.default_rng(loaded.config.training.seed)
     start = int(rng.integers(0, len(corpus.train) - positions - 1))
-    ngcfg, ngram = fit_ngram_on(loaded.step, loaded.config["decoder"], loaded.vectors.matrix,
+    ngcfg, ngram = fit_ngram_on(loaded.step, loaded.config.decoder.to_json(), loaded.vectors.matrix,
                                 loaded.log_prior, corpus.train, start, positions, corpus.unk,
                                 order)
     out = Path(loaded.model_dir)
@@ -931,17 +991,16 @@ def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
     try:
         shutil.copytree(out, new)
         ngram.save(new / "ngram.npz")
-        config = dict(loaded.config)
-        config["decoder"] = dict(config["decoder"]) | {"ngram": ngcfg.to_json()}
-        config["files"] = dict(config.get("files") or {}) | {"ngram.npz": file_hash(new / "ngram.npz")}
-        write_json(new / "config.json", config)
+        config = replace(loaded.config, decoder=replace(loaded.config.decoder, ngram=ngcfg),
+                         files=loaded.config.files | {"ngram.npz": file_hash(new / "ngram.npz")})
+        write_json(new / "config.json", config.to_json())
         replace_dir(new, out)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
     log(f"{model_dir}: word {order}-gram of {len(corpus.train):,} training tokens, weight "
         f"{ngcfg.weight:g} (fitted on {positions:,} training positions counted without them)")
-    return config["decoder"]
+    return config.decoder.to_json()
 
 
 DYNAMIC_FIT = 3000  # training positions the dynamic-evaluation learning rate is chosen on
@@ -963,21 +1022,21 @@ def fit_model_cache(segmented: str, model_dir: str, positions: int = 20_000, log
     if len(corpus.train) < 1000:
         raise UserError(f"{segmented}: too little training text to fit the cache on")
     positions = min(positions, len(corpus.train) // 2)  # a short novel: half of it
-    rng = np.random.default_rng(loaded.config["training"].get("seed", 1))
+    rng = np.random.default_rng(loaded.config.training.seed)
     start = int(rng.integers(0, len(corpus.train) - positions - 1))
-    decoding = dict(loaded.config["decoder"])
+    decoding = loaded.config.decoder.to_json()
     cache = fit_cache_on(loaded.step, decoding, loaded.vectors.matrix, loaded.log_prior,
                          corpus.train[start:start + positions + 1], corpus.unk)
     ids = corpus.train[start:start + positions + 1]
     lr = fit_dynamic_on(loaded.step, decoding, loaded.vectors.matrix, loaded.log_prior, ids,
                         corpus.unk)
-    config = dict(loaded.config)
-    config["decoder"] = decoding | {"cache": cache.to_json(), "dynamic_lr": lr}
-    write_json(Path(model_dir) / "config.json", config)
+    config = replace(loaded.config, decoder=replace(loaded.config.decoder, cache=cache,
+                                                    dynamic_lr=lr))
+    write_json(Path(model_dir) / "config.json", config.to_json())
     log(f"{model_dir}: continuous cache weight {cache.weight:g}, theta {cache.theta:g}, "
         f"{cache.size} positions (fitted on {positions:,} training positions); dynamic "
         f"evaluation learning rate {lr:g} (on {DYNAMIC_FIT:,})")
-    return config["decoder"]
+    return config.decoder.to_json()
 
 
 def _vectors_file(vectors_path) -> Path:
@@ -1008,8 +1067,8 @@ def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
     if loaded.vectors.words != vectors.words:
         raise UserError(f"{init_dir}: --init-from needs a model with the same vocabulary "
                         "(train it with the same --vectors)")
-    mc = loaded.config["model"]
-    if (mc["units"], mc["layers"], mc.get("head")) != (cfg.units, cfg.layers, cfg.head):
+    mc = loaded.config.model
+    if (mc.units, mc.layers, mc.head) != (cfg.units, cfg.layers, cfg.head):
         raise UserError(f"{init_dir}: --init-from needs the same --units, --layers and --head")
     emb = with_unknown_row(loaded.vectors.matrix)
     model.get_layer("word_embedding").set_weights([emb])

@@ -15,7 +15,7 @@ import numpy as np
 from .errors import UserError
 from .generate import Generator, Group
 from .guards import Guards
-from .modeldir import load
+from .modeldir import LineInfo, load
 from .rerank import Reranker
 from .segment import Segmenter
 from .stepmodel import PrefixCache
@@ -110,12 +110,6 @@ def printable(text: str, what: str, log=lambda msg: None) -> str:
     return clean
 
 
-def _train_targets(config: dict) -> int | None:
-    """Training targets the model's prior.npy counted (its first token is no target)."""
-    n = (config.get("training") or {}).get("train_tokens")
-    return int(n) - 1 if n else None
-
-
 def _after_prompt(prompt: str, result: Generation) -> Generation:
     """A continuation's texts as they are answered: each after its prompt."""
     result.texts = [prompt + t for t in result.texts]
@@ -157,10 +151,10 @@ class Writer:
         self.eos = self.vectors.index.get(EOS)
         self.gen = Generator(loaded.step, self.vectors.words, loaded.decoder, loaded.window,
                              self.eos, guards=Guards(self.vectors.words, loaded.log_prior,
-                                           _train_targets(self.config)),
+                                           self.config.training.train_targets),
                              cache=loaded.cache, ngram=loaded.ngram,
-                             dynamic_lr=float(loaded.config["decoder"].get("dynamic_lr", 0.0)))
-        self.unit = self.config["segmenter"].get("unit", "word")
+                             dynamic_lr=self.config.decoder.dynamic_rate)
+        self.unit = self.config.segmenter.unit
         self._rhymes = None
         self.prefixes = PrefixCache(loaded.step)  # next_words: read only what was added
 
@@ -171,16 +165,9 @@ class Writer:
 
     def sampling(self, cfg, given=frozenset()):
         """`cfg` with the model's own sampling defaults (config.json "sampling", e.g. a line
-        model's: the prose defaults suit names and poems badly) for every field not in
-        `given` (what the user set)."""
-        from dataclasses import fields, replace
-
-        own = self.config.get("sampling") or {}
-        names = {f.name for f in fields(cfg)}
-        unknown = sorted(set(own) - names)
-        if unknown:
-            raise UserError(f"{self.model_dir}: config.json sampling has unknown settings "
-                            f"({', '.join(unknown)[:80]})")
+        model's: the prose defaults suit names and poems badly; checked when it was loaded)
+        for every field not in `given` (what the user set)."""
+        own = self.config.sampling
         return replace(cfg, **{k: v for k, v in own.items() if k not in given})
 
     def words(self, ids) -> list[str]:
@@ -314,10 +301,10 @@ class Writer:
         """(body ids, clause-end ids alternating ，。, rhyme classes id -> ids) of the vocabulary."""
         words = self.vectors.words
         body = np.array([i for i, w in enumerate(words) if w != EOS and not is_punctuation(w)])
-        info = self.config.get("lines") or {}
+        info = self.config.lines or LineInfo()
         marks = [m for m in ("，", "。") if m in self.vectors.index]
         if len(marks) < 2:
-            marks = [p for p in info.get("clause_ends") or [] if p in self.vectors.index][:2]
+            marks = [p for p in info.clause_ends if p in self.vectors.index][:2]
         if len(body) == 0 or not marks:
             raise UserError("this model's vocabulary has no punctuation for line ends")
         if self._rhymes is None:
@@ -348,14 +335,14 @@ class Writer:
             if not (1 <= length <= 16 and 1 <= clauses <= 16):
                 raise UserError("--form: 1-16 characters a clause, 1-16 clauses")
             return length, clauses
-        forms = (self.config.get("lines") or {}).get("forms") or []
+        forms = (self.config.lines or LineInfo()).forms
         if not forms:
             return None
         first = next((i for i, t in enumerate(head_tokens) if is_punctuation(t)), None)
         if first is not None:
-            matching = [f for f in forms if f[0] == first]
-            return tuple(matching[0][:2]) if matching else None
-        return tuple(forms[0][:2])
+            matching = [f for f in forms if f.length == first]
+            return (matching[0].length, matching[0].clauses) if matching else None
+        return forms[0].length, forms[0].clauses
 
     def lines(self, prompt: str, n: int, cfg, seed=None, prefix: str = "",
               max_words: int = Request.length, novel_only: bool = False, max_rounds: int = 20,
@@ -426,8 +413,7 @@ class Writer:
             head_ids.append(np.array(starts))
         if not head_ids:
             raise UserError("--acrostic needs at least one character")
-        info = self.config.get("lines") or {}
-        length = line_length or info.get("clause_length") or 7
+        length = line_length or self.config.acrostic_length
         if length < 2:
             raise UserError("--line-length must be at least 2")
         body, ends, rhymes = self._verse_parts()
