@@ -496,11 +496,14 @@ def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors
 def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelConfig,
           tcfg: TrainConfig, segmenter: SegmenterConfig, resume: bool = False,
           verbose: int = 1, log=print, init_from: str | Path | None = None,
-          ctrl_c: CtrlC | None = None, base: str | Path | None = None) -> dict:
+          ctrl_c: CtrlC | None = None, base: str | Path | None = None,
+          overwrite: bool = False) -> dict:
     """Train a model on a segmented file and write a complete model dir to `out`.
 
     `out` is locked while training (a second run into it is refused) and replaced as one step
-    at the end. `init_from` starts from another model dir's weights (same vocabulary and
+    at the end. An `out` that holds a model or an interrupted run's checkpoint is refused
+    unless `resume` (continue the checkpoint) or `overwrite` (train afresh; the old model
+    stays as it is until the new one replaces it). `init_from` starts from another model dir's weights (same vocabulary and
     architecture): pretraining on other novels, then fine-tuning on this one. `base` (a
     model dir, instead of `vectors_path`) fine-tunes it with its vocabulary grown by the
     novel's own words (vocab.extend_vocabulary).
@@ -522,14 +525,40 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
     check_output_dir(out)  # after the two above: they name the cause more exactly
     if tcfg.tensorboard:
         check_tensorboard(tcfg.tensorboard)
+    _check_existing(out, resume, overwrite)
     with output_lock(out):
+        _check_existing(out, resume, overwrite)  # again: now no other run can change it
+        if overwrite:
+            shutil.rmtree(out / "checkpoint", ignore_errors=True)  # train afresh
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
                       init_from, ctrl_c, base)
 
 
+def _check_existing(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train over a model or a checkpoint in `out` unless told what to do with it
+    (retraining silently over a finished model, or restarting an interrupted run that
+    --resume would continue, loses hours)."""
+    if resume and overwrite:
+        raise UserError("--resume continues the run in the output directory, --overwrite "
+                        "starts afresh: choose one")
+    model = (out / "config.json").is_file()
+    state = out / "checkpoint" / "state.json"
+    epochs = read_json(state).get("epoch", 0) if state.is_file() else None
+    if not (resume or overwrite) and (model or epochs is not None):
+        what = ("a trained model" if model else "") + (" and " if model and epochs is not None
+                                                       else "")
+        if epochs is not None:
+            what += f"an interrupted training ({epochs} epoch(s) saved)"
+        raise UserError(f"{out}: holds {what}; --overwrite trains a new one that replaces it "
+                        "when complete (the old one stays usable until then)"
+                        + (", --resume continues the interrupted one" if epochs is not None
+                           else "") + ", or choose another -o")
+
+
 def run(segmented: str, vectors_path: str | None, out: str | Path, model: dict, training: dict,
         segmenter: dict, resume: bool = False, init_from: str | Path | None = None,
-        verbose: int = 0, log=print, base: str | Path | None = None) -> dict:
+        verbose: int = 0, log=print, base: str | Path | None = None,
+        overwrite: bool = False) -> dict:
     """`wordlstm train`: settings checked (`model`: ModelConfig fields, head "auto" for the
     measured best head of the corpus's unit; `training`: TrainConfig fields; `segmenter`:
     overrides of what `segment` recorded, None for "as recorded"), then `train`. Ctrl-C
@@ -541,6 +570,7 @@ def run(segmented: str, vectors_path: str | None, out: str | Path, model: dict, 
     check_segmented(segmented)
     out = Path(out)
     check_writable(out / "config.json")
+    _check_existing(out, resume, overwrite)  # before Keras is imported: a quick refusal
     seg = recorded_config(segmented, **segmenter)
     if base is not None:
         base, model = _base_settings(base, seg, model)
@@ -554,7 +584,7 @@ def run(segmented: str, vectors_path: str | None, out: str | Path, model: dict, 
             log(summary_line() + f"; {cfg.head} head")
             return train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
                          verbose=verbose, log=log, init_from=init_from, ctrl_c=ctrl_c,
-                         base=base)
+                         base=base, overwrite=overwrite)
     except KeyboardInterrupt:
         raise TrainingInterrupted(out) from None
 
@@ -913,7 +943,7 @@ def _refit_inputs(segmented: str, model_dir, what: str):
 
 
 def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
-    from .modeldir import file_hash, replace_dir
+    from .modeldir import LOCK, file_hash, replace_dir
 
     loaded, corpus = _refit_inputs(segmented, model_dir, "the n-gram mixture")
     if len(corpus.train) < 1000:
@@ -928,7 +958,7 @@ def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
     new = out.parent / f".{out.name}.new-{os.getpid()}"
     shutil.rmtree(new, ignore_errors=True)
     try:
-        shutil.copytree(out, new)
+        shutil.copytree(out, new, ignore=shutil.ignore_patterns(LOCK))  # the lock stays
         ngram.save(new / "ngram.npz")
         config = dict(loaded.config)
         config["decoder"] = dict(config["decoder"]) | {"ngram": ngcfg.to_json()}
