@@ -78,8 +78,8 @@ def test_overwrite_keeps_the_old_model_until_the_new_one_is_complete(
                           capture_output=True, text=True, check=True).stdout.strip()
     (parent / f".m.new-{gone}").mkdir()
     args = (str(segmented), str(vectors_file), out, ModelConfig(**TINY))
-    tcfg = dict(epochs=2, batch_size=16, seed=old_seed + 1)
-    quiet = dict(verbose=0, log=lambda *a: None)
+    tcfg = {"epochs": 2, "batch_size": 16, "seed": old_seed + 1}
+    quiet = {"verbose": 0, "log": lambda *a: None}
     with pytest.raises(UserError, match="--overwrite"):
         train(*args, TrainConfig(**tcfg), SegmenterConfig(), **quiet)
     with monkeypatch.context() as m:

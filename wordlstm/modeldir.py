@@ -247,7 +247,7 @@ def output_lock(out: Path):
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
     while True:
-        f = open(path, "a+")
+        f = open(path, "a+")  # noqa: SIM115 -- held open across the yield below
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
