@@ -115,3 +115,66 @@ def test_info_imports_no_framework_and_probe_asks_it():
     lines = out.splitlines()
     assert lines[-1] == "HEAVY []", out
     assert lines[0].startswith("wordlstm ") and "backend" in lines[1] and "--probe" in lines[1]
+
+
+def test_a_small_training_warns_and_every_step_after_the_epochs_shows_progress(
+        segmented, vectors_file, tmp_path, monkeypatch):
+    from wordlstm import progress
+
+    monkeypatch.setattr(progress, "PROGRESS_EVERY", 0.0)
+    lines = []
+    train(str(segmented), str(vectors_file), tmp_path / "m", ModelConfig(**TINY),
+          TrainConfig(epochs=1, batch_size=64), SegmenterConfig(), verbose=0, log=lines.append)
+    warnings = [m for m in lines if m.startswith("warning: ")]
+    assert any("training tokens is little" in m for m in warnings), lines
+    assert any("targets x 1 epoch(s)" in m for m in warnings), lines
+    for step in ("reading training text for the decoding", "fitting the decoding on",
+                 "fitting dynamic evaluation", "scoring the held-out text",
+                 "counting a character 5-gram"):
+        assert any(m.startswith(step) and " left" in m for m in lines), (step, lines)
+    saved = next(m for m in lines if m.startswith("held-out bits/char of the saved network"))
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert f"{config['training']['held_out_bits_per_char']:.4f} over" in saved
+    positions = json.loads(run("evaluate", segmented, "--model", tmp_path / "m", "--json",
+                               "--no-cache", "--dynamic", "0", "--no-ngram").stdout)["positions"]
+    assert f"over {positions:,} positions" in saved
+
+
+def test_train_vectors_warns_when_the_vectors_did_not_separate(segmented, tmp_path):
+    import numpy as np
+
+    from wordlstm.vectors import Vectors, mean_cosine
+
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(500)]
+    assert abs(mean_cosine(Vectors(words, rng.normal(size=(500, 50)).astype(np.float32)))) < 0.1
+    same = 1 + 1e-3 * rng.normal(size=(500, 50))  # what barely trained vectors look like
+    assert mean_cosine(Vectors(words, same.astype(np.float32))) > 0.99
+    # 14k tokens x 1 epoch: far too little (README: about 5M tokens x epochs separate them).
+    r = run("train-vectors", segmented, "-o", tmp_path / "v", "--epochs", "1", "--size", "16",
+            "--workers", "1")
+    summary = json.loads((tmp_path / "v.json").read_text())
+    warned = [line for line in r.output.splitlines() if line.startswith("warning: ")]
+    assert summary["mean_cosine"] > 0.9 and len(warned) == 1 and summary["warnings"]
+    assert "did not separate" in warned[0] and "--epochs 3" in warned[0]  # ~5M / 14k = 3xx
+    assert (tmp_path / "v.bin").is_file()  # a warning, not a refusal
+
+
+def test_the_note_about_spelled_words_is_a_line_of_its_own(model_dir):
+    r = run("continue-text", "老王麒麟", "--model", model_dir, "-n", 8, "--seed", 1)
+    notes = [line for line in r.output.splitlines() if "note:" in line]
+    assert notes and all(line.startswith("note: not in the vocabulary") for line in notes), r.output
+    assert r.stdout.startswith("老王")
+
+
+def test_every_folder_in_the_package_is_a_listed_package():
+    """setuptools warned ~50 times on every install while wordlstm/static was data of no
+    listed package ("BuildBackendWarning: Package 'wordlstm.static' is absent...")."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    folders = [d for d in (root / "wordlstm").iterdir()
+               if d.is_dir() and d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())]
+    assert folders and all(f"wordlstm.{d.name}" in listed for d in folders), folders

@@ -254,6 +254,8 @@ def train_vectors(segmented, output, as_text, quiet, as_json, **options):
         click.echo(f"{summary['output']}: {summary['words']:,} words x {summary['dim']} dims in "
                    f"{summary['seconds']:.1f} s ({summary['words_per_s']:,} words/s; "
                    f"{summary['held_out_lines']:,} held-out lines not read)", err=True)
+    for warning in summary["warnings"] if not (quiet or as_json) else ():
+        click.echo(f"warning: {warning}", err=True)
 
 
 M, T = ModelDefaults, TrainDefaults
@@ -553,9 +555,11 @@ def continue_text(model_dir, quiet, as_json, **options):
 def evaluate(segmented, model_dir, whole_file, decode, cache, dynamic_lr, ngram, as_json):
     """Held-out bits per character (every character counted) and next-word top-1/5/10."""
     from .evaluate import evaluate_file
+    from .progress import reporting
 
-    result = evaluate_file(segmented, model_dir, whole_file, decode, cache=cache,
-                           dynamic_lr=dynamic_lr, ngram=ngram)
+    with reporting(_stderr_log(False), terminal=sys.stderr.isatty()):  # a long held-out part
+        result = evaluate_file(segmented, model_dir, whole_file, decode, cache=cache,
+                               dynamic_lr=dynamic_lr, ngram=ngram)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return

@@ -136,21 +136,28 @@ class Validator:
         unit = unit_rows(step.embedding[:-1])
         targets = targets_of(self.fit_ids[1:], self.corpus.unk)
         ok = targets >= 0
-        cos = CosineDecoder(unit).cosines(stream_outputs(step, self.fit_ids, pieces=8)[ok])
+        outputs = stream_outputs(step, self.fit_ids, pieces=8,
+                                 desc="reading training text for the decoding")
+        cos = CosineDecoder(unit).cosines(outputs[ok])
         zero = np.zeros(self.corpus.unk, np.float32)
         tau, scale = fit_decoding(cos, targets[ok], self.prior)
         return {"kind": self.tcfg.decode, "tau": tau, "prior_scale": scale,
                 "cosine_tau": fit_tau(cos, targets[ok], zero), "fitted_on": int(ok.sum())}
 
     def bits_per_char(self, step: StepModel, decoding: dict) -> float | None:
+        scored = self.held_out(step, decoding)
+        return None if scored is None else scored["bits_per_char"]
+
+    def held_out(self, step: StepModel, decoding: dict) -> dict | None:
+        """evaluate.cross_entropy of the held-out stream (bits/char, positions, ...)."""
         if len(self.corpus.val) < 2:
             return None
         ids = self.corpus.val
         targets = targets_of(ids[1:], self.corpus.unk)
         decoder = make_decoder(decoding, step.embedding[:-1], self.prior, head=self.cfg.head)
-        logp, _ = target_logprobs(decoder, stream_outputs(step, ids),
-                                  targets, ks=())
-        return cross_entropy(logp, targets, self.corpus, self.words)["bits_per_char"]
+        logp, _ = target_logprobs(decoder, stream_outputs(step, ids, desc="scoring the held-out "
+                                                         "text"), targets, ks=())
+        return cross_entropy(logp, targets, self.corpus, self.words)
 
 
 @contextlib.contextmanager
@@ -452,7 +459,10 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             if self.writer is not None:
                 self.writer.close()
 
-    return [EpochEnd(), TensorBoardLog()] if tcfg.tensorboard else [EpochEnd()]
+    # On a terminal Keras' bar goes first: finished before the epoch's summary line (Keras
+    # appends its own after ours, which printed the last bar again after the summary).
+    bar = [] if lines else [keras.callbacks.ProgbarLogger()]
+    return bar + [EpochEnd()] + ([TensorBoardLog()] if tcfg.tensorboard else [])
 
 
 def _resume_state(ckpt: Path, out: Path, state: dict, tcfg: TrainConfig, vectors_path: str,
@@ -526,7 +536,9 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
     if tcfg.tensorboard:
         check_tensorboard(tcfg.tensorboard)
     _check_existing(out, resume, overwrite)
-    with output_lock(out):
+    from .progress import reporting
+
+    with output_lock(out), reporting(log, terminal=verbose > 0):
         _check_existing(out, resume, overwrite)  # again: now no other run can change it
         if overwrite:
             shutil.rmtree(out / "checkpoint", ignore_errors=True)  # train afresh
@@ -673,8 +685,36 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
     log(f"corpus: {len(corpus.train) + len(corpus.val):,} tokens, {len(corpus.val):,} held out "
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
+    for warning in small_training(len(corpus.train), tcfg, base is not None):
+        log(f"warning: {warning}")
     prior = log_prior(corpus.train[1:], len(vectors))
     return _Run(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
+
+
+# Below these, training from scratch has not learned to write (README, "How much text"):
+# word2vec's vectors of a 3,000-line slice of 水浒传 (83k tokens) did not separate (random
+# words' mean cosine 0.9996, against 0.37 at 456k tokens), and its network after one epoch
+# wrote word salad. The smallest model shipped (dinos, a line model) saw 20k targets x 50
+# epochs = 1M.
+SMALL_CORPUS = 100_000  # training tokens (prose, from scratch)
+MIN_PRESENTATIONS = 1_000_000  # training targets x epochs (from scratch)
+
+
+def small_training(n_train: int, tcfg: TrainConfig, fine_tune: bool) -> list[str]:
+    """Why this training is likely too small to learn from (training still goes on): one
+    sentence each. A fine-tuned base already knows the language, so only scratch runs."""
+    if fine_tune:
+        return []
+    out = []
+    if n_train < SMALL_CORPUS and not tcfg.lines:
+        out.append(f"{n_train:,} training tokens is little to learn a novel's language from "
+                   f"(under {SMALL_CORPUS:,}, word vectors and the network stay near random); "
+                   "fine-tune the base instead (--from base) or add text")
+    if n_train * tcfg.epochs < MIN_PRESENTATIONS:
+        out.append(f"{n_train:,} targets x {tcfg.epochs} epoch(s) is under "
+                   f"{MIN_PRESENTATIONS:,} targets seen; expect word salad (more --epochs, "
+                   "more text, or --from base)")
+    return out
 
 
 def check_batch(cfg: ModelConfig, tcfg: TrainConfig) -> None:
@@ -833,9 +873,18 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
             f"{DYNAMIC_FIT:,} training positions)")
     # The saved model's own figure (float16-rounded weights, the decoding fitted to them):
     # exactly what `evaluate --no-cache --dynamic 0 --no-ngram` reports for this file.
-    saved_bpc = validator.bits_per_char(step, decoding)
+    scored = validator.held_out(step, decoding)
+    saved_bpc = None if scored is None else scored["bits_per_char"]
+    char5 = char_baseline(segmented, tcfg.holdout)
     if saved_bpc is not None:
-        log(f"held-out bits/char of the saved network: {saved_bpc:.4f}")
+        log(f"held-out bits/char of the saved network: {saved_bpc:.4f} over "
+            f"{scored['positions']:,} positions (what `evaluate --no-cache --dynamic 0 "
+            "--no-ngram` reports)" + (f"; a character 5-gram: {char5:.4f}" if char5 else ""))
+        if char5 and saved_bpc >= char5:
+            log(f"warning: the network predicts the held-out text no better than a character "
+                f"5-gram ({saved_bpc:.3f} against {char5:.3f} bits/char): too little text or "
+                "training to learn from; its text will read as word salad (README: Your own "
+                "novel, How much text)")
     ngram = None
     if decoding["kind"] != "softmax" and not tcfg.lines:
         ngcfg, ngram = fit_ngram_on(step, decoding, shipped.matrix, run.prior, corpus.train,
@@ -854,7 +903,7 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                                "held_out_bits_per_char": saved_bpc,
                                "corpus_file": corpus_record(segmented),
                                "command": _command_line(),
-                               "char5_bits_per_char": char_baseline(segmented, tcfg.holdout)}
+                               "char5_bits_per_char": char5}
     line_info = line_stats(segmented) if tcfg.lines else None
     if ctrl_c is not None:
         ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
@@ -889,7 +938,7 @@ def fit_cache_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.
     from .cache import fit_cache
 
     targets = targets_of(ids[1:], unk)
-    outputs = stream_outputs(step, ids, pieces=8)
+    outputs = stream_outputs(step, ids, pieces=8, desc="reading training text for the cache")
     logp, _ = target_logprobs(make_decoder(decoding, matrix, prior), outputs, targets, ks=())
     return fit_cache(outputs, targets, logp)
 
@@ -910,7 +959,7 @@ def fit_ngram_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.
         rest, ids = train[:half], train[half:half + n_fit + 1]
     p_ngram = WordNgram.fit(rest, unk, order).target_probs(ids)
     targets = targets_of(ids[1:], unk)
-    outputs = stream_outputs(step, ids, pieces=8)
+    outputs = stream_outputs(step, ids, pieces=8, desc="reading training text for the n-gram")
     logp, _ = target_logprobs(make_decoder(decoding, matrix, prior), outputs, targets, ks=())
     ok = (targets >= 0) & np.isfinite(logp)
     weight = fit_weight(logp, p_ngram, ok)
