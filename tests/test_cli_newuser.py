@@ -178,3 +178,22 @@ def test_every_folder_in_the_package_is_a_listed_package():
     folders = [d for d in (root / "wordlstm").iterdir()
                if d.is_dir() and d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())]
     assert folders and all(f"wordlstm.{d.name}" in listed for d in folders), folders
+
+
+def test_kill_stops_training_like_ctrl_c_and_leaves_no_lock(segmented, vectors_file, tmp_path):
+    import time
+
+    from test_reliability import cli_process, finish
+
+    out = tmp_path / "models" / "m"
+    p = cli_process("train", segmented, "--vectors", vectors_file, "-o", out, *SMALL[:-2],
+                    "--batch-size", "16", "--epochs", "50", "--patience", "0")
+    state = out / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while not state.is_file() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    p.terminate()  # SIGTERM, as `kill PID` sends
+    finish(p)
+    assert_clear_error(p, "interrupted", "--resume")
+    assert state.is_file() and not (out / ".lock").exists()
+    assert sorted(d.name for d in (tmp_path / "models").iterdir()) == ["m"]

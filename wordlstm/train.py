@@ -271,6 +271,9 @@ class CtrlC:
 
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handler)
+            # `kill PID` too: stopped like Ctrl-C, so the lock and half-written files go
+            # (Python's default for SIGTERM ends the process without cleaning up).
+            self._old_term = signal.signal(signal.SIGTERM, self._handler)
             self._old_hook = sys.unraisablehook
             sys.unraisablehook = self._unraisable
         return self
@@ -280,6 +283,7 @@ class CtrlC:
 
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            signal.signal(signal.SIGTERM, self._old_term)
             sys.unraisablehook = self._old_hook
 
     def _unraisable(self, info):
