@@ -170,8 +170,9 @@ def test_the_note_about_spelled_words_is_a_line_of_its_own(model_dir):
 def test_every_folder_in_the_package_is_a_listed_package():
     """setuptools warned ~50 times on every install while wordlstm/static was data of no
     listed package ("BuildBackendWarning: Package 'wordlstm.static' is absent...")."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parent.parent
     listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
