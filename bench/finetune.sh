@@ -26,7 +26,8 @@ for novel in "$@"; do
   seg=corpus/$novel.seg.txt
   if [ "$phase" != scratch ]; then
   t0=$(date +%s)
-  wordlstm train "$seg" --from models/base -o models/bench/ft_$novel --time-limit "$FT_MINUTES"
+  wordlstm train "$seg" --from models/base -o models/bench/ft_$novel --time-limit "$FT_MINUTES" \
+      --overwrite
   t1=$(date +%s)
   report ft_$novel models/bench/ft_$novel $((t1 - t0)) "$seg"
   fi
@@ -34,7 +35,7 @@ for novel in "$@"; do
   t0=$(date +%s)
   wordlstm train-vectors "$seg" -o corpus/$novel.vectors -q
   wordlstm train "$seg" --vectors corpus/$novel.vectors -o models/bench/scratch_$novel --carry \
-      --time-limit "$SCRATCH_MINUTES"
+      --time-limit "$SCRATCH_MINUTES" --overwrite
   t1=$(date +%s)
   report scratch_$novel models/bench/scratch_$novel $((t1 - t0)) "$seg"
 done

@@ -134,7 +134,7 @@ def _consistent(out):
 def test_sigkill_at_any_moment_leaves_the_old_model_or_the_new(segmented, vectors_file, tmp_path):
     out = _model(tmp_path, segmented, vectors_file, "m", seed=1)  # the old model
     args = ("train", segmented, "--vectors", vectors_file, "-o", out, *SMALL, "--epochs", "2",
-            "--seed", "2", "-q")
+            "--seed", "2", "-q", "--overwrite")
     t0 = time.time()
     finish(cli_process(*args))
     full = time.time() - t0
@@ -164,13 +164,13 @@ def test_ctrl_c_at_any_moment_is_one_line_and_resumable(segmented, vectors_file,
     args = ("train", segmented, "--vectors", vectors_file, "-o", out, *SMALL, "--epochs", "2",
             "--seed", "2", "--patience", "0", "-q")
     t0 = time.time()
-    finish(cli_process(*args))
+    finish(cli_process(*args, "--overwrite"))
     full = time.time() - t0
     for frac in (0.2, 0.7, 0.95):
         if _consistent(out) != 1:
             shutil.rmtree(out)
             out = _model(tmp_path, segmented, vectors_file, "m", seed=1)
-        p = cli_process(*args)
+        p = cli_process(*args, "--overwrite")
         time.sleep(full * frac)
         p.send_signal(signal.SIGINT)
         finish(p)
@@ -191,7 +191,7 @@ def test_two_trainings_into_one_directory(segmented, vectors_file, tmp_path):
     first = cli_process("train", segmented, "--vectors", vectors_file, "-o", out, *SMALL,
                         "--epochs", "50", "--patience", "0")
     deadline = time.time() + 120
-    while not (tmp_path / ".m.lock").is_file() and time.time() < deadline:
+    while not (out / ".lock").is_file() and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(1)
     second = run("train", segmented, "--vectors", vectors_file, "-o", out, *SMALL,

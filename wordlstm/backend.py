@@ -123,6 +123,37 @@ def describe() -> dict:
     return info
 
 
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def driver_gpus() -> list[str]:
+    """The NVIDIA GPUs the driver lists (Linux: /proc/driver/nvidia/gpus), read without
+    starting any framework; whether the backend can use them is what `--probe` asks."""
+    root = "/proc/driver/nvidia/gpus"
+    try:
+        return [f"gpu:{i}" for i, _ in enumerate(sorted(os.listdir(root)))]
+    except OSError:
+        return []
+
+
+def describe_installed() -> dict:
+    """`describe()` without importing Keras or its backend (importing TensorFlow alone took
+    9-13 s): versions from the installed packages' metadata, the backend KERAS_BACKEND
+    names, GPUs as the driver lists them. `probed` False: the backend was not asked."""
+    backend = check_backend()
+    module = BACKENDS[backend]
+    gpus = driver_gpus()
+    return {"keras": _version("keras"), "backend": backend,
+            "backend_version": _version(module) if module else "",
+            "devices": ["cpu"] + gpus, "gpus": len(gpus), "probed": False}
+
+
 def fused_lstm_reason(layer_config: dict | None = None) -> str | None:
     """Why an LSTM with these settings would NOT use the fused cuDNN kernel (None: it would)."""
     cfg = {"activation": "tanh", "recurrent_activation": "sigmoid", "recurrent_dropout": 0.0,
@@ -138,9 +169,10 @@ def fused_lstm_reason(layer_config: dict | None = None) -> str | None:
     return None
 
 
-def summary_line(layer_config: dict | None = None) -> str:
-    """The one line `wordlstm info` and `train` print."""
-    info = describe()
+def summary_line(layer_config: dict | None = None, probe: bool = True) -> str:
+    """The one line `wordlstm info` and `train` print (`probe` False: from what is installed,
+    without importing the backend; `info --probe` asks it)."""
+    info = describe() if probe else describe_installed()
     reason = fused_lstm_reason(layer_config)
     if not info["gpus"]:
         kernel = "LSTM on CPU (no GPU visible)"
@@ -148,8 +180,12 @@ def summary_line(layer_config: dict | None = None) -> str:
         kernel = f"LSTM NOT fused: {reason}; Keras falls back to a slow loop on the GPU"
     else:
         kernel = "LSTM uses the fused cuDNN kernel"
+    if not probe:
+        kernel += (" if the backend can use them" if info["gpus"] else "")
+        kernel += "; --probe asks the backend itself (it imports it: seconds)"
     return (f"keras {info['keras']}, backend {info['backend']} {info['backend_version']}, "
-            f"devices {', '.join(info['devices']) or 'none'}: {kernel}")
+            f"devices {', '.join(info['devices']) or 'none'}"
+            + ("" if probe else " (installed; GPUs as the driver lists them)") + f": {kernel}")
 
 
 def _training_devices(keras, backend: str) -> list[str]:

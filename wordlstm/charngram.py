@@ -19,16 +19,19 @@ class CharNgram:
     """
 
     def __init__(self, text: str, order: int = 5):
+        from .progress import step
+
         self.order = order
         self.counts: list[Counter] = [Counter() for _ in range(order + 1)]  # by n-gram length
         self.cont: dict[str, Counter] = defaultdict(Counter)  # history -> next characters
-        for n in range(1, order + 1):
-            grams = self.counts[n]
-            for i in range(len(text) - n + 1):
-                grams[text[i:i + n]] += 1
-        for n in range(1, order + 1):
-            for gram, c in self.counts[n].items():
-                self.cont[gram[:-1]][gram[-1]] += c
+        with step(f"counting a character {order}-gram", 2 * order, "passes") as advance:
+            for n in range(1, order + 1):  # Counter.update counts in C: ~3x the plain loop
+                self.counts[n].update(text[i:i + n] for i in range(len(text) - n + 1))
+                advance()
+            for n in range(1, order + 1):
+                for gram, c in self.counts[n].items():
+                    self.cont[gram[:-1]][gram[-1]] += c
+                advance()
         self.ctx_total = {h: sum(c.values()) for h, c in self.cont.items()}
         self.ctx_types = {h: len(c) for h, c in self.cont.items()}
         self.alphabet = len(self.counts[1]) + 1
@@ -49,11 +52,17 @@ class CharNgram:
         """Cross-entropy of `text` (after `history`), in bits per character."""
         if not text:
             return float("nan")
+        from .progress import step
+
         full = history + text
         start = len(history)
         bits = 0.0
-        for i in range(start, len(full)):
-            bits -= math.log2(self.prob(full[max(0, i - self.order + 1):i], full[i]))
+        with step(f"scoring with the character {self.order}-gram", len(text),
+                  "characters") as advance:
+            for i in range(start, len(full)):
+                bits -= math.log2(self.prob(full[max(0, i - self.order + 1):i], full[i]))
+                if (i - start) % 4096 == 4095:
+                    advance(4096)
         return bits / len(text)
 
     def sample(self, prompt: str, n: int, rng) -> str:

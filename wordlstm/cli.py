@@ -254,6 +254,8 @@ def train_vectors(segmented, output, as_text, quiet, as_json, **options):
         click.echo(f"{summary['output']}: {summary['words']:,} words x {summary['dim']} dims in "
                    f"{summary['seconds']:.1f} s ({summary['words_per_s']:,} words/s; "
                    f"{summary['held_out_lines']:,} held-out lines not read)", err=True)
+    for warning in summary["warnings"] if not (quiet or as_json) else ():
+        click.echo(f"warning: {warning}", err=True)
 
 
 
@@ -344,9 +346,12 @@ def train_vectors(segmented, output, as_text, quiet, as_json, **options):
               default=TrainDefaults.weights_dtype, show_default=True,
               help="How model.keras stores the network (float16: half the size).")
 @click.option("--resume", is_flag=True, help="Continue from the last epoch's checkpoint.")
+@click.option("--overwrite", is_flag=True,
+              help="-o holds a model (or an interrupted run): train a new one that replaces "
+                   "it when complete (the old one stays usable until then).")
 @quiet_option
 @friendly
-def train(segmented, vectors_path, base, output, init_from, resume, quiet, **options):
+def train(segmented, vectors_path, base, output, init_from, resume, overwrite, quiet, **options):
     """Train the LSTM that predicts the next word's vector at every position."""
     from .train import FINE_TUNE, run
 
@@ -373,7 +378,7 @@ def train(segmented, vectors_path, base, output, init_from, resume, quiet, **opt
     segmenter = {k: options.pop(k) for k in ("user_dict", "engine", "unit", "to_simplified")}
     log = _stderr_log(quiet)
     result = run(segmented, vectors_path, output, model, options, segmenter, resume=resume,
-                 init_from=init_from, base=base,
+                 init_from=init_from, base=base, overwrite=overwrite,
                  verbose=1 if sys.stderr.isatty() and not quiet else 0, log=log)
     log(f"{result['out']}: model saved ({len(result['history'])} epochs, keeping epoch "
         f"{result['best_epoch']})")
@@ -551,9 +556,11 @@ def continue_text(model_dir, quiet, as_json, **options):
 def evaluate(segmented, model_dir, whole_file, decode, cache, dynamic_lr, ngram, as_json):
     """Held-out bits per character (every character counted) and next-word top-1/5/10."""
     from .evaluate import evaluate_file
+    from .progress import reporting
 
-    result = evaluate_file(segmented, model_dir, whole_file, decode, cache=cache,
-                           dynamic_lr=dynamic_lr, ngram=ngram)
+    with reporting(_stderr_log(False), terminal=sys.stderr.isatty()):  # a long held-out part
+        result = evaluate_file(segmented, model_dir, whole_file, decode, cache=cache,
+                               dynamic_lr=dynamic_lr, ngram=ngram)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -627,9 +634,12 @@ def fit_ngram(segmented, model_dir, order, quiet):
 @main.command()
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Print this model's card instead (a model dir, default, or base).")
+@click.option("--probe", is_flag=True,
+              help="Ask the backend which devices it sees (imports it: seconds), instead of "
+                   "reading what is installed and the GPUs the driver lists.")
 @json_option
 @friendly
-def info(model_dir, as_json):
+def info(model_dir, probe, as_json):
     """Which Keras backend, devices and LSTM kernel training would use; with --model, the
     model's card (what it was trained on, how good it is, what it is for)."""
     if model_dir is not None:
@@ -638,14 +648,14 @@ def info(model_dir, as_json):
         text = model_card(model_dir)
         click.echo(json.dumps({"card": text}, ensure_ascii=False) if as_json else text, nl=False)
         return
-    from .backend import describe, fused_lstm_reason, summary_line
+    from .backend import describe, describe_installed, fused_lstm_reason, summary_line
 
     if as_json:
-        d = describe()
+        d = describe() | {"probed": True} if probe else describe_installed()
         d["fused_lstm"] = bool(d["gpus"]) and fused_lstm_reason() is None
         click.echo(json.dumps(d))
     else:
-        line = summary_line()  # first: a failure prints nothing on stdout
+        line = summary_line(probe=probe)  # first: a failure prints nothing on stdout
         click.echo(f"wordlstm {__version__}")
         click.echo(line)
 

@@ -83,22 +83,38 @@ def _nll(cosines, truth, log_prior_, tau: float, scale: float, rows: int = 2048)
 
 
 def fit_tau(cosines: np.ndarray, truth: np.ndarray, log_prior_: np.ndarray,
-            bounds=(0.005, 1.0), steps: int = 14, scale: float = 1.0) -> float:
+            bounds=(0.005, 1.0), steps: int = 14, scale: float = 1.0,
+            advance=lambda n=1: None) -> float:
     """The tau that maximises the likelihood of the true words under
     softmax(cos / tau + scale log p(w)): golden-section search on log tau (the likelihood is
-    unimodal in it), in row chunks so memory stays at 2,048 x vocabulary."""
+    unimodal in it), in row chunks so memory stays at 2,048 x vocabulary. `advance()` is
+    called once a pass over `cosines` (steps + 2 of them)."""
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    return float(np.exp(_golden(lambda x: _nll(cosines, truth, log_prior_, np.exp(x), scale),
-                                lo, hi, steps)))
+
+    def nll(x):
+        advance()
+        return _nll(cosines, truth, log_prior_, np.exp(x), scale)
+
+    return float(np.exp(_golden(nll, lo, hi, steps)))
 
 
 def fit_decoding(cosines: np.ndarray, truth: np.ndarray, log_prior_: np.ndarray,
                  steps: int = 12) -> tuple[float, float]:
     """(tau, prior_scale) by maximum likelihood: tau, then the prior's weight, then tau
     again (coordinate search; each is unimodal)."""
-    tau = fit_tau(cosines, truth, log_prior_, steps=steps)
-    scale = _golden(lambda b: _nll(cosines, truth, log_prior_, tau, b), 0.3, 1.5, steps)
-    return fit_tau(cosines, truth, log_prior_, steps=steps, scale=scale), float(scale)
+    from .progress import step
+
+    with step(f"fitting the decoding on {len(truth):,} positions", 3 * (steps + 2),
+              "passes") as advance:
+        tau = fit_tau(cosines, truth, log_prior_, steps=steps, advance=advance)
+
+        def nll(b):
+            advance()
+            return _nll(cosines, truth, log_prior_, tau, b)
+
+        scale = _golden(nll, 0.3, 1.5, steps)
+        tau = fit_tau(cosines, truth, log_prior_, steps=steps, scale=scale, advance=advance)
+    return tau, float(scale)
 
 
 def _golden(f, lo: float, hi: float, steps: int) -> float:

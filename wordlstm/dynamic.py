@@ -83,11 +83,17 @@ def fit_dynamic_lr(step: StepModel, decoder, ids: np.ndarray, unk: int,
                    rates=LEARNING_RATES) -> float:
     """The learning rate (0: none helps) that gives the best log-likelihood on a stretch of
     training text `ids` read as one stream."""
+    from .progress import step as progress_step
+
     targets = np.where(ids[1:] == unk, -1, ids[1:])
     ok = targets >= 0
-    best, best_lr = float(np.nanmean(dynamic_logprobs(step, decoder, ids, targets, 0.0)[0][ok])), 0.0
-    for lr in rates:
-        ll = float(np.nanmean(dynamic_logprobs(step, decoder, ids, targets, lr)[0][ok]))
-        if ll > best:
-            best, best_lr = ll, float(lr)
+    with progress_step("fitting dynamic evaluation", len(rates) + 1, "rates") as advance:
+        best = float(np.nanmean(dynamic_logprobs(step, decoder, ids, targets, 0.0)[0][ok]))
+        best_lr = 0.0
+        advance()
+        for lr in rates:
+            ll = float(np.nanmean(dynamic_logprobs(step, decoder, ids, targets, lr)[0][ok]))
+            advance()
+            if ll > best:
+                best, best_lr = ll, float(lr)
     return best_lr

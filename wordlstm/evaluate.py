@@ -24,12 +24,16 @@ from .vectors import EOS
 LN2 = math.log(2.0)
 
 
-def stream_outputs(step_model, ids: np.ndarray, pieces: int = 16) -> np.ndarray:
+def stream_outputs(step_model, ids: np.ndarray, pieces: int = 16,
+                   desc: str = "reading the text") -> np.ndarray:
     """Model outputs after each of ids[:-1], carrying state along the stream, [n - 1, out].
 
     The stream is cut into `pieces` consecutive parts run side by side as one batch; each
-    part starts from a zero state after the previous part's last token.
+    part starts from a zero state after the previous part's last token. Long reads show
+    progress as `desc` (progress.step).
     """
+    from .progress import step
+
     n = len(ids) - 1
     if n <= 0:
         return np.zeros((0, step_model.dense_kernel.shape[1]), np.float32)
@@ -39,11 +43,13 @@ def stream_outputs(step_model, ids: np.ndarray, pieces: int = 16) -> np.ndarray:
     out = np.zeros((n, step_model.dense_kernel.shape[1]), np.float32)
     state = step_model.zero_state(pieces)
     pad = int(ids[0])
-    for t in range(longest):
-        pos = bounds[:-1] + t
-        live = pos < bounds[1:]
-        y, state = step_model.step(np.where(live, ids[np.minimum(pos, n - 1)], pad), state)
-        out[pos[live]] = y[live]
+    with step(desc, n, "positions") as advance:
+        for t in range(longest):
+            pos = bounds[:-1] + t
+            live = pos < bounds[1:]
+            y, state = step_model.step(np.where(live, ids[np.minimum(pos, n - 1)], pad), state)
+            out[pos[live]] = y[live]
+            advance(int(live.sum()))
     return out
 
 

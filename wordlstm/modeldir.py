@@ -221,7 +221,7 @@ def check_output_dir(out: Path) -> None:
     if not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
     names = {p.name for p in out.iterdir()}
-    ours = set(FILES) | {"config.json", "history.json", "checkpoint"}
+    ours = set(FILES) | {"config.json", "history.json", "checkpoint", LOCK}
     card = out / "README.md"  # the model card train wrote (card.CARD), not a user's README
     if card.is_file() and card.stat().st_size < 1 << 20 and \
             "A wordlstm model:" in card.read_text(encoding="utf-8", errors="replace"):
@@ -232,28 +232,88 @@ def check_output_dir(out: Path) -> None:
                         "replaced when training ends, so choose a new or empty directory")
 
 
+LOCK = ".lock"  # inside the model dir being written: where a kill leaves its checkpoint too
+
+
 @contextlib.contextmanager
 def output_lock(out: Path):
-    """Hold an exclusive lock on training into `out`: a second `train -o` on the same
-    directory is refused, and says which process holds it."""
+    """Hold an exclusive lock on writing `out` (`train -o`, `fit-ngram`): a second run into
+    the same directory is refused, and says which process holds it.
+
+    The lock is `out/.lock`, so nothing is ever left beside the model dirs: the finished
+    model replaces `out` without it, a run that fails before training leaves no `out` it
+    made, and a killed run's lock (no longer held: the kernel drops it) lies only next to
+    the checkpoint it left. Leftovers of killed runs beside `out` (the `.lock` files of
+    earlier versions, half-written `.new-PID` dirs) are removed here."""
     import fcntl
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    path = out.parent / f".{out.name}.lock"
-    with open(path, "a+") as f:
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    while True:
+        f = open(path, "a+")  # noqa: SIM115 -- held open across the yield below
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.seek(0)
             holder = f.read().strip() or "another process"
+            f.close()
             raise UserError(f"{out}: another `wordlstm train` is writing it ({holder}); wait "
                             "for it or choose another directory") from None
+        if _is_file_at(f, path):
+            break
+        f.close()  # its holder removed it as we opened it: lock the one at the path now
+    try:
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
         f.flush()
-        yield
+        _remove_leftovers(out)
+        try:
+            yield
+        finally:
+            if _is_file_at(f, path):  # (the model that replaced `out` has none)
+                path.unlink()  # while held: a run that opened it meanwhile sees it went
+            if made:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only if empty: a run that failed before writing anything
+    finally:
+        f.close()
+
+
+def _is_file_at(f, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _remove_leftovers(out: Path) -> None:
+    """What killed runs into `out` left beside it: an earlier version's unheld
+    `.NAME.lock`, and the `.NAME.new-PID` / `.NAME.old-PID` dirs of processes gone."""
+    import fcntl
+
+    legacy = out.parent / f".{out.name}.lock"
+    if legacy.is_file():
+        with contextlib.suppress(OSError), open(legacy, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a run still holds it
+            legacy.unlink()
+    for kind in ("new", "old"):
+        for p in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = p.name.rsplit("-", 1)[1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: it exists
+        return True
+    return True
 
 
 class _Vanished(UserError):

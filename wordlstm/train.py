@@ -137,21 +137,28 @@ class Validator:
         unit = unit_rows(step.embedding[:-1])
         targets = targets_of(self.fit_ids[1:], self.corpus.unk)
         ok = targets >= 0
-        cos = CosineDecoder(unit).cosines(stream_outputs(step, self.fit_ids, pieces=8)[ok])
+        outputs = stream_outputs(step, self.fit_ids, pieces=8,
+                                 desc="reading training text for the decoding")
+        cos = CosineDecoder(unit).cosines(outputs[ok])
         zero = np.zeros(self.corpus.unk, np.float32)
         tau, scale = fit_decoding(cos, targets[ok], self.prior)
         return {"kind": self.tcfg.decode, "tau": tau, "prior_scale": scale,
                 "cosine_tau": fit_tau(cos, targets[ok], zero), "fitted_on": int(ok.sum())}
 
     def bits_per_char(self, step: StepModel, decoding: dict) -> float | None:
+        scored = self.held_out(step, decoding)
+        return None if scored is None else scored["bits_per_char"]
+
+    def held_out(self, step: StepModel, decoding: dict) -> dict | None:
+        """evaluate.cross_entropy of the held-out stream (bits/char, positions, ...)."""
         if len(self.corpus.val) < 2:
             return None
         ids = self.corpus.val
         targets = targets_of(ids[1:], self.corpus.unk)
         decoder = make_decoder(decoding, step.embedding[:-1], self.prior, head=self.cfg.head)
-        logp, _ = target_logprobs(decoder, stream_outputs(step, ids),
-                                  targets, ks=())
-        return cross_entropy(logp, targets, self.corpus, self.words)["bits_per_char"]
+        logp, _ = target_logprobs(decoder, stream_outputs(step, ids, desc="scoring the held-out "
+                                                         "text"), targets, ks=())
+        return cross_entropy(logp, targets, self.corpus, self.words)
 
 
 @contextlib.contextmanager
@@ -332,6 +339,9 @@ class CtrlC:
 
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handler)
+            # `kill PID` too: stopped like Ctrl-C, so the lock and half-written files go
+            # (Python's default for SIGTERM ends the process without cleaning up).
+            self._old_term = signal.signal(signal.SIGTERM, self._handler)
             self._old_hook = sys.unraisablehook
             sys.unraisablehook = self._unraisable
         return self
@@ -341,6 +351,7 @@ class CtrlC:
 
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            signal.signal(signal.SIGTERM, self._old_term)
             sys.unraisablehook = self._old_hook
 
     def _unraisable(self, info):
@@ -518,7 +529,10 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
             if self.writer is not None:
                 self.writer.close()
 
-    return [EpochEnd(), TensorBoardLog()] if tcfg.tensorboard else [EpochEnd()]
+    # On a terminal Keras' bar goes first: finished before the epoch's summary line (Keras
+    # appends its own after ours, which printed the last bar again after the summary).
+    bar = [] if lines else [keras.callbacks.ProgbarLogger()]
+    return bar + [EpochEnd()] + ([TensorBoardLog()] if tcfg.tensorboard else [])
 
 
 def _resume_state(ckpt: Path, out: Path, state: Checkpoint, tcfg: TrainConfig,
@@ -559,11 +573,14 @@ def _resume_state(ckpt: Path, out: Path, state: Checkpoint, tcfg: TrainConfig,
 def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelConfig,
           tcfg: TrainConfig, segmenter: SegmenterConfig, resume: bool = False,
           verbose: int = 1, log=print, init_from: str | Path | None = None,
-          ctrl_c: CtrlC | None = None, base: str | Path | None = None) -> dict:
+          ctrl_c: CtrlC | None = None, base: str | Path | None = None,
+          overwrite: bool = False) -> dict:
     """Train a model on a segmented file and write a complete model dir to `out`.
 
     `out` is locked while training (a second run into it is refused) and replaced as one step
-    at the end. `init_from` starts from another model dir's weights (same vocabulary and
+    at the end. An `out` that holds a model or an interrupted run's checkpoint is refused
+    unless `resume` (continue the checkpoint) or `overwrite` (train afresh; the old model
+    stays as it is until the new one replaces it). `init_from` starts from another model dir's weights (same vocabulary and
     architecture): pretraining on other novels, then fine-tuning on this one. `base` (a
     model dir, instead of `vectors_path`) fine-tunes it with its vocabulary grown by the
     novel's own words (vocab.extend_vocabulary).
@@ -585,14 +602,42 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
     check_output_dir(out)  # after the two above: they name the cause more exactly
     if tcfg.tensorboard:
         check_tensorboard(tcfg.tensorboard)
-    with output_lock(out):
+    _check_existing(out, resume, overwrite)
+    from .progress import reporting
+
+    with output_lock(out), reporting(log, terminal=verbose > 0):
+        _check_existing(out, resume, overwrite)  # again: now no other run can change it
+        if overwrite:
+            shutil.rmtree(out / "checkpoint", ignore_errors=True)  # train afresh
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
                       init_from, ctrl_c, base)
 
 
+def _check_existing(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train over a model or a checkpoint in `out` unless told what to do with it
+    (retraining silently over a finished model, or restarting an interrupted run that
+    --resume would continue, loses hours)."""
+    if resume and overwrite:
+        raise UserError("--resume continues the run in the output directory, --overwrite "
+                        "starts afresh: choose one")
+    model = (out / "config.json").is_file()
+    state = out / "checkpoint" / "state.json"
+    epochs = read_json(state).get("epoch", 0) if state.is_file() else None
+    if not (resume or overwrite) and (model or epochs is not None):
+        what = ("a trained model" if model else "") + (" and " if model and epochs is not None
+                                                       else "")
+        if epochs is not None:
+            what += f"an interrupted training ({epochs} epoch(s) saved)"
+        raise UserError(f"{out}: holds {what}; --overwrite trains a new one that replaces it "
+                        "when complete (the old one stays usable until then)"
+                        + (", --resume continues the interrupted one" if epochs is not None
+                           else "") + ", or choose another -o")
+
+
 def run(segmented: str, vectors_path: str | None, out: str | Path, model: dict, training: dict,
         segmenter: dict, resume: bool = False, init_from: str | Path | None = None,
-        verbose: int = 0, log=print, base: str | Path | None = None) -> dict:
+        verbose: int = 0, log=print, base: str | Path | None = None,
+        overwrite: bool = False) -> dict:
     """`wordlstm train`: settings checked (`model`: ModelConfig fields, head "auto" for the
     measured best head of the corpus's unit; `training`: TrainConfig fields; `segmenter`:
     overrides of what `segment` recorded, None for "as recorded"), then `train`. Ctrl-C
@@ -604,6 +649,7 @@ def run(segmented: str, vectors_path: str | None, out: str | Path, model: dict, 
     check_segmented(segmented)
     out = Path(out)
     check_writable(out / "config.json")
+    _check_existing(out, resume, overwrite)  # before Keras is imported: a quick refusal
     seg = recorded_config(segmented, **segmenter)
     if base is not None:
         base, model = _base_settings(base, seg, model)
@@ -617,7 +663,7 @@ def run(segmented: str, vectors_path: str | None, out: str | Path, model: dict, 
             log(summary_line() + f"; {cfg.head} head")
             return train(segmented, vectors_path, out, cfg, tcfg, seg, resume=resume,
                          verbose=verbose, log=log, init_from=init_from, ctrl_c=ctrl_c,
-                         base=base)
+                         base=base, overwrite=overwrite)
     except KeyboardInterrupt:
         raise TrainingInterrupted(out) from None
 
@@ -704,8 +750,36 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
     log(f"corpus: {len(corpus.train) + len(corpus.val):,} tokens, {len(corpus.val):,} held out "
         f"({corpus.held_out_lines:,} lines); {corpus.train_unknown:,} unknown characters in "
         f"training; {len(vectors):,}-word vocabulary")
+    for warning in small_training(len(corpus.train), tcfg, base is not None):
+        log(f"warning: {warning}")
     prior = log_prior(corpus.train[1:], len(vectors))
     return TrainingRun(cfg, tcfg, vectors, corpus, prior, state, ckpt, base)
+
+
+# Below these, training from scratch has not learned to write (README, "How much text"):
+# word2vec's vectors of a 3,000-line slice of 水浒传 (83k tokens) did not separate (random
+# words' mean cosine 0.9996, against 0.37 at 456k tokens), and its network after one epoch
+# wrote word salad. The smallest model shipped (dinos, a line model) saw 20k targets x 50
+# epochs = 1M.
+SMALL_CORPUS = 100_000  # training tokens (prose, from scratch)
+MIN_PRESENTATIONS = 1_000_000  # training targets x epochs (from scratch)
+
+
+def small_training(n_train: int, tcfg: TrainConfig, fine_tune: bool) -> list[str]:
+    """Why this training is likely too small to learn from (training still goes on): one
+    sentence each. A fine-tuned base already knows the language, so only scratch runs."""
+    if fine_tune:
+        return []
+    out = []
+    if n_train < SMALL_CORPUS and not tcfg.lines:
+        out.append(f"{n_train:,} training tokens is little to learn a novel's language from "
+                   f"(under {SMALL_CORPUS:,}, word vectors and the network stay near random); "
+                   "fine-tune the base instead (--from base) or add text")
+    if n_train * tcfg.epochs < MIN_PRESENTATIONS:
+        out.append(f"{n_train:,} targets x {tcfg.epochs} epoch(s) is under "
+                   f"{MIN_PRESENTATIONS:,} targets seen; expect word salad (more --epochs, "
+                   "more text, or --from base)")
+    return out
 
 
 def check_batch(cfg: ModelConfig, tcfg: TrainConfig) -> None:
@@ -865,9 +939,18 @@ def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterC
             f"{DYNAMIC_FIT:,} training positions)")
     # The saved model's own figure (float16-rounded weights, the decoding fitted to them):
     # exactly what `evaluate --no-cache --dynamic 0 --no-ngram` reports for this file.
-    saved_bpc = validator.bits_per_char(step, decoding)
+    scored = validator.held_out(step, decoding)
+    saved_bpc = None if scored is None else scored["bits_per_char"]
+    char5 = char_baseline(segmented, tcfg.holdout)
     if saved_bpc is not None:
-        log(f"held-out bits/char of the saved network: {saved_bpc:.4f}")
+        log(f"held-out bits/char of the saved network: {saved_bpc:.4f} over "
+            f"{scored['positions']:,} positions (what `evaluate --no-cache --dynamic 0 "
+            "--no-ngram` reports)" + (f"; a character 5-gram: {char5:.4f}" if char5 else ""))
+        if char5 and saved_bpc >= char5:
+            log(f"warning: the network predicts the held-out text no better than a character "
+                f"5-gram ({saved_bpc:.3f} against {char5:.3f} bits/char): too little text or "
+                "training to learn from; its text will read as word salad (README: Your own "
+                "novel, How much text)")
     ngram = None
     if decoding["kind"] != "softmax" and not tcfg.lines:
         ngcfg, ngram = fit_ngram_on(step, decoding, shipped.matrix, run.prior, corpus.train,
@@ -886,7 +969,7 @@ def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterC
                                "held_out_bits_per_char": saved_bpc,
                                "corpus_file": corpus_record(segmented),
                                "command": _command_line(),
-                               "char5_bits_per_char": char_baseline(segmented, tcfg.holdout)}
+                               "char5_bits_per_char": char5}
     line_info = line_stats(segmented) if tcfg.lines else None
     if ctrl_c is not None:
         ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
@@ -921,7 +1004,7 @@ def fit_cache_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.
     from .cache import fit_cache
 
     targets = targets_of(ids[1:], unk)
-    outputs = stream_outputs(step, ids, pieces=8)
+    outputs = stream_outputs(step, ids, pieces=8, desc="reading training text for the cache")
     logp, _ = target_logprobs(make_decoder(decoding, matrix, prior), outputs, targets, ks=())
     return fit_cache(outputs, targets, logp)
 
@@ -942,7 +1025,7 @@ def fit_ngram_on(step: StepModel, decoding: dict, matrix: np.ndarray, prior: np.
         rest, ids = train[:half], train[half:half + n_fit + 1]
     p_ngram = WordNgram.fit(rest, unk, order).target_probs(ids)
     targets = targets_of(ids[1:], unk)
-    outputs = stream_outputs(step, ids, pieces=8)
+    outputs = stream_outputs(step, ids, pieces=8, desc="reading training text for the n-gram")
     logp, _ = target_logprobs(make_decoder(decoding, matrix, prior), outputs, targets, ks=())
     ok = (targets >= 0) & np.isfinite(logp)
     weight = fit_weight(logp, p_ngram, ok)
@@ -974,7 +1057,7 @@ def _refit_inputs(segmented: str, model_dir, what: str):
 
 
 def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
-    from .modeldir import file_hash, replace_dir
+    from .modeldir import LOCK, file_hash, replace_dir
 
     loaded, corpus = _refit_inputs(segmented, model_dir, "the n-gram mixture")
     if len(corpus.train) < 1000:
@@ -989,7 +1072,7 @@ def _fit_model_ngram(segmented, model_dir, positions, order, log) -> dict:
     new = out.parent / f".{out.name}.new-{os.getpid()}"
     shutil.rmtree(new, ignore_errors=True)
     try:
-        shutil.copytree(out, new)
+        shutil.copytree(out, new, ignore=shutil.ignore_patterns(LOCK))  # the lock stays
         ngram.save(new / "ngram.npz")
         config = replace(loaded.config, decoder=replace(loaded.config.decoder, ngram=ngcfg),
                          files=loaded.config.files | {"ngram.npz": file_hash(new / "ngram.npz")})
