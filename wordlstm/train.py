@@ -392,8 +392,10 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: dict, n_targets: int, 
             """Stop if one more epoch (as long as this run's average) would pass the limit."""
             if not tcfg.time_limit or epoch + 1 >= tcfg.epochs:
                 return
+            from .workers import agreed
+
             spent = time.perf_counter() - self.started
-            if spent + spent / self.epochs_run > tcfg.time_limit * 60:
+            if agreed(spent + spent / self.epochs_run > tcfg.time_limit * 60):  # worker 0's clock
                 log(f"time limit: another epoch would end after {tcfg.time_limit:g} minutes "
                     f"({spent / 60:.1f} spent): stopping after epoch {epoch + 1}")
                 self.model.stop_training = True
@@ -522,7 +524,9 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
     check_output_dir(out)  # after the two above: they name the cause more exactly
     if tcfg.tensorboard:
         check_tensorboard(tcfg.tensorboard)
-    with output_lock(out):
+    from .workers import is_writer
+
+    with output_lock(out) if is_writer() else contextlib.nullcontext():  # worker 0 writes
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
                       init_from, ctrl_c, base)
 
@@ -595,9 +599,14 @@ class _Run:
 def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
            segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
            ctrl_c: CtrlC | None, base: Path | None = None) -> dict:
-    from .backend import training_scope
+    from .backend import training_scope, worker_batches
+    from .modeldir import file_hash
+    from .workers import check_same_inputs
 
     run = _prepare(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, log, base)
+    check_same_inputs({"corpus": file_hash(Path(segmented)), "epoch": run.state["epoch"],
+                       **{k: run.state[k] for k in ("vocab_sha256", "vectors_sha256", "model",
+                                                    "training", "segmenter")}})
     with training_scope(run.tcfg.precision, run.tcfg.devices, log) as (scope, n_devices):
         # Every batch must split evenly over the devices.
         batch = max(n_devices, run.tcfg.batch_size - run.tcfg.batch_size % n_devices)
@@ -608,6 +617,7 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
             train_ds = sequences_dataset(run.corpus.train, run.cfg.window, batch,
                                          run.corpus.unk, seed=run.tcfg.seed,
                                          epoch=run.state["epoch"], drop_remainder=n_devices > 1)
+        train_ds = worker_batches(train_ds, log)  # a job of several machines: this one's rows
         with scope(), (ctrl_c.deferred() if ctrl_c else contextlib.nullcontext()):
             model = _build_or_resume(run, len(train_ds), resume, init_from, log,
                                      carry_batch=batch if run.tcfg.carry else None)
@@ -619,8 +629,9 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
              segmenter: SegmenterConfig, resume: bool, log, base: Path | None = None) -> _Run:
     """The vectors, the settings (those of the checkpoint when resuming) and the id streams."""
     from .modeldir import file_hash
+    from .workers import checkpoint_dir
 
-    ckpt = out / "checkpoint"
+    ckpt = checkpoint_dir(out / "checkpoint", resume)  # elsewhere than -o on workers 1, 2, …
     if base is not None:
         vectors, start = _grown_vectors(base, segmented, tcfg, log)
     else:
@@ -776,6 +787,13 @@ def _fit(model, run: _Run, train_ds, verbose: int, log, ctrl_c: CtrlC | None) ->
 def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, init_from,
             log, ctrl_c: CtrlC | None = None) -> dict:
     """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
+    from .workers import finished, is_writer
+
+    if not is_writer():  # a worker of a multi-machine job: worker 0 writes the model dir
+        finished()
+        shutil.rmtree(run.ckpt, ignore_errors=True)
+        return {"history": run.state["history"], "out": f"{out} on worker 0",
+                "best_epoch": run.state.get("best_epoch", run.state["epoch"])}
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
     # A plain copy without optimizer or carried state, stored as `weights_dtype`: what ships,
     # and what the decoding and cache are fitted to (its weights rounded as they will load).
@@ -833,6 +851,7 @@ def _finish(model, run: _Run, segmented, out: Path, segmenter: SegmenterConfig, 
                    log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram,
                    sampling=dict(LINE_SAMPLING) if tcfg.lines else None)
     shutil.rmtree(run.ckpt, ignore_errors=True)
+    finished()  # the other workers of a multi-machine job may leave now
     return {"history": state["history"], "out": str(out), "best_epoch": training["best_epoch"]}
 
 
