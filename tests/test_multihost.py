@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import netns  # noqa: E402
+import netns
 
 REPO = Path(__file__).resolve().parent.parent
 WHY_NOT = netns.unavailable()
@@ -51,12 +51,13 @@ class Worker:
                  extra: dict | None = None):
         cwd.mkdir(parents=True, exist_ok=True)
         self.i, self.cwd, self.log = i, cwd, cwd / f"worker{i}.log"
+        self.err = open(self.log, "w")  # noqa: SIM115 - open while the worker runs
         env = _env({"JAX_COORDINATOR_ADDRESS": f"{hosts.addresses[0]}:{port}",
                     "JAX_NUM_PROCESSES": str(count), "JAX_PROCESS_ID": str(i), **(extra or {})})
         self.proc = subprocess.Popen(hosts.command(i, [sys.executable, "-m", "wordlstm.cli",
                                                        *map(str, args)]),
                                      cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                     stderr=open(self.log, "w"), text=True)
+                                     stderr=self.err, text=True)
 
     def wait(self, timeout: float = TIMEOUT) -> int:
         try:
@@ -69,6 +70,7 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+        self.err.close()
 
     @property
     def stderr(self) -> str:
@@ -115,7 +117,7 @@ def test_two_hosts_train_as_one_job(hosts, segmented, vectors_file, tmp_path):
     # the same global batches in one process, over two devices of its own: the same numbers
     ref = subprocess.run([sys.executable, "-m", "wordlstm.cli",
                           *map(str, _train_args(segmented, vectors_file, 2))],
-                         cwd=tmp_path, env=_env({"WORDLSTM_VIRTUAL_CPUS": "2"}),
+                         cwd=tmp_path, env=_env({"WORDLSTM_VIRTUAL_CPUS": "2"}), check=False,
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert ref.returncode == 0, ref.stderr
     assert "data parallel over 2 devices (keras" in ref.stderr
@@ -126,7 +128,7 @@ def test_two_hosts_train_as_one_job(hosts, segmented, vectors_file, tmp_path):
     assert [round(r["loss"], 4) for r in hist[0]] == [round(r["loss"], 4) for r in hist[1]]
 
     out = subprocess.run([sys.executable, "-m", "wordlstm.cli", "continue-text", "老王", "--model",
-                          job, "-n", "20", "--seed", "1", "--json"], env=_env({}),
+                          job, "-n", "20", "--seed", "1", "--json"], env=_env({}), check=False,
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 0, out.stderr
     assert "".join(json.loads(out.stdout)["texts"]).strip()
