@@ -224,7 +224,7 @@ def worker_batches(dataset, log=lambda msg: None):
     (its devices' share; JAX assembles the global batch from every worker's rows). Every
     worker builds the same global batches, from the same seed, and keeps its own slice."""
     index, workers = worker()
-    if workers == 1 or not dataset or import_keras().backend.backend() != "jax":
+    if workers == 1 or import_keras().backend.backend() != "jax":
         return dataset
     keras = import_keras()
 
@@ -270,12 +270,16 @@ def set_precision(precision: str, log=lambda msg: None) -> None:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
 
-def _name_lost_workers() -> None:
-    """In a multi-machine job, a failure is most often a lost worker (its connections
-    closed): raise the one line that names it; else let the failure be what it is."""
+def _job_failed(err: BaseException) -> None:
+    """In a multi-machine job, training stopped here: this process leaves at once when it
+    exits (the others cannot go on without it), and a failure that is not this worker's own
+    is most often a lost worker (its connections closed): raise the line that names it."""
     from . import workers
 
-    if worker()[1] > 1 and import_keras().backend.backend() == "jax":
+    if worker()[1] == 1 or import_keras().backend.backend() != "jax":
+        return
+    workers.failed("")
+    if not isinstance(err, (UserError, KeyboardInterrupt)):
         lost = workers.lost_workers()
         if lost:
             raise workers.lost_error(lost) from None
@@ -295,10 +299,8 @@ def training_scope(precision: str = "float32", devices: str = "1", log=lambda ms
     set_precision(precision, log)
     try:
         yield distribution_scope(devices, log)
-    except UserError:
-        raise
-    except Exception:
-        _name_lost_workers()
+    except BaseException as err:
+        _job_failed(err)
         raise
     finally:
         end_distribution()
