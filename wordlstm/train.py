@@ -600,13 +600,10 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
            segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
            ctrl_c: CtrlC | None, base: Path | None = None) -> dict:
     from .backend import training_scope, worker_batches
-    from .modeldir import file_hash
     from .workers import check_same_inputs
 
     run = _prepare(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, log, base)
-    check_same_inputs({"corpus": file_hash(Path(segmented)), "epoch": run.state["epoch"],
-                       **{k: run.state[k] for k in ("vocab_sha256", "vectors_sha256", "model",
-                                                    "training", "segmenter")}})
+    check_same_inputs(segmented, run.state)  # a job of several machines: all train the same
     with training_scope(run.tcfg.precision, run.tcfg.devices, log) as (scope, n_devices):
         # Every batch must split evenly over the devices.
         batch = max(n_devices, run.tcfg.batch_size - run.tcfg.batch_size % n_devices)

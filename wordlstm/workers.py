@@ -146,12 +146,18 @@ def failed(message: str) -> UserError:
     return UserError(message)
 
 
-def check_same_inputs(record: dict) -> None:
+def check_same_inputs(segmented, state: dict) -> None:
     """Every worker must train on the same corpus, vectors and settings (else their
-    gradients would mix two trainings): each publishes `record` (digests and settings) and
-    compares everyone's with worker 0's; a difference is refused by every worker."""
+    gradients would mix two trainings): each publishes its digests and settings (`state`:
+    train's checkpoint state) and compares everyone's with worker 0's; a difference is
+    refused by every worker."""
     if not _jax_job():
         return
+    from .modeldir import file_hash
+
+    record = {"corpus": file_hash(Path(segmented)), "epoch": state["epoch"],
+              **{k: state[k] for k in ("vocab_sha256", "vectors_sha256", "model", "training",
+                                       "segmenter")}}
     index, count = worker()
     client = _client()
     text = json.dumps(record, sort_keys=True)
