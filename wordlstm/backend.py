@@ -182,12 +182,14 @@ def distribution_scope(devices: str, log=lambda msg: None):
         if n < 1 or n > len(available):
             raise UserError(f"--devices {n}: the {backend} backend sees {len(available)} device(s)")
     if backend == "tensorflow" and os.environ.get("TF_CONFIG"):
-        import tensorflow as tf  # several machines: each worker runs the same command
-
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        log(f"multi-worker data parallel over {strategy.num_replicas_in_sync} replicas "
-            "(tf.distribute.MultiWorkerMirroredStrategy, from TF_CONFIG)")
-        return strategy.scope, strategy.num_replicas_in_sync
+        # Tried across two workers (issue 22): MultiWorkerMirroredStrategy made here fails
+        # ("Collective ops must be configured at program startup"); made before TensorFlow
+        # starts, Keras 3's fit then fails on its distributed batches ("Attempt to convert a
+        # value (PerReplica…) … to a Tensor"). Refused before anything runs, not half-way.
+        raise UserError("TF_CONFIG is set, but multi-machine training on the TensorFlow "
+                        "backend does not work with Keras 3 here; use KERAS_BACKEND=jax with "
+                        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (README: "
+                        "More than one machine)")
     index, workers = worker()
     if workers > 1 and backend == "jax":
         if n != len(available):
