@@ -76,6 +76,10 @@ class Hosts:
                            timeout=20)
             shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
         self.made.clear()
+        try:
+            Path("/etc/netns").rmdir()  # only if no other namespace keeps files there
+        except OSError:
+            pass
 
     def command(self, i: int, argv: list[str]) -> list[str]:
         """`argv` run on host i."""
