@@ -123,6 +123,8 @@ def start_jax() -> None:
 def _leave() -> None:
     """At exit of a failed job: leave at once (JAX's exit barrier waits for every worker)."""
     if _state["failed"]:
+        if _state.get("private"):
+            shutil.rmtree(_state["private"], ignore_errors=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
@@ -198,6 +200,7 @@ def checkpoint_dir(ckpt: Path, resume: bool) -> Path:
         return ckpt
     mine = Path(tempfile.mkdtemp(prefix=f"wordlstm-worker{index}-")) / "checkpoint"
     atexit.register(shutil.rmtree, mine.parent, True)
+    _state["private"] = mine.parent  # _leave removes it too
     if resume:
         _receive(client, mine)
     return mine
