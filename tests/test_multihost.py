@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -159,6 +161,7 @@ def _wait_for_line(worker: Worker, needle: str, timeout: float = TIMEOUT) -> Non
 def test_a_lost_worker_stops_the_job_and_resume_finishes_it(hosts, segmented, vectors_file,
                                                             tmp_path):
     args = _train_args(segmented, vectors_file, 4)
+    private = set(Path(tempfile.gettempdir()).glob("wordlstm-worker1-*"))
     workers = [Worker(hosts, i, 24102, args, tmp_path / f"host{i}") for i in range(2)]
     try:
         _wait_for_line(workers[0], "epoch 1/4: 13")  # epoch 1 checkpointed; epoch 2 runs
@@ -169,6 +172,8 @@ def test_a_lost_worker_stops_the_job_and_resume_finishes_it(hosts, segmented, ve
     finally:
         for w in workers:
             w.stop()
+        for d in set(Path(tempfile.gettempdir()).glob("wordlstm-worker1-*")) - private:
+            shutil.rmtree(d, ignore_errors=True)  # the killed worker's copy of the checkpoint
     stderr = workers[0].stderr
     assert rc != 0 and took < 30, (took, stderr)
     assert "Traceback" not in stderr and "Check failure" not in stderr, stderr
