@@ -11,6 +11,9 @@ import importlib.util
 import os
 import sys
 
+from .errors import UserError
+from .workers import worker
+
 
 @contextlib.contextmanager
 def _native_stderr_hidden():
@@ -41,8 +44,6 @@ BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy":
 def check_backend() -> str:
     """KERAS_BACKEND (default tensorflow) is one Keras knows and its engine is installed;
     else one line saying what to set or install (Keras itself would raise a traceback)."""
-    from .errors import UserError
-
     name = os.environ.get("KERAS_BACKEND", "").strip() or "tensorflow"
     if name not in BACKENDS:
         raise UserError(f"KERAS_BACKEND={name!r} is not a Keras backend; use one of "
@@ -68,10 +69,9 @@ def import_keras():
                                    f" --xla_force_host_platform_device_count={virtual}").strip()
     with _native_stderr_hidden():
         import keras
-
-        if keras.backend.backend() == "jax" and os.environ.get("JAX_COORDINATOR_ADDRESS"):
-            _start_jax_workers()
-
+    if keras.backend.backend() == "jax" and os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        _start_jax_workers()  # its errors are native log lines: not hidden
+    with _native_stderr_hidden():
         # Keras' saving code imports TensorFlow when it is installed, whatever the backend,
         # and TensorFlow logs natively on import and on its first device probe: do both here.
         if importlib.util.find_spec("tensorflow") is not None:
@@ -88,11 +88,9 @@ def import_keras():
 def _start_jax_workers() -> None:
     """Join a multi-host JAX job: afterwards jax.devices() lists every host's devices, so
     `train --devices all` (keras.distribution.DataParallel) spans all machines."""
-    import jax
+    from . import workers
 
-    jax.distributed.initialize(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-                               num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                               process_id=int(os.environ["JAX_PROCESS_ID"]))
+    workers.start_jax()
 
 
 def describe() -> dict:
@@ -207,8 +205,6 @@ def distribution_scope(devices: str, log=lambda msg: None):
     tf.distribute.MirroredStrategy; each splits every batch across the devices and averages
     the gradients. PyTorch has no Keras data-parallel path, so it trains on one device.
     """
-    from .errors import UserError
-
     keras = import_keras()
     backend = keras.backend.backend()
     available = _training_devices(keras, backend)
@@ -222,12 +218,24 @@ def distribution_scope(devices: str, log=lambda msg: None):
         if n < 1 or n > len(available):
             raise UserError(f"--devices {n}: the {backend} backend sees {len(available)} device(s)")
     if backend == "tensorflow" and os.environ.get("TF_CONFIG"):
-        import tensorflow as tf  # several machines: each worker runs the same command
-
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        log(f"multi-worker data parallel over {strategy.num_replicas_in_sync} replicas "
-            "(tf.distribute.MultiWorkerMirroredStrategy, from TF_CONFIG)")
-        return strategy.scope, strategy.num_replicas_in_sync
+        # Tried across two workers (issue 22): MultiWorkerMirroredStrategy made here fails
+        # ("Collective ops must be configured at program startup"); made before TensorFlow
+        # starts, Keras 3's fit then fails on its distributed batches ("Attempt to convert a
+        # value (PerReplica…) … to a Tensor"). Refused before anything runs, not half-way.
+        raise UserError("TF_CONFIG is set, but multi-machine training on the TensorFlow "
+                        "backend does not work with Keras 3 here; use KERAS_BACKEND=jax with "
+                        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (README: "
+                        "More than one machine)")
+    index, workers = worker()
+    if workers > 1 and backend == "jax":
+        if n != len(available):
+            raise UserError(f"--devices {devices}: a job of {workers} workers trains on every "
+                            f"device of every worker ({len(available)}); use --devices all")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(
+            devices=available, auto_shard_dataset=False))  # worker_batches shards
+        log(f"data parallel over {n} devices on {workers} workers (keras.distribution."
+            f"DataParallel; this is worker {index}, with {n_local_devices()} of them)")
+        return contextlib.nullcontext, n
     if n <= 1:
         return contextlib.nullcontext, 1
     chosen = available[:n]
@@ -243,10 +251,50 @@ def distribution_scope(devices: str, log=lambda msg: None):
     raise UserError(f"--devices {n}: data-parallel training needs the jax or tensorflow backend")
 
 
+def n_local_devices() -> int:
+    import jax
+
+    return jax.local_device_count()
+
+
+def worker_batches(dataset, log=lambda msg: None):
+    """In a multi-machine JAX job, the rows of every global batch that this worker feeds
+    (its devices' share; JAX assembles the global batch from every worker's rows). Every
+    worker builds the same global batches, from the same seed, and keeps its own slice."""
+    index, workers = worker()
+    if workers == 1 or import_keras().backend.backend() != "jax":
+        return dataset
+    keras = import_keras()
+
+    class Share(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.told = False
+
+        def __len__(self):
+            return len(dataset)
+
+        def __getitem__(self, i):
+            batch = dataset[i]
+            rows = len(batch[0])
+            if rows % workers:
+                raise UserError(f"a batch of {rows} sequences does not split over {workers} "
+                                "workers; use a --batch-size that is a multiple of the devices")
+            share = rows // workers
+            if not self.told:
+                self.told = True
+                log(f"worker {index} of {workers}: rows {index * share}-{(index + 1) * share - 1}"
+                    f" of each batch of {rows} sequences")
+            return tuple(part[index * share:(index + 1) * share] for part in batch)
+
+        def on_epoch_end(self):
+            dataset.on_epoch_end()
+
+    return Share()
+
+
 def set_precision(precision: str, log=lambda msg: None) -> None:
     """float32, or mixed precision (float16 compute on GPUs, bfloat16 on CPUs)."""
-    from .errors import UserError
-
     keras = import_keras()
     if precision == "float32":
         keras.mixed_precision.set_global_policy("float32")
@@ -258,6 +306,21 @@ def set_precision(precision: str, log=lambda msg: None) -> None:
     else:
         log("note: mixed precision on a CPU uses bfloat16 and is usually slower than float32")
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+
+def _job_failed(err: BaseException) -> None:
+    """In a multi-machine job, training stopped here: this process leaves at once when it
+    exits (the others cannot go on without it), and a failure that is not this worker's own
+    is most often a lost worker (its connections closed): raise the line that names it."""
+    from . import workers
+
+    if worker()[1] == 1 or import_keras().backend.backend() != "jax":
+        return
+    workers.failed("")
+    if not isinstance(err, (UserError, KeyboardInterrupt)):
+        lost = workers.lost_workers()
+        if lost:
+            raise workers.lost_error(lost) from None
 
 
 def end_distribution() -> None:
@@ -274,6 +337,9 @@ def training_scope(precision: str = "float32", devices: str = "1", log=lambda ms
     set_precision(precision, log)
     try:
         yield distribution_scope(devices, log)
+    except BaseException as err:
+        _job_failed(err)
+        raise
     finally:
         end_distribution()
         set_precision("float32")

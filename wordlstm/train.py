@@ -469,8 +469,10 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
             """Stop if one more epoch (as long as this run's average) would pass the limit."""
             if not tcfg.time_limit or epoch + 1 >= tcfg.epochs:
                 return
+            from .workers import agreed
+
             spent = time.perf_counter() - self.started
-            if spent + spent / self.epochs_run > tcfg.time_limit * 60:
+            if agreed(spent + spent / self.epochs_run > tcfg.time_limit * 60):  # worker 0's clock
                 log(f"time limit: another epoch would end after {tcfg.time_limit:g} minutes "
                     f"({spent / 60:.1f} spent): stopping after epoch {epoch + 1}")
                 self.model.stop_training = True
@@ -602,13 +604,18 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
     check_output_dir(out)  # after the two above: they name the cause more exactly
     if tcfg.tensorboard:
         check_tensorboard(tcfg.tensorboard)
-    _check_existing(out, resume, overwrite)
+    from .workers import is_writer
+
+    if is_writer():
+        _check_existing(out, resume, overwrite)
     from .progress import reporting
 
-    with output_lock(out), reporting(log, terminal=verbose > 0):
-        _check_existing(out, resume, overwrite)  # again: now no other run can change it
-        if overwrite:
-            shutil.rmtree(out / "checkpoint", ignore_errors=True)  # train afresh
+    with (output_lock(out) if is_writer() else contextlib.nullcontext()), \
+            reporting(log, terminal=verbose > 0):  # worker 0 writes
+        if is_writer():
+            _check_existing(out, resume, overwrite)  # again: now no other run can change it
+            if overwrite:
+                shutil.rmtree(out / "checkpoint", ignore_errors=True)  # train afresh
         return _train(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, verbose, log,
                       init_from, ctrl_c, base)
 
@@ -702,9 +709,11 @@ class TrainingRun:
 def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
            segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
            ctrl_c: CtrlC | None, base: Path | None = None) -> dict:
-    from .backend import training_scope
+    from .backend import training_scope, worker_batches
+    from .workers import check_same_inputs
 
     run = _prepare(segmented, vectors_path, out, cfg, tcfg, segmenter, resume, log, base)
+    check_same_inputs(segmented, run.state.to_json())  # several machines: all train the same
     with training_scope(run.tcfg.precision, run.tcfg.devices, log) as (scope, n_devices):
         # Every batch must split evenly over the devices.
         batch = max(n_devices, run.tcfg.batch_size - run.tcfg.batch_size % n_devices)
@@ -715,6 +724,7 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
             train_ds = sequences_dataset(run.corpus.train, run.cfg.window, batch,
                                          run.corpus.unk, seed=run.tcfg.seed,
                                          epoch=run.state.epoch, drop_remainder=n_devices > 1)
+        train_ds = worker_batches(train_ds, log)  # a job of several machines: this one's rows
         with scope(), (ctrl_c.deferred() if ctrl_c else contextlib.nullcontext()):
             model = _build_or_resume(run, len(train_ds), resume, init_from, log,
                                      carry_batch=batch if run.tcfg.carry else None)
@@ -727,8 +737,9 @@ def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainCo
              base: Path | None = None) -> TrainingRun:
     """The vectors, the settings (those of the checkpoint when resuming) and the id streams."""
     from .modeldir import file_hash
+    from .workers import checkpoint_dir
 
-    ckpt = out / "checkpoint"
+    ckpt = checkpoint_dir(out / "checkpoint", resume)  # elsewhere than -o on workers 1, 2, …
     if base is not None:
         vectors, start = _grown_vectors(base, segmented, tcfg, log)
     else:
@@ -912,6 +923,13 @@ def _fit(model, run: TrainingRun, train_ds, verbose: int, log, ctrl_c: CtrlC | N
 def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterConfig, init_from,
             log, ctrl_c: CtrlC | None = None) -> dict:
     """Fit the decoding to the final weights, write the model dir, drop the checkpoint."""
+    from .workers import finished, is_writer
+
+    if not is_writer():  # a worker of a multi-machine job: worker 0 writes the model dir
+        finished()
+        shutil.rmtree(run.ckpt, ignore_errors=True)
+        return {"history": run.state.history, "out": f"{out} on worker 0",
+                "best_epoch": run.state.kept_epoch}
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
     # A plain copy without optimizer or carried state, stored as `weights_dtype`: what ships,
     # and what the decoding and cache are fitted to (its weights rounded as they will load).
@@ -978,6 +996,7 @@ def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterC
                    log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram,
                    sampling=dict(LINE_SAMPLING) if tcfg.lines else None)
     shutil.rmtree(run.ckpt, ignore_errors=True)
+    finished()  # the other workers of a multi-machine job may leave now
     return {"history": state.history, "out": str(out), "best_epoch": state.kept_epoch}
 
 
