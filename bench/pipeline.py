@@ -36,7 +36,8 @@ def run(cmd, env=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("novel", nargs="?", default=str(HERE.parent.parent / "shared" / "corpora" / "hongloumeng.txt"))
+    ap.add_argument("novel", nargs="?",
+                    default=str(HERE.parent.parent / "shared" / "corpora" / "hongloumeng.txt"))
     ap.add_argument("--train-lines", type=int, default=600)
     ap.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     args = ap.parse_args()

@@ -55,7 +55,7 @@ def main(argv=None):
                               dropout=args.dropout, **model_kw)
             tcfg = TrainConfig(epochs=args.epochs, patience=0, **train_kw)
             train(args.segmented, args.vectors, out, cfg, tcfg, SegmenterConfig(),
-                  verbose=0, log=lambda msg: print(f"[{name}] {msg}", file=sys.stderr),
+                  verbose=0, log=lambda msg, name=name: print(f"[{name}] {msg}", file=sys.stderr),
                   overwrite=True)  # a rerun without --reuse trains the row again
         m = load(out)
         corpus = corpus_ids(args.segmented, m.vectors.index,

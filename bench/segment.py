@@ -74,10 +74,10 @@ def main():
                       "ratio": round(w_rate / base_rate, 1), "jobs": args.jobs,
                       "wordlstm_peak_rss_mb": rss, "cpus": os.cpu_count()}))
     if not args.repeat_mb:  # same tokens on every line (ignoring the empty lines we drop)
-        ours = [l for l in (tmp / "w.out").read_text(encoding="utf-8").splitlines()]
-        theirs = [" ".join(t for t in l.split(" ") if t.strip())
-                  for l in (tmp / "base.out").read_text(encoding="utf-8").splitlines()]
-        theirs = [l for l in theirs if l]
+        ours = [line for line in (tmp / "w.out").read_text(encoding="utf-8").splitlines()]
+        theirs = [" ".join(t for t in line.split(" ") if t.strip())
+                  for line in (tmp / "base.out").read_text(encoding="utf-8").splitlines()]
+        theirs = [line for line in theirs if line]
         print(json.dumps({"lines": len(ours), "identical_to_jieba": ours == theirs}))
 
 

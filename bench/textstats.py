@@ -55,7 +55,9 @@ def text_stats(samples: list[str], train_grams: set, reference: CharNgram | None
         copied.append(sum(g in train_grams for g in grams) / len(grams) if grams else 0.0)
         if reference is not None:
             bpc.append(reference.bits_per_char(s, histories[i] if histories else ""))
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else float("nan")
+
     return {"samples": len(samples), "chars": chars,
             "breaks_per_1000": 1000 * breaks / chars,
             "punct_share": punct / max(len(body), 1),

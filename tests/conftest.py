@@ -117,11 +117,28 @@ def poem_model(tmp_path_factory):
     v = train_word2vec(str(d / "poems.seg.txt"), Word2VecSettings(size=16, epochs=3, workers=1,
                                                                           lines=True))
     save_vectors(v, d / "vectors.bin")
-    train(str(d / "poems.seg.txt"), str(d / "vectors.bin"), d / "m", ModelConfig(window=16, units=24, layers=1,
-                                                                         dropout=0.0),
+    train(str(d / "poems.seg.txt"), str(d / "vectors.bin"), d / "m",
+          ModelConfig(window=16, units=24, layers=1, dropout=0.0),
           TrainConfig(epochs=2, batch_size=128, lines=True), SegmenterConfig(unit="char"),
           verbose=0, log=lambda *a: None)
     return d
+
+
+# `pytest -m "not slow"` is the quick loop (unit tests, under two minutes); the whole suite
+# is CI's. Slow: a test that trains a model (the fixtures below, or a module whose tests
+# train, drive a browser, start subprocess servers or network hosts).
+TRAINED = {"model_dir", "poem_model", "vectors_file"}
+SLOW_MODULES = {"test_reliability", "test_multihost", "test_finetune", "test_integration",
+                "test_serve", "test_serve_fuzz", "test_train", "test_cli_newuser",
+                "test_bench_gpu", "test_segment_exactness", "test_bench_readers", "test_cli",
+                "test_dynamic", "test_evaluate", "test_readme", "test_names", "test_join"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = Path(str(item.fspath)).stem
+        if module in SLOW_MODULES or TRAINED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -47,7 +47,7 @@ def test_batched_groups_write_what_each_writes_alone(writer):
             ids, _ = writer.continuation(prompt)
             group = writer.gen.group([ids] * n, length, cfg, seed=k)
             runs.append((group, *submit(batcher, group)[1:]))
-        for group, done, outcome in runs:
+        for _group, done, outcome in runs:
             assert done.wait(30)
             assert outcome["err"] is None
         assert [g.out for g, _, _ in runs] == alone

@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import assert_clear_error, run
 
 from wordlstm.vectors import Vectors, load_vectors, save_vectors
-
-from conftest import assert_clear_error, run
 
 
 def test_segment_writes_one_paragraph_a_line(novel, tmp_path):
@@ -85,7 +84,7 @@ def test_continue_text_modes_from_the_cli(model_dir):
     r = run("continue-text", "--model", model_dir, "--acrostic", "老小", "--line-length", 4,
             "--seed", 1)
     lines = r.stdout.splitlines()
-    assert [l[0] for l in lines] == ["老", "小"]
+    assert [line[0] for line in lines] == ["老", "小"]
     r = run("continue-text", "老王", "--model", model_dir, "--lines", 2, "-n", 30, "--seed", 1,
             "--json")
     assert len(json.loads(r.stdout)["texts"]) == 2
@@ -123,8 +122,8 @@ def test_missing_empty_and_binary_inputs(tmp_path):
 
 def test_undecodable_bytes_name_file_and_offset(tmp_path):
     bad = tmp_path / "bad.txt"
-    good = "第一回\r\n宝玉笑道：好。\r\n".encode("utf-8")
-    bad.write_bytes(good + b"\xff\xff" + "后来\r\n".encode("utf-8"))
+    good = "第一回\r\n宝玉笑道：好。\r\n".encode()
+    bad.write_bytes(good + b"\xff\xff" + "后来\r\n".encode())
     r = run("segment", bad, "-o", tmp_path / "o.txt", "--encoding", "utf-8", ok=False)
     assert_clear_error(r, str(bad), f"byte offset {len(good)}", "line 3")
     assert not (tmp_path / "o.txt").exists()
@@ -204,7 +203,8 @@ def test_training_interrupted_counts_the_saved_epochs(tmp_path):
 
 def test_help_and_segment_do_not_import_keras(novel, tmp_path):
     code = ("import sys; from click.testing import CliRunner; from wordlstm.cli import main; "
-            f"r = CliRunner().invoke(main, ['segment', {str(novel)!r}, '-o', {str(tmp_path / 's.txt')!r}, '-q']); "
+            f"r = CliRunner().invoke(main, ['segment', {str(novel)!r}, "
+            f"'-o', {str(tmp_path / 's.txt')!r}, '-q']); "
             "assert r.exit_code == 0, r.output; "
             "CliRunner().invoke(main, ['--help']); "
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'gensim') if m in sys.modules))")

@@ -4,7 +4,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from wordlstm.dataset import CorpusIds, MASKED, corpus_ids
+from wordlstm.dataset import MASKED, CorpusIds, corpus_ids
 from wordlstm.evaluate import cross_entropy, evaluate, stream_outputs, target_logprobs
 from wordlstm.split import HoldOut
 from wordlstm.vectors import EOS

@@ -4,11 +4,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import needs_corpus
 
 from wordlstm.cli import main
 from wordlstm.vectors import load_vectors
-
-from conftest import needs_corpus
 
 pytestmark = pytest.mark.corpus
 

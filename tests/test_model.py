@@ -4,6 +4,7 @@ every-position network against a per-window oracle."""
 import numpy as np
 import pytest
 
+from wordlstm.errors import UserError
 from wordlstm.model import ModelConfig, build_model, custom_objects, make_loss
 
 
@@ -110,11 +111,11 @@ def test_unk_row_stays_zero_while_the_embedding_trains():
     w[-1] = 1.0
     out = custom_objects()["ZeroLastRow"]()(w)
     assert np.abs(np.asarray(out)[-1]).sum() == 0 and np.allclose(np.asarray(out)[:-1], w[:-1])
-    with pytest.raises(Exception):
+    with pytest.raises(UserError):
         ModelConfig(units=0)
 
 
-@pytest.mark.parametrize("name", ["default", "dinos"])
+@pytest.mark.parametrize("name", ["default", "dinos", "tang"])
 def test_shipped_models_load_with_the_losses_in_their_own_module(name):
     """The losses moved to wordlstm.losses: models saved before still load, and the losses
     keep the names they are known by (and rebuild from their configs)."""

@@ -301,7 +301,7 @@ def _without_nulls(value):
     return value
 
 
-@pytest.mark.parametrize("name", ["default", "base", "dinos"])
+@pytest.mark.parametrize("name", ["default", "base", "dinos", "tang"])
 def test_shipped_config_json_parses_into_typed_settings_and_back(name):
     """The shipped models load unchanged; their config.json re-typed gives the same record
     back (keys written as null are left out: they mean "not recorded" either way)."""
@@ -328,10 +328,10 @@ def test_config_json_keys_refused_or_kept_by_the_stated_rule(model_dir, tmp_path
 
     d = _copy(model_dir, tmp_path)
     for section in ("model", "decoder", "segmenter"):
-        _rewrite_config(d, lambda c: c[section].update(depth=3))
+        _rewrite_config(d, lambda c, section=section: c[section].update(depth=3))
         with pytest.raises(UserError, match=f"{section}.*depth"):
             read_config(d)
-        _rewrite_config(d, lambda c: c[section].pop("depth"))
+        _rewrite_config(d, lambda c, section=section: c[section].pop("depth"))
     _rewrite_config(d, lambda c: (c["training"].update(gpu="H200"), c.update(note="kept")))
     config = read_config(d)
     assert config.training.extra["gpu"] == "H200" and config.extra == {"note": "kept"}

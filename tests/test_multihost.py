@@ -24,6 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns
 
+pytestmark = pytest.mark.hosts  # they set KERAS_BACKEND=jax themselves: CI runs them once
 REPO = Path(__file__).resolve().parent.parent
 WHY_NOT = netns.unavailable()
 needs_hosts = pytest.mark.skipif(WHY_NOT is not None or importlib.util.find_spec("jax") is None,

@@ -9,7 +9,7 @@ from wordlstm.names import propose_names
 def test_split_names_are_proposed_and_words_are_not():
     # 麝 月 is a name jieba splits: frequent, cohesive, followed by 道/笑道.
     lines = []
-    for i in range(30):
+    for _ in range(30):
         lines.append(["麝", "月", "笑道", "：", "你", "来", "了", "。"])
         lines.append(["宝玉", "听", "了", "，", "便", "叫", "麝", "月", "。"])
         lines.append(["今天", "月", "很", "亮", "，", "大家", "说话", "。"])  # 月 alone: common

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("package", ["wordlstm.default_model", "wordlstm.base_model",
-                                     "wordlstm.dinos_model"])
+                                     "wordlstm.dinos_model", "wordlstm.tang_model"])
 def test_every_shipped_model_file_is_package_data(package):
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     folder = ROOT / config["package-dir"][package]

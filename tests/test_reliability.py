@@ -337,7 +337,9 @@ def test_fuzz_segment_vectors_and_config(novel, vectors_file, model_dir, tmp_pat
             path.write_bytes(bytes(rng.integers(0, 256, 2000).astype(np.uint8)) if i % 9 == 0
                              else _mutate(text, rng))
             with open(tmp_path / "out.txt", "w", encoding="utf-8") as f:
-                call = lambda path=path: segment_files([str(path)], f, SegmenterConfig())
+                def call(path=path, f=f):
+                    return segment_files([str(path)], f, SegmenterConfig())
+
                 outcome = _attempt(call)
         elif which == 1:
             path = tmp_path / "v.bin"

@@ -13,7 +13,7 @@ from wordlstm.textio import iter_lines, normalize_line
 
 
 def _lines(path):
-    return [normalize_line(l) for l in iter_lines(path) if normalize_line(l)]
+    return [normalize_line(line) for line in iter_lines(path) if normalize_line(line)]
 
 
 def _jieba_tokens(line):

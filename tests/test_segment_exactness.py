@@ -7,11 +7,10 @@ import logging
 
 import jieba
 import pytest
+from conftest import needs_corpus
 
 from wordlstm.segment import SegmenterConfig, segment_lines
 from wordlstm.textio import iter_lines, normalize_line
-
-from conftest import needs_corpus
 
 pytestmark = pytest.mark.corpus
 NOVELS = ["hongloumeng.txt", "sanguoyanyi.txt", "shuihuzhuan.txt"]
@@ -21,8 +20,8 @@ NOVELS = ["hongloumeng.txt", "sanguoyanyi.txt", "shuihuzhuan.txt"]
 def novel_lines():
     lines = []
     for name in NOVELS:
-        lines += [normalize_line(l) for l in iter_lines(needs_corpus(name))]
-    return [l for l in lines if l]
+        lines += [normalize_line(line) for line in iter_lines(needs_corpus(name))]
+    return [line for line in lines if line]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def _reference(lines, user_dict=None):
     tk = jieba.Tokenizer()
     if user_dict:
         tk.load_userdict(user_dict)
-    return [[t for t in tk.lcut(l) if not t.isspace()] for l in lines]
+    return [[t for t in tk.lcut(line) if not t.isspace()] for line in lines]
 
 
 def _differing(lines, expected, engine, user_dict=None):

@@ -667,8 +667,8 @@ def test_library_messages_are_said_in_the_apis_field_names(tiny):
 def test_one_table_says_what_an_exception_answers(tiny, monkeypatch, stream, raised, status):
     """A JSON answer and a streamed `error` event give an exception the same status (issue
     21: Cancelled was 400 in one and 503 in the other); a 500 shows nothing of the error."""
-    from wordlstm.errors import UserError
     from wordlstm.budget import Cancelled, TimeLimitExceeded
+    from wordlstm.errors import UserError
     from wordlstm.serve import ServedModel
 
     err = {"cancelled": Cancelled("the server is shutting down"), "time": TimeLimitExceeded(2),

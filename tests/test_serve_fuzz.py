@@ -15,7 +15,8 @@ import pytest
 
 schemathesis = pytest.importorskip(
     "schemathesis", reason="schemathesis is not installed (pip install -e '.[test]')")
-from hypothesis import HealthCheck, given, settings
+# hypothesis comes with schemathesis: imported only once the skip above has passed.
+from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 TIME_LIMIT = 2.0  # seconds a request may generate (ServeConfig.time_limit)
 BOUND = 30.0  # seconds any request may take here: the time limit and generous room

@@ -26,7 +26,7 @@ def test_training_lines_leave_out_copies_of_held_out_lines_but_not_short_ones(tm
     held = held_out_lines(line_token_counts(path), HoldOut(0.08))
     assert held.tolist()[-2:] == [True, True] and not held[:2].any()
     keep = training_lines(path, HoldOut(0.08))
-    assert keep[0] == False and keep[1] == True
+    assert not keep[0] and keep[1]
     assert len("".join(tail)) >= COPY_CHARS > len("".join(short))
     train, out = split_paragraphs(path, HoldOut(0.08))
     assert out == [short, tail] and tail not in train and short in train

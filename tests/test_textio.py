@@ -27,7 +27,8 @@ def test_detects_encoding_and_reads_lines(tmp_path, encoding, expected):
     text = TEXT
     if encoding == "big5":
         # Big5 is traditional Chinese: use characters it can encode.
-        text = "\r\n".join(["\u3000\u3000林黛玉聽了，心裡很著急，便往書房去了。", "寶玉笑道：「我們去花園散步罷。」"] * 30) + "\r\n"
+        text = "\r\n".join(["\u3000\u3000林黛玉聽了，心裡很著急，便往書房去了。",
+                           "寶玉笑道：「我們去花園散步罷。」"] * 30) + "\r\n"
     path = tmp_path / "novel.txt"
     path.write_bytes(text.encode(encoding))
     assert detect_encoding(path) == expected

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY
 
 import wordlstm.train as train_mod
 from wordlstm.errors import UserError
@@ -9,8 +10,6 @@ from wordlstm.model import ModelConfig
 from wordlstm.modeldir import load, load_core_weights, load_keras_model
 from wordlstm.segment import SegmenterConfig
 from wordlstm.train import TrainConfig, train
-
-from conftest import TINY
 
 QUIET = dict(verbose=0, log=lambda *a: None)
 

@@ -48,7 +48,8 @@ def test_prefix_and_directory_resolve(tmp_path):
         resolve_vectors_path(tmp_path / "other")
 
 
-@pytest.mark.parametrize("content", [b"hello world\n", b"", b"\x89PNG\r\n\x1a\n\x00\x00", "3 2\n的 1.0\n".encode()])
+@pytest.mark.parametrize("content", [b"hello world\n", b"", b"\x89PNG\r\n\x1a\n\x00\x00",
+                                     "3 2\n的 1.0\n".encode()])
 def test_not_word2vec_is_a_clear_error(tmp_path, content):
     path = tmp_path / "bad.txt"
     path.write_bytes(content)

@@ -9,7 +9,6 @@ from wordlstm.tokens import is_punctuation
 from wordlstm.writer import Writer
 
 
-
 def test_line_model_learns_clause_length_marks_and_form(poem_model):
     w = Writer.load(poem_model / "m")
     assert w.config.lines.clause_length == 5 and w.config.acrostic_length == 5
@@ -69,7 +68,7 @@ def test_acrostic_lines_start_with_each_character(poem_model):
         assert line[0] == head and len(line) == 6 and line[-1] == mark
         assert not any(is_punctuation(c) for c in line[:-1])
     assert w.acrostic("春夏秋冬", SamplingConfig(), seed=1).texts == lines
-    assert [len(l) for l in w.acrostic("春夏", SamplingConfig(), seed=1, line_length=7).texts] == [8, 8]
+    assert [len(line) for line in w.acrostic("春夏", SamplingConfig(), seed=1, line_length=7).texts] == [8, 8]
     with pytest.raises(UserError, match="vocabulary"):
         w.acrostic("春X", SamplingConfig())
 
@@ -79,9 +78,9 @@ def test_lines_make_whole_lines_with_prompt(poem_model):
     made = w.lines("春", 5, SamplingConfig(), seed=3, max_words=40)
     lines, dropped = made.texts, made.dropped
     assert len(made.words) >= 5 and made.unknown == made.split == []
-    assert len(lines) == 5 and dropped == 0 and all(l.startswith("春") for l in lines)
+    assert len(lines) == 5 and dropped == 0 and all(line.startswith("春") for line in lines)
     assert len(set(lines)) == 5  # distinct lines
-    assert all("\n" not in l for l in lines)
+    assert all("\n" not in line for line in lines)
 
 
 def test_novel_only_drops_training_lines(poem_model, monkeypatch):

@@ -44,8 +44,21 @@ class Job:
     closed: bool = False  # reported (finished, failed or cancelled) and out of the batch
 
     @property
+    def prompt(self) -> np.ndarray:
+        """`inputs`, which Batcher.submit sets before the job joins the batch."""
+        assert self.inputs is not None, "the job has not been submitted"
+        return self.inputs
+
+    @property
     def reading(self) -> bool:
-        return self.fed < self.inputs.shape[1]
+        return self.fed < self.prompt.shape[1]
+
+    def next_ids(self) -> np.ndarray:
+        """What the job feeds next: its next prompt column, or the ids it chose last."""
+        if self.reading:
+            return self.prompt[:, self.fed]
+        assert self.nxt is not None, "a job past its prompt has chosen its next ids"
+        return self.nxt
 
 
 class Batcher:
@@ -162,13 +175,12 @@ class Batcher:
         # own rows only, cheap), so its first word does not wait one whole batch step per
         # prompt token; the last prompt token goes with the batch.
         for _ in range(self.prefill - 1):
-            reading = [j for j in self.active if j.inputs.shape[1] - j.fed > 1]
+            reading = [j for j in self.active if j.prompt.shape[1] - j.fed > 1]
             if not reading:
                 break
-            self._step(reading, [j.inputs[:, j.fed] for j in reading])
+            self._step(reading, [j.prompt[:, j.fed] for j in reading])
         if self.active:
-            self._step(self.active, [j.inputs[:, j.fed] if j.reading else j.nxt
-                                     for j in self.active])
+            self._step(self.active, [j.next_ids() for j in self.active])
             self.ticks += 1
             self.rows_stepped += sum(len(j.group) for j in self.active)
 

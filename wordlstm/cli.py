@@ -18,14 +18,17 @@ from . import __version__
 from .backend import PRECISIONS
 from .decoding import DECODINGS
 from .errors import UserError
-from .model import HEADS, LOSSES, TARGETS, ModelConfig as ModelDefaults
+from .model import HEADS, LOSSES, TARGETS
+from .model import ModelConfig as ModelDefaults
 from .names import MIN_COUNT
 from .sampling import SamplingConfig as SamplingDefaults
+from .segment import ENGINES, UNITS
+from .segment import SegmenterConfig as SegmenterDefaults
 from .serve import ServeConfig as ServeDefaults
-from .segment import ENGINES, UNITS, SegmenterConfig as SegmenterDefaults
 from .textio import DECODE_ERRORS
 from .train import TrainConfig as TrainDefaults
-from .vectors import NEIGHBORS, Word2VecSettings as Word2VecDefaults
+from .vectors import NEIGHBORS
+from .vectors import Word2VecSettings as Word2VecDefaults
 from .writer import Request as RequestDefaults
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
@@ -713,7 +716,8 @@ def neighbors(word, model_dir, vectors_path, k, as_json):
 @friendly
 def serve(model_dirs, open_browser, quiet, **options):
     """Serve the co-writing page and a JSON API (OpenAPI at /openapi.json)."""
-    from .serve import ServeConfig, serve as run_server
+    from .serve import ServeConfig
+    from .serve import serve as run_server
 
     config = ServeConfig(**options)
     run_server(list(model_dirs) or [None], config, open_browser, log=_stderr_log(quiet))

@@ -50,12 +50,15 @@ class CorpusIds:
         return self.vocab_size
 
 
-def corpus_ids(path: str, index: dict, holdout: HoldOut = HoldOut(),
+def corpus_ids(path: str, index: dict, holdout: HoldOut | None = None,
                whole: bool = False) -> CorpusIds:
     """Map a segmented file to id streams, streaming it once.
 
-    `whole` puts every line in the held-out stream (to score another file entirely).
+    `holdout` defaults to HoldOut(). `whole` puts every line in the held-out stream (to score
+    another file entirely).
     """
+    if holdout is None:
+        holdout = HoldOut()
     unk = len(index)
     eos = index.get(EOS)
     if eos is None:
@@ -89,7 +92,8 @@ def corpus_ids(path: str, index: dict, holdout: HoldOut = HoldOut(),
     val = np.frombuffer(streams[True], dtype=np.int32).copy()
     return CorpusIds(train=train if len(train) > 1 else train[:0], val=val if len(val) > 1
                      else val[:0], vocab_size=unk, train_unknown=train_unknown,
-                     val_words=val_words, val_spelled=val_spelled, val_unknown_chars=unknown_chars, char_counts=chars,
+                     val_words=val_words, val_spelled=val_spelled, val_unknown_chars=unknown_chars,
+                     char_counts=chars,
                      held_out_lines=int(mask.sum()))
 
 

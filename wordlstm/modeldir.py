@@ -46,8 +46,9 @@ FORMAT_VERSION = 2  # 2: every-position models; the embedding lives in vectors.b
 PACKAGE_MODEL = Path(__file__).resolve().parent / "default_model"
 PACKAGE_BASE = Path(__file__).resolve().parent / "base_model"
 PACKAGE_DINOS = Path(__file__).resolve().parent / "dinos_model"
+PACKAGE_TANG = Path(__file__).resolve().parent / "tang_model"
 SHIPPED = {"default": (PACKAGE_MODEL, "default"), "base": (PACKAGE_BASE, "base"),
-           "dinos": (PACKAGE_DINOS, "dinos")}
+           "dinos": (PACKAGE_DINOS, "dinos"), "tang": (PACKAGE_TANG, "tang")}
 
 
 def default_model_dir() -> Path:
@@ -60,8 +61,8 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_dir(model_dir=None) -> Path:
-    """A model dir argument: None is the shipped default; "default", "base" and "dinos" name
-    the shipped models unless a directory of that name exists here."""
+    """A model dir argument: None is the shipped default; "default", "base", "dinos" and
+    "tang" name the shipped models unless a directory of that name exists here."""
     if model_dir is None:
         return default_model_dir()
     p = Path(model_dir)

@@ -3,8 +3,9 @@
 `SamplingConfig` holds every setting (validated when made; the CLI's and the API's defaults
 come from it); `choose` samples from the decoder's distribution (at temperature 1.0 exactly
 it), within top-k, the nucleus (top-p), min-p and typical-p, with the DRY rule
-(dry.History) and the optional n-gram block and repetition penalty against loops; `preferred` narrows a choice to preferred words (a
-rhyme) when the model finds them likely enough. The loop that calls it is generate.Group.
+(dry.History) and the optional n-gram block and repetition penalty against loops; `preferred`
+narrows a choice to preferred words (a rhyme) when the model finds them likely enough. The loop
+that calls it is generate.Group.
 """
 
 from __future__ import annotations

@@ -286,7 +286,8 @@ class SegmentStats:
 
 
 # Chapter headings such as 第一回, 第十二章, 第3节, 卷二: kept as their own lines and reported.
-CHAPTER = re.compile(r"^(第[0-9一二三四五六七八九十百千零〇两]+[回章节卷集部篇]|卷[0-9一二三四五六七八九十百千]+)")
+CHAPTER = re.compile(r"^(第[0-9一二三四五六七八九十百千零〇两]+[回章节卷集部篇]"
+                     r"|卷[0-9一二三四五六七八九十百千]+)")
 
 
 # Download-site banners: a URL, or the words such sites put in their lines.

@@ -27,6 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .budget import Budget, Cancelled, Stopped
@@ -130,8 +131,12 @@ class Admission:
         loop = asyncio.get_running_loop()
         slot = loop.create_future()  # True: a slot was handed over; False: timed out
         self._queue.append(slot)
-        timer = loop.call_later(self.config.max_wait,
-                                lambda: slot.done() or slot.set_result(False))
+
+        def time_out() -> None:
+            if not slot.done():
+                slot.set_result(False)
+
+        timer = loop.call_later(self.config.max_wait, time_out)
         try:
             handed = await slot
         except asyncio.CancelledError:  # the client went away, the server stops
@@ -248,6 +253,7 @@ class ServedModel:
         def on_done(err):
             put("done", err or streams.finish())
 
+        assert self.batcher is not None  # only called when there is one
         self.batcher.submit(Job(streams.group, on_step=on_step if stream else None,
                                 on_done=on_done, budget=stop, on_start=stop.start))
 
@@ -618,6 +624,7 @@ def _add_routes(app, api: Api) -> None:
     from .apischema import SSE_EVENT, CardAnswer, ContinueAnswer, HistoryAnswer, NextAnswer
     from .apischema import documented as doc
 
+    # pydantic models made at run time (apischema): mypy cannot use them as types.
     ContinueBody, NextBody = api.continue_body, api.next_body
 
     @app.get("/", include_in_schema=False)
@@ -643,16 +650,16 @@ def _add_routes(app, api: Api) -> None:
 
     @app.post("/api/next", summary="The model's likeliest next words after a text",
               responses=doc(400, 413, 421, 422, 503, ok={"model": NextAnswer}))
-    async def next_words(body: NextBody, http: HTTPRequest):
+    async def next_words(body: NextBody, http: HTTPRequest):  # type: ignore[valid-type]
         return await api.next_words(body, http)
 
     @app.post("/api/continue", summary="Continue a prompt (as `continue-text --json`)",
               responses=doc(400, 413, 421, 422, 503, ok={
                   "model": ContinueAnswer,
                   "content": {"text/event-stream": {"schema": SSE_EVENT}}}))
-    async def continue_(body: ContinueBody, http: HTTPRequest):
+    async def continue_(body: ContinueBody, http: HTTPRequest):  # type: ignore[valid-type]
         got = await api.continue_(body, http)
-        if not body.stream:
+        if not body.stream:  # type: ignore[attr-defined]
             return got
         return StreamingResponse(got, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
@@ -837,6 +844,8 @@ class HostCheck:
     loopback, the server answers only to loopback names and addresses; bound elsewhere, also
     to IP addresses (no site can own one), its own host name and `allowed_hosts`. Any other
     Host gets 421 with a JSON error."""
+
+    state: Any  # the application's state (create_app sets it), as FastAPI apps have
 
     def __init__(self, app, config: ServeConfig):
         self.app = app

@@ -470,7 +470,8 @@ def atomic_path(path: str | os.PathLike):
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + "".join(path.suffixes), dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + "".join(path.suffixes),
+                                   dir=parent)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
     except OSError as err:

@@ -22,17 +22,25 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .card import char_baseline, corpus_record
-from .dataset import (CorpusIds, check_trainable, corpus_ids, lanes_dataset, sequences_dataset,
-                      targets_of)
+from .dataset import CorpusIds, check_trainable, corpus_ids, lanes_dataset, sequences_dataset, targets_of
 from .decoding import DECODINGS, CosineDecoder, fit_decoding, fit_tau, log_prior, make_decoder
 from .errors import UserError
 from .evaluate import cross_entropy, stream_outputs, target_logprobs
-from .model import (ModelConfig, build_core, build_model, compile_model, core_weights,
-                    initial_embedding, reset_carried_state, set_core_weights)
+from .model import (
+    ModelConfig,
+    build_core,
+    build_model,
+    compile_model,
+    core_weights,
+    initial_embedding,
+    reset_carried_state,
+    set_core_weights,
+)
 from .modeldir import InferenceWeights, read_json, save_model_dir, vocab_hash
 from .numeric import unit_rows, with_unknown_row
 from .segment import SegmenterConfig
@@ -40,6 +48,7 @@ from .split import HoldOut
 from .stepmodel import StepModel
 from .textio import atomic_path, write_json
 from .vectors import Vectors, load_vectors
+
 
 @dataclass
 class TrainConfig:
@@ -95,7 +104,7 @@ class TrainConfig:
         return HoldOut(self.val_fraction, self.lines)
 
     @classmethod
-    def from_json(cls, data: dict) -> "TrainConfig":
+    def from_json(cls, data: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -289,7 +298,7 @@ def _save_weights(model, path: Path) -> None:
 
 
 def _save_optimizer(model, path: Path) -> None:
-    arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
+    arrays: dict[str, Any] = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     _write_checkpoint_file(path, buffer.getvalue())
@@ -333,7 +342,7 @@ class CtrlC:
             return
         raise KeyboardInterrupt
 
-    def __enter__(self) -> "CtrlC":
+    def __enter__(self) -> CtrlC:
         import signal
         import threading
 
@@ -412,7 +421,8 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
 
     keras = import_keras()
 
-    class EpochEnd(keras.callbacks.Callback):
+    # keras is imported at run time (import_keras): its classes are unknown to mypy.
+    class EpochEnd(keras.callbacks.Callback):  # type: ignore[name-defined]
         """Validate, adapt the learning rate, and checkpoint after every epoch."""
 
         def on_train_begin(self, logs=None):
@@ -507,7 +517,7 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
                 log(f"held-out bits/char did not improve: learning rate {lr:.2g}")
             return False
 
-    class TensorBoardLog(keras.callbacks.Callback):
+    class TensorBoardLog(keras.callbacks.Callback):  # type: ignore[name-defined]  # as EpochEnd
         """One point an epoch in TensorBoard: the row EpochEnd just added to the history
         (loss, held-out bits/char, learning rate, targets/s) at step = epoch; after EpochEnd."""
 
@@ -582,10 +592,10 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
     `out` is locked while training (a second run into it is refused) and replaced as one step
     at the end. An `out` that holds a model or an interrupted run's checkpoint is refused
     unless `resume` (continue the checkpoint) or `overwrite` (train afresh; the old model
-    stays as it is until the new one replaces it). `init_from` starts from another model dir's weights (same vocabulary and
-    architecture): pretraining on other novels, then fine-tuning on this one. `base` (a
-    model dir, instead of `vectors_path`) fine-tunes it with its vocabulary grown by the
-    novel's own words (vocab.extend_vocabulary).
+    stays as it is until the new one replaces it). `init_from` starts from another model dir's
+    weights (same vocabulary and architecture): pretraining on other novels, then fine-tuning
+    on this one. `base` (a model dir, instead of `vectors_path`) fine-tunes it with its
+    vocabulary grown by the novel's own words (vocab.extend_vocabulary).
     """
     from .modeldir import check_output_dir, output_lock
     from .vectors import resolve_vectors_path
@@ -594,10 +604,12 @@ def train(segmented: str, vectors_path: str | None, out: str | Path, cfg: ModelC
     if base is not None:
         if Path(base).resolve() == out.resolve():
             raise UserError(f"{out}: is the model fine-tuned from; write the new one elsewhere")
-    elif resolve_vectors_path(vectors_path).resolve().parent == out.resolve():
-        raise UserError(f"{vectors_path}: the vectors are inside the output directory {out}, "
-                        "which is replaced when training ends; keep them elsewhere (e.g. "
-                        "corpus/novel.vectors)")
+    else:
+        assert vectors_path is not None, "train needs vectors_path or base"
+        if resolve_vectors_path(vectors_path).resolve().parent == out.resolve():
+            raise UserError(f"{vectors_path}: the vectors are inside the output directory "
+                            f"{out}, which is replaced when training ends; keep them elsewhere "
+                            "(e.g. corpus/novel.vectors)")
     if Path(segmented).resolve().parent == out.resolve():
         raise UserError(f"{segmented}: the corpus is inside the output directory {out}; "
                         "keep it elsewhere")
@@ -703,12 +715,12 @@ class TrainingRun:
     prior: np.ndarray  # log word frequencies of the training targets
     state: Checkpoint
     ckpt: Path
-    base: Path | None = None  # the model dir fine-tuned from (`--from`)
+    base: str | Path | None = None  # the model dir fine-tuned from (`--from`)
 
 
 def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
            segmenter: SegmenterConfig, resume: bool, verbose: int, log, init_from,
-           ctrl_c: CtrlC | None, base: Path | None = None) -> dict:
+           ctrl_c: CtrlC | None, base: str | Path | None = None) -> dict:
     from .backend import training_scope, worker_batches
     from .workers import check_same_inputs
 
@@ -734,7 +746,7 @@ def _train(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConf
 
 def _prepare(segmented, vectors_path, out: Path, cfg: ModelConfig, tcfg: TrainConfig,
              segmenter: SegmenterConfig, resume: bool, log,
-             base: Path | None = None) -> TrainingRun:
+             base: str | Path | None = None) -> TrainingRun:
     """The vectors, the settings (those of the checkpoint when resuming) and the id streams."""
     from .modeldir import file_hash
     from .workers import checkpoint_dir
@@ -845,7 +857,7 @@ def check_memory(cfg: ModelConfig, tcfg: TrainConfig) -> None:
                         "use fewer --units or --layers, or a smaller --batch-size")
 
 
-def _grown_vectors(base: Path, segmented: str, tcfg: TrainConfig, log) -> tuple[Vectors, str]:
+def _grown_vectors(base: str | Path, segmented: str, tcfg: TrainConfig, log) -> tuple[Vectors, str]:
     """The base's vectors grown with the novel's words, and a digest of where they came from
     (the base's vectors file and the words added: the same command gives the same digest, so
     --resume can check it is continuing the same run)."""
@@ -961,6 +973,7 @@ def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterC
     saved_bpc = None if scored is None else scored["bits_per_char"]
     char5 = char_baseline(segmented, tcfg.holdout)
     if saved_bpc is not None:
+        assert scored is not None  # saved_bpc comes from it
         log(f"held-out bits/char of the saved network: {saved_bpc:.4f} over "
             f"{scored['positions']:,} positions (what `evaluate --no-cache --dynamic 0 "
             "--no-ngram` reports)" + (f"; a character 5-gram: {char5:.4f}" if char5 else ""))
@@ -1147,7 +1160,7 @@ def _vectors_file(vectors_path) -> Path:
     return resolve_vectors_path(vectors_path)
 
 
-def _init_weights(model, init_dir: Path, cfg: ModelConfig, vectors: Vectors,
+def _init_weights(model, init_dir: str | Path, cfg: ModelConfig, vectors: Vectors,
                   grown: bool = False) -> None:
     """Copy a trained model dir's embedding and core into `model` (same vocabulary, shapes).
     `grown`: `vectors` is part of that model's vocabulary plus new words (vocab.py): an old
@@ -1195,7 +1208,10 @@ def line_stats(segmented: str, min_share: float = 0.05) -> dict:
     from .tokens import CLAUSE_ENDS, is_punctuation, line_hash
     from .vectors import SegmentedCorpus
 
-    hashes, clauses, ends, forms = [], Counter(), Counter(), Counter()
+    hashes: list[int] = []
+    clauses: Counter[int] = Counter()  # clause length -> count
+    ends: Counter[str] = Counter()  # the mark ending a clause -> count
+    forms: Counter[tuple[int, int]] = Counter()  # (clause length, clauses) -> lines
     for tokens in SegmentedCorpus(segmented, eos=False):
         hashes.append(line_hash(tokens))
         run, lengths = 0, []

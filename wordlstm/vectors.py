@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -262,7 +263,7 @@ def train_vectors_file(segmented: str, output: str | os.PathLike, settings: dict
     save_vectors(vectors, path, binary=not text)
     tokens = trained.corpus_words
     spread = mean_cosine(vectors)
-    summary = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
+    summary: dict[str, Any] = {"output": str(path), "words": len(vectors), "dim": vectors.dim,
                "seconds": round(seconds, 2),
                "words_per_s": round(tokens * cfg.epochs / seconds),
                "settings": asdict(cfg), "corpus": str(segmented),

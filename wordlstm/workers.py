@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -31,7 +32,7 @@ CONNECT_TIMEOUT = "WORDLSTM_CONNECT_TIMEOUT"  # seconds to wait for the coordina
 HEARTBEAT = "WORDLSTM_HEARTBEAT"  # seconds of silence before JAX declares a worker lost (60)
 ANSWER_S = 5.0  # after a failed collective: how long the workers have to say they are alive
 CHUNK = 1 << 20  # checkpoint bytes per key-value entry
-_state = {"failed": False, "client": None}
+_state: dict[str, Any] = {"failed": False, "client": None}
 
 
 def _env_int(name: str) -> int:

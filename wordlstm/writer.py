@@ -371,7 +371,8 @@ class Writer:
             max_words = total + 1
         cfg = replace(cfg, paragraph_bias=0.0, punct_bias=0.0)  # lines end where the model says
         rng = np.random.default_rng(seed)
-        kept, dropped = [], 0
+        kept: list[str] = []
+        dropped = 0
         for _ in range(max_rounds):
             outs = self.gen.generate([start + [self.eos] + head] * (n - len(kept)), max_words, cfg,
                                      seed=int(rng.integers(2**31)),
