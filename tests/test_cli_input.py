@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import assert_clear_error, run
 
+from wordlstm.errors import UserError
+
 
 def _cli(*args, env=None):
     """The real command in a subprocess (its own environment, its own stdout)."""
@@ -56,7 +58,7 @@ def test_an_unusable_backend_is_named(model_dir, backend):
 def test_a_network_too_large_for_memory_is_refused_before_allocating(segmented, vectors_file,
                                                                      tmp_path):
     r = run("train", segmented, "--vectors", vectors_file, "-o", tmp_path / "m", "--units",
-            "100000", "--epochs", "1", ok=False)
+            "60000", "--epochs", "1", ok=False)
     assert_clear_error(r, "GiB", "--units")
     assert not (tmp_path / "m").exists()
 
@@ -103,3 +105,15 @@ def test_numbers_past_any_effect_are_refused_by_name(model_dir, poem_model, flag
     extra = ["--lines", "1"] if flags[0] == "--form" else []
     r = run("continue-text", "春", "--model", model, "-n", "5", *flags, *extra, ok=False)
     assert_clear_error(r, flags[0].lstrip("-").split("-")[0])
+
+
+def test_library_messages_name_fields_and_the_cli_says_its_flags(model_dir):
+    from wordlstm.sampling import SamplingConfig
+
+    with pytest.raises(UserError, match="`top_p`"):
+        SamplingConfig(top_p=2)
+    for flags, said in ((["--top-p", "2"], "--top-p"), (["-n", "0"], "--length"),
+                        (["--novel-only"], "--lines"), (["--min-p", "1"], "--min-p")):
+        result = run("continue-text", "老王", "--model", model_dir, *flags, ok=False)
+        assert_clear_error(result, said)
+        assert "`" not in result.output, result.output

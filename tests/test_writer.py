@@ -37,7 +37,7 @@ def test_lines_of_a_poem_model_are_regular_verse(poem_model):
                for p in poems)
     seven = w.lines("", 2, SamplingConfig(), seed=2, form="7x8").texts
     assert all([len(c) for c in _clauses(p)[0]] == [7] * 8 for p in seven)
-    with pytest.raises(UserError, match="--form"):
+    with pytest.raises(UserError, match="`form`"):
         w.lines("", 1, SamplingConfig(), form="five")
 
 
@@ -120,9 +120,10 @@ def test_generation_results_belong_to_their_call(model_dir):
 def test_requests_are_checked_when_made():
     from wordlstm.writer import Request
 
-    for bad, words in (({"length": 0}, "--length"), ({"samples": 0}, "--samples"),
-                       ({"form": "5x4"}, "--form"), ({"novel_only": True}, "--novel-only"),
-                       ({"line_length": 1}, "--line-length")):
+    # the library names its fields; the CLI says them as flags, the server as JSON fields
+    for bad, words in (({"length": 0}, "`length`"), ({"samples": 0}, "`samples`"),
+                       ({"form": "5x4"}, "`form`"), ({"novel_only": True}, "`novel_only`"),
+                       ({"line_length": 1}, "`line_length`")):
         with pytest.raises(UserError, match=words):
             Request(**bad)
     assert Request().streams and not Request(n_lines=2).streams

@@ -39,6 +39,17 @@ def _fail(message: str, code: int = 1):
     sys.exit(code)
 
 
+def as_flags(message: str) -> str:
+    """A library message in the command line's words: a field it names in backticks
+    (`top_p`) becomes the running command's flag that sets it (--top-p), or the bare name."""
+    import re
+
+    ctx = click.get_current_context(silent=True)
+    flags = {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0])
+             for p in (ctx.command.params if ctx else []) if isinstance(p, click.Option)}
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: flags.get(m.group(1), m.group(1)), message)
+
+
 def friendly(fn):
     """Turn expected failures into one clear line and a non-zero exit, never a traceback."""
 
@@ -47,7 +58,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as err:
-            _fail(str(err))
+            _fail(as_flags(str(err)))
         except KeyboardInterrupt as err:  # outputs are written atomically: nothing half-written
             _fail(str(err) or "interrupted", 130)  # train.TrainingInterrupted says more
         except MemoryError:

@@ -85,38 +85,41 @@ class SamplingConfig:
     # has a fitted learning rate: config.json decoder.dynamic_lr); never to its own words
 
     def __post_init__(self):
+        """Errors name the fields in backticks (`top_p`): the CLI says them as its flags
+        (--top-p), the server as its JSON fields."""
         import math
 
         if not (math.isfinite(self.temperature) and 0.01 <= self.temperature <= 100):
-            raise UserError("temperature must be a number from 0.01 to 100 (use greedy for none)")
+            raise UserError("`temperature` must be a number from 0.01 to 100 (for none, `greedy`)")
         if not (0 < self.top_p <= 1):
-            raise UserError("top-p must be in (0, 1]")
+            raise UserError("`top_p` must be in (0, 1]")
         if not (0 <= self.min_p < 1):
-            raise UserError("min-p must be in [0, 1)")
+            raise UserError("`min_p` must be in [0, 1)")
         if not (0 < self.typical_p <= 1):
-            raise UserError("typical-p must be in (0, 1]")
+            raise UserError("`typical_p` must be in (0, 1]")
         if self.min_count < 0:
-            raise UserError("min-count must not be negative")
+            raise UserError("`min_count` must not be negative")
         if not (0 <= self.rerank <= 64) or not (1 <= self.clause_words <= 256):
-            raise UserError("rerank must be in 0-64 candidates and clause-words in 1-256")
+            raise UserError("`rerank` must be in 0-64 candidates and `clause_words` in 1-256")
         if not (math.isfinite(self.rerank_pmi) and 0 <= self.rerank_pmi <= 1):
-            raise UserError("rerank-pmi must be in [0, 1]")
+            raise UserError("`rerank_pmi` must be in [0, 1]")
         if self.top_k < 0 or self.no_repeat_ngram < 0 or self.dry_allowed < 0 \
                 or self.dry_range < 1 or self.penalty_window < 1:
-            raise UserError("top-k, no-repeat-ngram and the DRY settings must not be negative")
+            raise UserError("`top_k`, `no_repeat_ngram` and `dry_allowed` must not be negative, "
+                            "`dry_range` and `penalty_window` at least 1")
         if not all(math.isfinite(b) and abs(b) <= MAX_NATS
                    for b in (self.paragraph_bias, self.punct_bias)):
-            raise UserError(f"paragraph-bias and punct-bias must be numbers within "
+            raise UserError(f"`paragraph_bias` and `punct_bias` must be numbers within "
                             f"±{MAX_NATS:g} nats")
         for name, hi in (("dry_multiplier", MAX_NATS), ("dry_base", 10.0),
                          ("repetition_penalty", MAX_NATS)):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= hi):
-                raise UserError(f"{name.replace('_', '-')} must be a number from 0 to {hi:g}")
+                raise UserError(f"`{name}` must be a number from 0 to {hi:g}")
         if not (self.ngram_weight == -1.0 or 0 <= self.ngram_weight < 1):
-            raise UserError("ngram-weight must be in [0, 1) (or -1: the model's fitted weight)")
+            raise UserError("`ngram_weight` must be in [0, 1) (or -1: the model's fitted weight)")
         if self.context not in ("carry", "window"):
-            raise UserError(f"unknown context mode {self.context!r}; choose window or carry")
+            raise UserError(f"`context` {self.context!r}: choose window or carry")
 
 
 def _banned_by_ngram(history: list[int], n: int, lookback: int = 1024) -> set[int]:

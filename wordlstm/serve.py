@@ -335,6 +335,7 @@ class PublicMessages:
                 self.paths[d] = f"model {m.id!r}"
 
     def __call__(self, message: str) -> str:
+        message = re.sub(r"`([a-z][a-z0-9_]*)`", r"\1", message)  # the library's field names
         for d in sorted(self.paths, key=len, reverse=True):
             message = message.replace(d, self.paths[d])
         return visible(re.sub(r"(?<![\w-])(--)?([a-z]+(?:-[a-z]+)*)(?![\w-])", self._name,

@@ -56,11 +56,11 @@ class Request:
 
     def __post_init__(self):
         if self.length < 1 or self.samples < 1 or (self.n_lines is not None and self.n_lines < 1):
-            raise UserError("--length, --samples and --lines must be positive")
+            raise UserError("`length`, `samples` and `n_lines` must be positive")
         if (self.novel_only or self.form) and self.n_lines is None:
-            raise UserError("--novel-only and --form go with --lines N")
+            raise UserError("`novel_only` and `form` go with `n_lines` (N whole lines)")
         if self.line_length is not None and self.line_length < 2:
-            raise UserError("--line-length must be at least 2")
+            raise UserError("`line_length` must be at least 2")
         check_seed(self.seed)
         for name, text in (("prompt", self.prompt), ("prefix", self.prefix),
                            ("until", self.until), ("acrostic", self.acrostic)):
@@ -85,7 +85,7 @@ def check_seed(seed) -> None:
     """A seed is a whole number 0..SEED_MAX (numpy raises a traceback on a negative one)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
                              or not 0 <= seed <= SEED_MAX):
-        raise UserError(f"seed must be a whole number from 0 to {SEED_MAX}, not {seed!r}")
+        raise UserError(f"`seed` must be a whole number from 0 to {SEED_MAX}, not {seed!r}")
 
 
 def check_text(text: str | None, name: str) -> None:
@@ -328,12 +328,12 @@ class Writer:
 
             m = re.fullmatch(r"([0-9]{1,3})[xX]([0-9]{1,3})", form)
             if not m:
-                raise UserError(f"--form {form!r}: write it as CLAUSE_LENGTHxCLAUSES, e.g. 5x4, "
+                raise UserError(f"`form` {form!r}: write it as CLAUSE_LENGTHxCLAUSES, e.g. 5x4, "
                                 "or free")
             length, clauses = int(m.group(1)), int(m.group(2))
             # A poem is one line: 16 clauses of 16 characters is far past any regular form.
             if not (1 <= length <= 16 and 1 <= clauses <= 16):
-                raise UserError("--form: 1-16 characters a clause, 1-16 clauses")
+                raise UserError("`form`: 1-16 characters a clause, 1-16 clauses")
             return length, clauses
         forms = (self.config.lines or LineInfo()).forms
         if not forms:
@@ -413,10 +413,10 @@ class Writer:
                 raise UserError(f"{ch!r} is not in the model's vocabulary; it cannot head a line")
             head_ids.append(np.array(starts))
         if not head_ids:
-            raise UserError("--acrostic needs at least one character")
+            raise UserError("`acrostic` needs at least one character")
         length = line_length or self.config.acrostic_length
         if length < 2:
-            raise UserError("--line-length must be at least 2")
+            raise UserError("`line_length` must be at least 2")
         body, ends, rhymes = self._verse_parts()
         cfg = replace(cfg, paragraph_bias=0.0, punct_bias=0.0)
         constrain, total = verse_plan(length, len(head_ids), body, ends, None, heads=head_ids)
