@@ -51,25 +51,36 @@ def card_text(name: str, config: ModelDirConfig, history: dict,
               baseline: float | None = None) -> str:
     """The card's Markdown from a model dir's config.json (parsed: modeldir.ModelDirConfig)
     and history.json."""
-    model, training, decoder = config.model, config.training, config.decoder
-    corpus = training.corpus_file or {"file": training.corpus or "?"}
     epochs = history.get("epochs") or []
-    best = training.best_epoch
-    row = next((e for e in epochs if e.get("epoch") == best), epochs[-1] if epochs else {})
-    bpc = training.held_out_bits_per_char
-    if bpc is None:
-        bpc = row.get("val_bits_per_char")
-    holdout = training.holdout
     lines_model = config.lines is not None
     out = [f"# {name}", ""]
+    out += _card_intro(config, lines_model)
+    out += _card_trained_on(config)
+    out += _card_how_made(config, len(epochs))
+    out += _card_how_good(config, epochs, baseline)
+    out += _card_use(lines_model)
+    return "\n".join(out) + "\n"
+
+
+def _card_intro(config: ModelDirConfig, lines_model: bool) -> list[str]:
+    """The opening paragraph: what kind of model this is, in a sentence."""
+    model = config.model
     kind = "a line model (names or poems, one a line)" if lines_model else "a prose model"
-    out += [f"A wordlstm model: {kind}. A {model.layers}-layer LSTM of "
+    return [f"A wordlstm model: {kind}. A {model.layers}-layer LSTM of "
             f"{model.units} units reads the text word by word and "
             + ("regresses the next word's vector" if model.head == "vector"
                else "predicts the next word (softmax)")
             + f", decoded against its {model.vocab_size:,}-word vocabulary "
             f"({model.dim}-d vectors).", ""]
-    out += ["## Trained on", ""]
+
+
+def _card_trained_on(config: ModelDirConfig) -> list[str]:
+    """The "Trained on" section: the text read and how much of it was held out, so a reader can tell
+    what the held-out figures measure."""
+    training = config.training
+    corpus = training.corpus_file or {"file": training.corpus or "?"}
+    holdout = training.holdout
+    out = ["## Trained on", ""]
     size = f", {corpus['bytes']:,} bytes" if "bytes" in corpus else ""
     sha = f", SHA-256 `{corpus['sha256']}`" if "sha256" in corpus else ""
     out.append(f"- `{corpus.get('file', '?')}`{size}{sha}.")
@@ -81,12 +92,30 @@ def card_text(name: str, config: ModelDirConfig, history: dict,
                    "training step.")
     if training.init_from:
         out.append(f"- Started from the weights of `{training.init_from}` (fine-tuned).")
-    out += ["", "## How it was made", ""]
+    return out
+
+
+def _card_how_made(config: ModelDirConfig, n_epochs: int) -> list[str]:
+    """The "How it was made" section: the command and settings, so the model can be made again."""
+    training = config.training
+    out = ["", "## How it was made", ""]
     if training.command:
         out += ["```", training.command, "```", ""]
     out.append("- Settings: " + ", ".join(f"{k} {v}" for k, v in training.settings().items())
-               + f"; {len(epochs)} epochs run, epoch {best} kept.")
-    out += ["", "## How good it is", ""]
+               + f"; {n_epochs} epochs run, epoch {training.best_epoch} kept.")
+    return out
+
+
+def _card_how_good(config: ModelDirConfig, epochs: list, baseline: float | None) -> list[str]:
+    """The "How good it is" section: held-out bits/char beside the 5-gram baseline, the test-time
+    adaptation `evaluate` adds, and the reader panel if one was run."""
+    training, decoder = config.training, config.decoder
+    best = training.best_epoch
+    row = next((e for e in epochs if e.get("epoch") == best), epochs[-1] if epochs else {})
+    bpc = training.held_out_bits_per_char
+    if bpc is None:
+        bpc = row.get("val_bits_per_char")
+    out = ["", "## How good it is", ""]
     if bpc is not None:
         out.append(f"- Held-out bits/char, the network alone: **{bpc:.3f}**"
                    + (f" (a character 5-gram on the same split: {baseline:.3f}; lower is "
@@ -106,7 +135,12 @@ def card_text(name: str, config: ModelDirConfig, history: dict,
         out.append(f"- Reader panel ({readers.get('round', '')}): {readers.get('summary', '')}")
     else:
         out.append("- No reader panel was run for this model (`bench/readers.py` runs one).")
-    out += ["", "## Use and limits", ""]
+    return out
+
+
+def _card_use(lines_model: bool) -> list[str]:
+    """The "Use and limits" section: what the model is for and, as plainly, what it is not for."""
+    out = ["", "## Use and limits", ""]
     if lines_model:
         out.append("- For making new lines in the style of its list or poems "
                    "(`continue-text --lines N`; `--novel-only` drops lines it was trained on).")
@@ -120,7 +154,7 @@ def card_text(name: str, config: ModelDirConfig, history: dict,
     out.append("- It writes only what its training text taught it, including that text's "
                "biases; it copies little of it (long copied spans are rare) but it is not a "
                "source of facts.")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def write_card(model_dir: Path, name: str | None = None, baseline: float | None = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .errors import UserError
 from .split import (
@@ -23,6 +24,9 @@ from .split import (
     line_token_counts,
     training_lines,
 )
+
+if TYPE_CHECKING:
+    from .segment import SegmenterConfig
 
 
 def tail_lines(path: str, holdout: HoldOut) -> set[str]:
@@ -38,18 +42,36 @@ def join_segmented(inputs: list[str], train_parts: list[str], output: str,
     The segmenter settings of all files must agree on unit and engine (a corpus of words and
     characters mixed would train nonsense); `to_simplified` is recorded if any file used it.
     """
-    from .segment import SegmenterConfig, recorded_config, sidecar_path
-    from .textio import (
-        atomic_output,
-        check_not_input,
-        check_segmented,
-        check_writable,
-        write_json,
-    )
-    from .vectors import SegmentedCorpus
+    from .segment import sidecar_path
+    from .textio import write_json
 
     holdout = holdout or HoldOut()
     sources = list(train_parts) + list(inputs)
+    _check_sources(sources, output)
+    seg = _joined_segmenter(sources)
+    tails = {p: tail_lines(p, holdout) for p in train_parts}
+    files = _write_joined(sources, output, tails, holdout)
+    leaked = _leaked_lines(output, tails)
+    if leaked:
+        os.unlink(output)
+        raise UserError(f"{leaked} held-out line(s) of the --train-part files occur in the "
+                        "joined text (quoted whole by another input, or a novel given twice): "
+                        f"nothing written to {output}")
+    summary = {"files": files, "lines": sum(f["lines"] for f in files),
+               "tokens": sum(f["tokens"] for f in files),
+               "segmenter": seg.to_json(), "holdout": holdout.to_json(),
+               "held_out_lines_checked": sum(len(t) for t in tails.values()),
+               "held_out_lines_found": 0}
+    write_json(sidecar_path(output), summary, indent=1)
+    return summary
+
+
+def _check_sources(sources: list[str], output: str) -> None:
+    """Refuse before writing anything: no sources, a source twice, an output (or its sidecar)
+    that cannot be written or that is one of the sources, a source that is not segmented."""
+    from .segment import sidecar_path
+    from .textio import check_not_input, check_segmented, check_writable
+
     if not sources:
         raise UserError("nothing to join: give segmented files (and/or --train-part files)")
     if len(set(map(os.path.realpath, sources))) < len(sources):
@@ -60,16 +82,30 @@ def join_segmented(inputs: list[str], train_parts: list[str], output: str,
         check_segmented(path)
     check_not_input(output, sources)
     check_not_input(sidecar_path(output), sources)
+
+
+def _joined_segmenter(sources: list[str]) -> SegmenterConfig:
+    """The segmenter settings the joined corpus records: those of the first source, which
+    every source must share (unit, user dictionary), with `to_simplified` if any used it."""
+    from .segment import recorded_config
+
     configs = [recorded_config(p) for p in sources]
     for p, c in zip(sources, configs):
         if (c.unit, c.user_dict) != (configs[0].unit, configs[0].user_dict):
             raise UserError(f"{p}: segmented with --unit {c.unit}"
                             + (" and a user dictionary" if c.user_dict else "")
                             + f", unlike {sources[0]}; segment every file the same way")
-    seg: SegmenterConfig = replace(configs[0],
-                                   to_simplified=any(c.to_simplified for c in configs))
-    tails = {p: tail_lines(p, holdout) for p in train_parts}
-    files, lines, tokens = [], 0, 0
+    return replace(configs[0], to_simplified=any(c.to_simplified for c in configs))
+
+
+def _write_joined(sources: list[str], output: str, tails: dict[str, set[str]],
+                  holdout: HoldOut) -> list[dict]:
+    """Write every source's lines into `output` (atomically), a --train-part file (a key of
+    `tails`) only its training lines; returns a record per source of what it gave."""
+    from .textio import atomic_output
+    from .vectors import SegmentedCorpus
+
+    files = []
     with atomic_output(output) as f:
         for path in sources:
             select = training_lines(path, holdout) if path in tails else None
@@ -80,20 +116,7 @@ def join_segmented(inputs: list[str], train_parts: list[str], output: str,
                 n_tokens += len(toks)
             files.append({"path": str(path), "lines": n_lines, "tokens": n_tokens,
                           "train_part": path in tails})
-            lines += n_lines
-            tokens += n_tokens
-    leaked = _leaked_lines(output, tails)
-    if leaked:
-        os.unlink(output)
-        raise UserError(f"{leaked} held-out line(s) of the --train-part files occur in the "
-                        "joined text (quoted whole by another input, or a novel given twice): "
-                        f"nothing written to {output}")
-    summary = {"files": files, "lines": lines, "tokens": tokens,
-               "segmenter": seg.to_json(), "holdout": holdout.to_json(),
-               "held_out_lines_checked": sum(len(t) for t in tails.values()),
-               "held_out_lines_found": 0}
-    write_json(sidecar_path(output), summary, indent=1)
-    return summary
+    return files
 
 
 def _leaked_lines(path: str, tails: dict[str, set[str]]) -> int:

@@ -61,6 +61,31 @@ def check_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
     checking it against the limits above; `UserError` naming the file, the line and the limit
     otherwise. Reads at most MAX_USER_DICT_BYTES (+1) and gives jieba nothing: callers load
     what this returns, so a refused dictionary loads nothing."""
+    text = _decode_user_dict(path, _read_user_dict(path))
+    entries: list[tuple[str, int | None, str | None]] = []
+    chars = 0
+    for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{path}: line {lineno}:"
+        word, freq, tag = _user_dict_entry(where, line, parts)
+        chars += len(word)
+        if chars > MAX_USER_DICT_CHARS:
+            raise UserError(f"{where} the entries add up to more than {MAX_USER_DICT_CHARS:,} "
+                            "characters, the most a user dictionary may hold (jieba keeps "
+                            "every prefix of every entry in memory)")
+        if len(entries) >= MAX_USER_DICT_ENTRIES:
+            raise UserError(f"{where} more than {MAX_USER_DICT_ENTRIES:,} entries, the most a "
+                            "user dictionary may hold")
+        entries.append((word, freq, tag))
+    return entries
+
+
+def _read_user_dict(path: str) -> bytes:
+    """The bytes of a user dictionary that is a regular file within MAX_USER_DICT_BYTES:
+    refused by its size before reading, and again if it grew since, so a huge or endless
+    file (a FIFO, a device) is never read whole."""
     import stat
 
     try:
@@ -78,45 +103,41 @@ def check_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
         data = f.read(MAX_USER_DICT_BYTES + 1)
     if len(data) > MAX_USER_DICT_BYTES:  # it grew since the stat
         raise UserError(f"{path}: more than {MAX_USER_DICT_BYTES:,} bytes; {too_big}")
+    return data
+
+
+def _decode_user_dict(path: str, data: bytes) -> str:
+    """A user dictionary's text (UTF-8, a BOM allowed); not UTF-8 is refused naming the line,
+    so the person can find the bad bytes."""
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         before = data[:err.start]
         lineno = len(before.splitlines()) + (not before or before.endswith((b"\n", b"\r")))
         raise UserError(f"{path}: line {lineno}: not UTF-8 (byte {err.start:,} of the file); "
                         "save the user dictionary as UTF-8") from None
-    entries: list[tuple[str, int | None, str | None]] = []
-    chars = 0
-    for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        word = parts[0]
-        where = f"{path}: line {lineno}:"
-        if len(word) > MAX_USER_DICT_ENTRY_CHARS:
-            raise UserError(f"{where} an entry of {len(word):,} characters; user dictionary "
-                            f"entries are words of at most {MAX_USER_DICT_ENTRY_CHARS} characters")
-        freq = tag = None
-        rest = parts[1:]
-        if rest and rest[0].isascii() and rest[0].isdigit() and len(rest[0]) <= 13:
-            freq = int(rest.pop(0))
-        if rest and len(rest[0]) <= MAX_USER_DICT_TAG and _USER_DICT_TAG.fullmatch(rest[0]):
-            tag = rest.pop(0)
-        if rest or (freq is not None and freq > MAX_USER_DICT_FREQ) or _CONTROL.search(word):
-            why = "control characters (binary data?)" if _CONTROL.search(word) else \
-                f"frequency a whole number up to {MAX_USER_DICT_FREQ:,}, tag up to " \
-                f"{MAX_USER_DICT_TAG} lowercase letters"
-            raise UserError(f"{where} not 'word [frequency] [tag]' ({why}): {line.strip()[:40]!r}")
-        chars += len(word)
-        if chars > MAX_USER_DICT_CHARS:
-            raise UserError(f"{where} the entries add up to more than {MAX_USER_DICT_CHARS:,} "
-                            "characters, the most a user dictionary may hold (jieba keeps "
-                            "every prefix of every entry in memory)")
-        if len(entries) >= MAX_USER_DICT_ENTRIES:
-            raise UserError(f"{where} more than {MAX_USER_DICT_ENTRIES:,} entries, the most a "
-                            "user dictionary may hold")
-        entries.append((word, freq, tag))
-    return entries
+
+
+def _user_dict_entry(where: str, line: str,
+                     parts: list[str]) -> tuple[str, int | None, str | None]:
+    """One line's (word, frequency or None, tag or None), checked against the per-entry
+    limits; `where` ("PATH: line N:") starts the message of a refusal."""
+    word = parts[0]
+    if len(word) > MAX_USER_DICT_ENTRY_CHARS:
+        raise UserError(f"{where} an entry of {len(word):,} characters; user dictionary "
+                        f"entries are words of at most {MAX_USER_DICT_ENTRY_CHARS} characters")
+    freq = tag = None
+    rest = parts[1:]
+    if rest and rest[0].isascii() and rest[0].isdigit() and len(rest[0]) <= 13:
+        freq = int(rest.pop(0))
+    if rest and len(rest[0]) <= MAX_USER_DICT_TAG and _USER_DICT_TAG.fullmatch(rest[0]):
+        tag = rest.pop(0)
+    if rest or (freq is not None and freq > MAX_USER_DICT_FREQ) or _CONTROL.search(word):
+        why = "control characters (binary data?)" if _CONTROL.search(word) else \
+            f"frequency a whole number up to {MAX_USER_DICT_FREQ:,}, tag up to " \
+            f"{MAX_USER_DICT_TAG} lowercase letters"
+        raise UserError(f"{where} not 'word [frequency] [tag]' ({why}): {line.strip()[:40]!r}")
+    return word, freq, tag
 
 
 def resolve_engine(engine: str, user_dict: str | None, unit: str = "word") -> str:

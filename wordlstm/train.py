@@ -414,15 +414,46 @@ def check_tensorboard(logdir: str) -> None:
         raise UserError(f"--tensorboard {logdir}: exists and is not a directory")
 
 
+@dataclass
+class _EpochContext:
+    """What the per-epoch callback reads and updates: one object its methods and helpers share,
+    rather than nine names closed over."""
+
+    ckpt: Path
+    tcfg: TrainConfig
+    state: Checkpoint
+    n_targets: int
+    log: Any
+    validator: Validator
+    ctrl_c: CtrlC | None = None
+    batches: int = 0
+    lines: bool = False
+
+
 def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets: int, log,
                     validator: Validator, ctrl_c: CtrlC | None = None,
                     batches: int = 0, lines: bool = False):
+    """The Keras callbacks of a run, in order: the progress bar (on a terminal), validation
+    and checkpoint after every epoch, then TensorBoard's log if asked for."""
     from .backend import import_keras
 
     keras = import_keras()
+    ctx = _EpochContext(ckpt, tcfg, state, n_targets, log, validator, ctrl_c, batches, lines)
+    # On a terminal Keras' bar goes first: finished before the epoch's summary line (Keras
+    # appends its own after ours, which printed the last bar again after the summary).
+    bar = [] if lines else [keras.callbacks.ProgbarLogger()]
+    return bar + [_epoch_end_callback(keras, ctx)] + (
+        [_tensorboard_callback(keras, tcfg.tensorboard, state)] if tcfg.tensorboard else [])
 
-    # keras is imported at run time (import_keras): its classes are unknown to mypy.
-    class EpochEnd(keras.callbacks.Callback):  # type: ignore[name-defined]
+
+def _epoch_end_callback(keras, ctx: _EpochContext):
+    """The callback that validates, adapts the learning rate and checkpoints after every epoch.
+    Made here, not at module level, since keras is imported only when a run starts; the work
+    is in the module-level helpers its methods call."""
+
+    # keras is imported at run time (import_keras) and passed in untyped: its classes are
+    # unknown to mypy.
+    class EpochEnd(keras.callbacks.Callback):
         """Validate, adapt the learning rate, and checkpoint after every epoch."""
 
         def on_train_begin(self, logs=None):
@@ -431,7 +462,7 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = self.shown = time.perf_counter()
             self.epoch = epoch + 1
-            if tcfg.carry:  # each epoch reads the text from its start again
+            if ctx.tcfg.carry:  # each epoch reads the text from its start again
                 reset_carried_state(self.model.get_layer("core"))
 
         def on_train_batch_end(self, batch, logs=None):
@@ -439,85 +470,130 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
             # callbacks it dispatches them on threads, which deadlocks JAX data-parallel
             # training on several CPU devices when stderr is not a terminal), and the safe
             # point where a Ctrl-C noted during fitting stops the run.
-            if ctrl_c is not None:
-                ctrl_c.check()
+            if ctx.ctrl_c is not None:
+                ctx.ctrl_c.check()
             now = time.perf_counter()
-            if lines and batches and now - self.shown >= PROGRESS_EVERY:
+            if ctx.lines and ctx.batches and now - self.shown >= PROGRESS_EVERY:
                 self.shown = now
-                done = (batch + 1) / batches
-                rate = done * n_targets / max(now - self.t0, 1e-9)
-                eta = (now - self.t0) * (1 - done) / max(done, 1e-9)
-                log(f"epoch {self.epoch}/{tcfg.epochs}: {done:.0%} of {n_targets:,} targets, {rate:,.0f}/s, "
-                    f"{eta / 60:.1f} min to the epoch's end")
+                ctx.log(_progress_line(ctx, self.epoch, (batch + 1) / ctx.batches,
+                                       now - self.t0))
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.t0
-            row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", float("nan"))),
-                   "seconds": round(seconds, 2),
-                   "targets_per_s": round(n_targets / max(seconds, 1e-9), 1),
-                   "learning_rate": float(np.asarray(self.model.optimizer.learning_rate))}
+            row = _epoch_row(ctx, self.model, epoch, logs, seconds)
             with averaged_weights(self.model):  # what ships is validated, and kept if best
-                improved = self._validate(epoch, row)
-            state.history.append(row)
-            state.finished(epoch + 1)
-            _save_weights(self.model, ckpt / state.weights)  # the raw weights, to resume
-            _save_optimizer(self.model, ckpt / state.optimizer)
-            _save_state(ckpt / "state.json", state)  # last: names this epoch's files
-            keep = {state.weights, state.optimizer, state.best_weights, "state.json"}
-            for p in ckpt.iterdir():
-                if p.name not in keep and not p.name.endswith(".part"):
-                    p.unlink(missing_ok=True)
-            bpc = row.get("val_bits_per_char")
+                improved = _validate_epoch(ctx, self.model, epoch, row)
+            _checkpoint_epoch(ctx, self.model, epoch, row)
             self.epochs_run += 1
-            self._check_time(epoch)
-            log(f"epoch {epoch + 1}/{tcfg.epochs}: {n_targets:,} targets in {seconds:.0f} s "
-                f"({row['targets_per_s']:,.0f}/s), loss {row['loss']:.4f}"
-                + (f", held-out {bpc:.4f} bits/char" + (" (best)" if improved else "")
-                   if bpc is not None else ""))
+            _check_time_limit(ctx, self.model, epoch, self.started, self.epochs_run)
+            ctx.log(_epoch_line(ctx, epoch, row, seconds, improved))
 
-        def _check_time(self, epoch) -> None:
-            """Stop if one more epoch (as long as this run's average) would pass the limit."""
-            if not tcfg.time_limit or epoch + 1 >= tcfg.epochs:
-                return
-            from .workers import agreed
+    return EpochEnd()
 
-            spent = time.perf_counter() - self.started
-            if agreed(spent + spent / self.epochs_run > tcfg.time_limit * 60):  # worker 0's clock
-                log(f"time limit: another epoch would end after {tcfg.time_limit:g} minutes "
-                    f"({spent / 60:.1f} spent): stopping after epoch {epoch + 1}")
-                self.model.stop_training = True
 
-        def _validate(self, epoch, row) -> bool:
-            """Held-out bits/char into `row`; keep the weights if best, else slow down or stop."""
-            step = step_model_of(self.model)
-            decoding = validator.decoding(step)
-            bpc = validator.bits_per_char(step, decoding)
-            try:
-                ckpt.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise UserError(f"{ckpt}: cannot make the checkpoint directory "
-                                f"({err.strerror or err})") from None
-            if bpc is None:
-                return False
-            row["val_bits_per_char"] = round(bpc, 5)
-            if state.best_bpc is None or bpc < state.best_bpc:
-                name = f"best-{epoch + 1}.weights.h5"
-                _save_weights(self.model, ckpt / name)
-                state.best_bpc, state.best_epoch, state.best_weights = bpc, epoch + 1, name
-                return True
-            since = epoch + 1 - state.kept_epoch
-            if tcfg.patience and since >= tcfg.patience:
-                log(f"held-out bits/char has not improved for {since} epochs: stopping "
-                    f"after epoch {epoch + 1} of {tcfg.epochs}, keeping epoch "
-                    f"{state.best_epoch} ({state.best_bpc:.4f})")
-                self.model.stop_training = True
-            elif tcfg.lr_decay < 1:
-                lr = row["learning_rate"] * tcfg.lr_decay
-                self.model.optimizer.learning_rate.assign(lr)
-                log(f"held-out bits/char did not improve: learning rate {lr:.2g}")
-            return False
+def _progress_line(ctx: _EpochContext, epoch: int, done: float, elapsed: float) -> str:
+    """The progress line printed every PROGRESS_EVERY seconds when Keras' bar is off: `done`
+    of the epoch's batches after `elapsed` seconds, the rate and the time left."""
+    rate = done * ctx.n_targets / max(elapsed, 1e-9)
+    eta = elapsed * (1 - done) / max(done, 1e-9)
+    return (f"epoch {epoch}/{ctx.tcfg.epochs}: {done:.0%} of {ctx.n_targets:,} targets, "
+            f"{rate:,.0f}/s, {eta / 60:.1f} min to the epoch's end")
 
-    class TensorBoardLog(keras.callbacks.Callback):  # type: ignore[name-defined]  # as EpochEnd
+
+def _epoch_row(ctx: _EpochContext, model, epoch: int, logs, seconds: float) -> dict:
+    """The epoch's history row before validation adds its figure: loss, time, speed and the
+    learning rate it ran at."""
+    return {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", float("nan"))),
+            "seconds": round(seconds, 2),
+            "targets_per_s": round(ctx.n_targets / max(seconds, 1e-9), 1),
+            "learning_rate": float(np.asarray(model.optimizer.learning_rate))}
+
+
+def _checkpoint_epoch(ctx: _EpochContext, model, epoch: int, row: dict) -> None:
+    """Record the epoch and save what resuming needs (raw weights, optimizer, state.json last,
+    which names this epoch's files), then drop files of earlier epochs."""
+    ckpt, state = ctx.ckpt, ctx.state
+    state.history.append(row)
+    state.finished(epoch + 1)
+    assert state.weights and state.optimizer  # finished() just named them
+    _save_weights(model, ckpt / state.weights)  # the raw weights, to resume
+    _save_optimizer(model, ckpt / state.optimizer)
+    _save_state(ckpt / "state.json", state)  # last: names this epoch's files
+    keep = {state.weights, state.optimizer, state.best_weights, "state.json"}
+    for p in ckpt.iterdir():
+        if p.name not in keep and not p.name.endswith(".part"):
+            p.unlink(missing_ok=True)
+
+
+def _epoch_line(ctx: _EpochContext, epoch: int, row: dict, seconds: float,
+                improved: bool) -> str:
+    """The summary line logged at the end of each epoch."""
+    bpc = row.get("val_bits_per_char")
+    return (f"epoch {epoch + 1}/{ctx.tcfg.epochs}: {ctx.n_targets:,} targets in {seconds:.0f} s "
+            f"({row['targets_per_s']:,.0f}/s), loss {row['loss']:.4f}"
+            + (f", held-out {bpc:.4f} bits/char" + (" (best)" if improved else "")
+               if bpc is not None else ""))
+
+
+def _check_time_limit(ctx: _EpochContext, model, epoch: int, started: float,
+                      epochs_run: int) -> None:
+    """Stop if one more epoch (as long as this run's average) would pass the limit."""
+    tcfg = ctx.tcfg
+    if not tcfg.time_limit or epoch + 1 >= tcfg.epochs:
+        return
+    from .workers import agreed
+
+    spent = time.perf_counter() - started
+    if agreed(spent + spent / epochs_run > tcfg.time_limit * 60):  # worker 0's clock
+        ctx.log(f"time limit: another epoch would end after {tcfg.time_limit:g} minutes "
+                f"({spent / 60:.1f} spent): stopping after epoch {epoch + 1}")
+        model.stop_training = True
+
+
+def _validate_epoch(ctx: _EpochContext, model, epoch: int, row: dict) -> bool:
+    """Held-out bits/char into `row`; keep the weights if best, else slow down or stop."""
+    ckpt, state = ctx.ckpt, ctx.state
+    step = step_model_of(model)
+    decoding = ctx.validator.decoding(step)
+    bpc = ctx.validator.bits_per_char(step, decoding)
+    try:
+        ckpt.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{ckpt}: cannot make the checkpoint directory "
+                        f"({err.strerror or err})") from None
+    if bpc is None:
+        return False
+    row["val_bits_per_char"] = round(bpc, 5)
+    if state.best_bpc is None or bpc < state.best_bpc:
+        name = f"best-{epoch + 1}.weights.h5"
+        _save_weights(model, ckpt / name)
+        state.best_bpc, state.best_epoch, state.best_weights = bpc, epoch + 1, name
+        return True
+    _not_improved(ctx, model, epoch, row)
+    return False
+
+
+def _not_improved(ctx: _EpochContext, model, epoch: int, row: dict) -> None:
+    """After an epoch that did not beat the best: stop once `patience` epochs have not, else
+    lower the learning rate by `lr_decay` (if set)."""
+    tcfg, state = ctx.tcfg, ctx.state
+    since = epoch + 1 - state.kept_epoch
+    if tcfg.patience and since >= tcfg.patience:
+        ctx.log(f"held-out bits/char has not improved for {since} epochs: stopping "
+                f"after epoch {epoch + 1} of {tcfg.epochs}, keeping epoch "
+                f"{state.best_epoch} ({state.best_bpc:.4f})")
+        model.stop_training = True
+    elif tcfg.lr_decay < 1:
+        lr = row["learning_rate"] * tcfg.lr_decay
+        model.optimizer.learning_rate.assign(lr)
+        ctx.log(f"held-out bits/char did not improve: learning rate {lr:.2g}")
+
+
+def _tensorboard_callback(keras, logdir: str, state: Checkpoint):
+    """The callback that writes one TensorBoard point an epoch (`--tensorboard DIR`); made
+    here, as EpochEnd is, since keras is imported only when a run starts."""
+
+    class TensorBoardLog(keras.callbacks.Callback):  # untyped keras, as EpochEnd
         """One point an epoch in TensorBoard: the row EpochEnd just added to the history
         (loss, held-out bits/char, learning rate, targets/s) at step = epoch; after EpochEnd."""
 
@@ -527,7 +603,7 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
             import tensorflow as tf
 
             if self.writer is None:
-                self.writer = tf.summary.create_file_writer(tcfg.tensorboard)
+                self.writer = tf.summary.create_file_writer(logdir)
             row = state.history[-1]
             with self.writer.as_default():
                 for key, tag in (("loss", "loss"), ("val_bits_per_char", "held_out_bits_per_char"),
@@ -541,10 +617,7 @@ def _make_callbacks(ckpt: Path, tcfg: TrainConfig, state: Checkpoint, n_targets:
             if self.writer is not None:
                 self.writer.close()
 
-    # On a terminal Keras' bar goes first: finished before the epoch's summary line (Keras
-    # appends its own after ours, which printed the last bar again after the summary).
-    bar = [] if lines else [keras.callbacks.ProgbarLogger()]
-    return bar + [EpochEnd()] + ([TensorBoardLog()] if tcfg.tensorboard else [])
+    return TensorBoardLog()
 
 
 def _resume_state(ckpt: Path, out: Path, state: Checkpoint, tcfg: TrainConfig,
@@ -943,16 +1016,49 @@ def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterC
         return {"history": run.state.history, "out": f"{out} on worker 0",
                 "best_epoch": run.state.kept_epoch}
     cfg, tcfg, corpus, state, vectors = run.cfg, run.tcfg, run.corpus, run.state, run.vectors
-    # A plain copy without optimizer or carried state, stored as `weights_dtype`: what ships,
-    # and what the decoding and cache are fitted to (its weights rounded as they will load).
+    core, shipped, step = _shipped_model(model, cfg, tcfg, vectors)
+    log("fitting the decoding, the continuous cache and dynamic evaluation on training text")
+    validator = Validator(corpus, vectors.words, cfg, tcfg, run.prior,
+                          n_fit=int(min(20_000, 4e8 / len(vectors))))
+    decoding = _fit_shipped_decoding(step, validator, shipped, run, log)
+    saved_bpc, char5 = _saved_bits_per_char(step, validator, decoding, segmented, tcfg, log)
+    ngram = None
+    if decoding["kind"] != "softmax" and not tcfg.lines:
+        ngcfg, ngram = fit_ngram_on(step, decoding, shipped.matrix, run.prior, corpus.train,
+                                    validator.fit_start, len(validator.fit_ids) - 1, corpus.unk)
+        decoding["ngram"] = ngcfg.to_json()
+        log(f"word {ngcfg.order}-gram of the training text: weight {ngcfg.weight:g} (fitted on "
+            "the same positions, counted without them)")
+    training = _training_record(run, segmented, init_from, saved_bpc, char5)
+    line_info = line_stats(segmented) if tcfg.lines else None
+    if ctrl_c is not None:
+        ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
+    save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state.history},
+                   line_info=line_info, decoder=decoding,
+                   log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram,
+                   sampling=dict(LINE_SAMPLING) if tcfg.lines else None)
+    shutil.rmtree(run.ckpt, ignore_errors=True)
+    finished()  # the other workers of a multi-machine job may leave now
+    return {"history": state.history, "out": str(out), "best_epoch": state.kept_epoch}
+
+
+def _shipped_model(model, cfg: ModelConfig, tcfg: TrainConfig, vectors: Vectors):
+    """What ships, as (core, vectors, step model): a plain copy of the trained network without
+    optimizer or carried state, stored as `weights_dtype`, which the decoding and cache are
+    then fitted to (its weights rounded as they will load)."""
     core = build_core(cfg, dtype=tcfg.weights_dtype)
     set_core_weights(core, *core_weights(model.get_layer("core")))
     embedding = np.asarray(model.get_layer("word_embedding").embeddings, np.float32)
     shipped = Vectors(list(vectors.words), np.ascontiguousarray(embedding[:-1]))
     step = StepModel(InferenceWeights(embedding, *core_weights(core)))
-    log("fitting the decoding, the continuous cache and dynamic evaluation on training text")
-    validator = Validator(corpus, vectors.words, cfg, tcfg, run.prior,
-                          n_fit=int(min(20_000, 4e8 / len(vectors))))
+    return core, shipped, step
+
+
+def _fit_shipped_decoding(step: StepModel, validator: Validator, shipped: Vectors,
+                          run: TrainingRun, log) -> dict:
+    """The decoding fitted to the shipped weights on training text: for a vector head, its
+    tau (and prior scale), then the continuous cache and dynamic evaluation's rate."""
+    corpus = run.corpus
     decoding = validator.decoding(step)
     if decoding["kind"] != "softmax":
         log(f"decoding: cosine / {decoding['tau']:.3f}"
@@ -967,6 +1073,13 @@ def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterC
                                                 validator.fit_ids, corpus.unk)
         log(f"dynamic evaluation: learning rate {decoding['dynamic_lr']:g} (fitted on "
             f"{DYNAMIC_FIT:,} training positions)")
+    return decoding
+
+
+def _saved_bits_per_char(step: StepModel, validator: Validator, decoding: dict, segmented,
+                         tcfg: TrainConfig, log) -> tuple[float | None, float | None]:
+    """(held-out bits/char of the saved network, of a character 5-gram on the same split),
+    logged, with a warning where the network is no better than the 5-gram."""
     # The saved model's own figure (float16-rounded weights, the decoding fitted to them):
     # exactly what `evaluate --no-cache --dynamic 0 --no-ngram` reports for this file.
     scored = validator.held_out(step, decoding)
@@ -982,35 +1095,26 @@ def _finish(model, run: TrainingRun, segmented, out: Path, segmenter: SegmenterC
                 f"5-gram ({saved_bpc:.3f} against {char5:.3f} bits/char): too little text or "
                 "training to learn from; its text will read as word salad (README: Your own "
                 "novel, How much text)")
-    ngram = None
-    if decoding["kind"] != "softmax" and not tcfg.lines:
-        ngcfg, ngram = fit_ngram_on(step, decoding, shipped.matrix, run.prior, corpus.train,
-                                    validator.fit_start, len(validator.fit_ids) - 1, corpus.unk)
-        decoding["ngram"] = ngcfg.to_json()
-        log(f"word {ngcfg.order}-gram of the training text: weight {ngcfg.weight:g} (fitted on "
-            "the same positions, counted without them)")
-    training = asdict(tcfg) | {"corpus": Path(segmented).name,
-                               "tokens": int(len(corpus.train) + len(corpus.val)),
-                               "train_tokens": int(len(corpus.train)),
-                               "val_tokens": int(len(corpus.val)),
-                               "unknown_tokens": int(corpus.train_unknown),
-                               "holdout": tcfg.holdout.to_json(),
-                               "best_epoch": state.kept_epoch,
-                               "init_from": str(init_from) if init_from else None,
-                               "held_out_bits_per_char": saved_bpc,
-                               "corpus_file": corpus_record(segmented),
-                               "command": _command_line(),
-                               "char5_bits_per_char": char5}
-    line_info = line_stats(segmented) if tcfg.lines else None
-    if ctrl_c is not None:
-        ctrl_c.check()  # a Ctrl-C dropped by a library callback: stop before the model moves
-    save_model_dir(out, core, cfg, shipped, segmenter, training, {"epochs": state.history},
-                   line_info=line_info, decoder=decoding,
-                   log_prior=run.prior if decoding["kind"] == "prior" else None, ngram=ngram,
-                   sampling=dict(LINE_SAMPLING) if tcfg.lines else None)
-    shutil.rmtree(run.ckpt, ignore_errors=True)
-    finished()  # the other workers of a multi-machine job may leave now
-    return {"history": state.history, "out": str(out), "best_epoch": state.kept_epoch}
+    return saved_bpc, char5
+
+
+def _training_record(run: TrainingRun, segmented, init_from, saved_bpc: float | None,
+                     char5: float | None) -> dict:
+    """config.json's "training": the settings, the text read and its split, the epoch kept
+    and its held-out figures, and the command that made the model."""
+    tcfg, corpus, state = run.tcfg, run.corpus, run.state
+    return asdict(tcfg) | {"corpus": Path(segmented).name,
+                           "tokens": int(len(corpus.train) + len(corpus.val)),
+                           "train_tokens": int(len(corpus.train)),
+                           "val_tokens": int(len(corpus.val)),
+                           "unknown_tokens": int(corpus.train_unknown),
+                           "holdout": tcfg.holdout.to_json(),
+                           "best_epoch": state.kept_epoch,
+                           "init_from": str(init_from) if init_from else None,
+                           "held_out_bits_per_char": saved_bpc,
+                           "corpus_file": corpus_record(segmented),
+                           "command": _command_line(),
+                           "char5_bits_per_char": char5}
 
 
 # A line model's generation defaults (names, poems): issue 14's settings. The prose defaults
