@@ -3,7 +3,7 @@ for all of them per word.
 
 A server's requests arrive at different times with different prompts, lengths and sampling
 settings. `Batcher` runs one worker thread per model that keeps every active request (a
-generate.Group) in one batch: each tick it feeds every row one token (the next prompt token
+generate.Streams) in one batch: each tick it feeds every row one token (the next prompt token
 while a request is still reading its prompt, its last chosen word after that), runs the
 numpy step model once on the stacked rows (a long prompt is read up to `prefill` tokens a
 tick beforehand, on its own rows), decodes the rows that are ready with one matrix
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .budget import Budget, Cancelled, Stopped
-from .generate import Group
+from .generate import Streams
 
 
 @dataclass(eq=False)
 class Job:
     """One request's group in the batch, and how the worker reports back (in its thread)."""
 
-    group: Group
+    group: Streams
     on_step: Callable[[Job, np.ndarray], None] | None = None  # after each step's choices
     on_done: Callable[[Exception | None], None] = lambda err: None  # once, at the end
     budget: Budget = field(default_factory=Budget)  # time limit and cancel flag

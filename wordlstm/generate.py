@@ -3,7 +3,7 @@
 `Generator` runs the numpy step model (stepmodel.StepModel) over a batch of prompts and
 asks its decoder (decoding.make_decoder) for log-probabilities at every step. `carry` (the
 default) keeps (h, c) from word to word, one step a word; `window` re-reads the last `window`
-words from a zero state for every word. `Group` is one batch of streams: it mixes in the
+words from a zero state for every word. `Streams` is one batch of streams: it mixes in the
 cache and the n-gram, applies the biases, guards and verse constraints, and lets
 sampling.choose pick each stream's word. A request's time limit is the `check` callback
 (budget.Budget.check) the caller passes.
@@ -66,9 +66,9 @@ class Generator:
         return list(prompt) if prompt[:1] == [self.pad] else [self.pad] + list(prompt)
 
     def group(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
-              seed: int | None = None, stop=None, constrain=None, prefer=None) -> Group:
-        """The streams of `prompts`, to be generated together (see Group)."""
-        return Group(self, prompts, length, cfg, seed, stop, constrain, prefer)
+              seed: int | None = None, stop=None, constrain=None, prefer=None) -> Streams:
+        """The streams of `prompts`, to be generated together (see Streams)."""
+        return Streams(self, prompts, length, cfg, seed, stop, constrain, prefer)
 
     def generate(self, prompts: list[list[int]], length: int, cfg: SamplingConfig,
                  seed: int | None = None, on_step=None, stop=None, constrain=None,
@@ -106,7 +106,7 @@ class Generator:
         return group.out
 
 
-class Group:
+class Streams:
     """Streams generated together with one random generator: what `Generator.generate` runs
     and what a server batches with other requests' groups (wordlstm.serve). The caller runs
     the network; `choose` takes the decoder's log-probabilities for the group's rows and

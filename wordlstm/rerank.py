@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .generate import Generator, Group
+from .generate import Generator, Streams
 from .sampling import SamplingConfig
 from .vectors import EOS
 
@@ -51,7 +51,7 @@ class Reranker:
         while len(out) < length:
             check()
             room = min(cfg.clause_words, length - len(out))
-            group = Group(gen, [prompt + out] * k, room, cfg, seed=int(rng.integers(2**63)),
+            group = Streams(gen, [prompt + out] * k, room, cfg, seed=int(rng.integers(2**63)),
                           stop=lambda o: bool(self.ends[o[-1]]), heads=shared)
             group.blocked = [master.blocked[0]] * k  # the prompt's exceptions, not ours
             if master.cache is not None:

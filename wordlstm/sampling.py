@@ -5,7 +5,7 @@ come from it); `choose` samples from the decoder's distribution (at temperature 
 it), within top-k, the nucleus (top-p), min-p and typical-p, with the DRY rule
 (dry.History) and the optional n-gram block and repetition penalty against loops; `preferred`
 narrows a choice to preferred words (a rhyme) when the model finds them likely enough. The loop
-that calls it is generate.Group.
+that calls it is generate.Streams.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `verse_plan` makes a `constrain(b, out)` function (the ids allowed next in stream b) for
 clauses of a fixed length closed by ，and 。 in turn, an acrostic's heads included;
 `rhyme_preference` a `prefer(b, out)` function (the ids a rhyming clause end would take),
-which generate.Group applies only where the model finds a rhyme likely enough
+which generate.Streams applies only where the model finds a rhyme likely enough
 (sampling.preferred).
 """
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import UserError
-from .generate import Generator, Group
+from .generate import Generator, Streams
 from .guards import Guards
 from .modeldir import LineInfo, load
 from .rerank import Reranker
@@ -123,7 +123,7 @@ class Batched:
 
     writer: Writer
     prompt: str
-    group: Group
+    group: Streams
     result: Generation
     _last: dict[int, int] = field(default_factory=dict)  # each stream's last word
 
@@ -269,7 +269,7 @@ class Writer:
     def continuation(self, prompt: str, prefix: str = "", until: str | None = None,
                      result: Generation | None = None):
         """(ids to continue, `stop` rule for `until`) of a continuation: what continue_text
-        generates, and what a server's batcher turns into a Group."""
+        generates, and what a server's batcher turns into `Streams`."""
         ids = self.encode(prefix, result) + self.encode(prompt, result)
         stop = None
         if until:
