@@ -17,8 +17,8 @@ from dataclasses import fields
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from .sampling import SamplingConfig
-from .serve import FORM, MAX_BIAS, MAX_DRY_BASE, MAX_LINE_LENGTH, MIN_TEMPERATURE
+from .sampling import MAX_DRY_BASE, MIN_TEMPERATURE, SamplingConfig
+from .serve import FORM, MAX_BIAS, MAX_LINE_LENGTH
 from .writer import SEED_MAX, Request
 
 # Field names this API had before it took the library's (a client still sending them is told).

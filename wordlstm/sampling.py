@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from .dry import History
 
 MAX_NATS = 1000.0  # biases and penalties beyond this are no softer than a ban, and overflow
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0  # below, logp / temperature overflows (greedy
+# is "none"); above, every word is as likely as any other
+MAX_DRY_BASE = 10.0  # DRY's growth a repeated token: 10**64 at its longest match, still finite
 
 
 @dataclass
@@ -89,8 +92,9 @@ class SamplingConfig:
         (--top-p), the server as its JSON fields."""
         import math
 
-        if not (math.isfinite(self.temperature) and 0.01 <= self.temperature <= 100):
-            raise UserError("`temperature` must be a number from 0.01 to 100 (for none, `greedy`)")
+        if not (math.isfinite(self.temperature) and MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE):
+            raise UserError(f"`temperature` must be a number from {MIN_TEMPERATURE:g} to "
+                            f"{MAX_TEMPERATURE:g} (for none, `greedy`)")
         if not (0 < self.top_p <= 1):
             raise UserError("`top_p` must be in (0, 1]")
         if not (0 <= self.min_p < 1):
@@ -111,7 +115,7 @@ class SamplingConfig:
                    for b in (self.paragraph_bias, self.punct_bias)):
             raise UserError(f"`paragraph_bias` and `punct_bias` must be numbers within "
                             f"±{MAX_NATS:g} nats")
-        for name, hi in (("dry_multiplier", MAX_NATS), ("dry_base", 10.0),
+        for name, hi in (("dry_multiplier", MAX_NATS), ("dry_base", MAX_DRY_BASE),
                          ("repetition_penalty", MAX_NATS)):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= hi):

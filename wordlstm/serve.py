@@ -32,16 +32,14 @@ from typing import Any
 from . import __version__
 from .budget import Budget, Cancelled, Stopped
 from .errors import UserError
-from .sampling import SamplingConfig
+from .sampling import MAX_NATS, SamplingConfig
 from .writer import Generation, Request, Writer, printable
 
 STATIC = Path(__file__).with_name("static")
 FORM = re.compile(r"([0-9]+)[xX]([0-9]+)")  # a verse form: characters a clause x clauses
 MAX_LINE_LENGTH = 50  # words of an acrostic line, characters of a verse form's clause
 MAX_CLAUSES = 50  # clauses of a verse form (as writer.Writer.verse_form takes them)
-MAX_BIAS = 1000.0  # nats of a bias or penalty: far past any effect, never an overflow
-MAX_DRY_BASE = 10.0  # DRY's growth a repeated token: 10**64 at its longest match, still finite
-MIN_TEMPERATURE = 0.01  # below, log-probabilities / temperature overflow (greedy is 0)
+MAX_BIAS = MAX_NATS  # nats of a bias or penalty: the library's bounds (sampling.py)
 
 
 @dataclass
