@@ -96,7 +96,7 @@ def generation_rates(model, batch: int, words: int) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
-    from wordlstm.model import unit_rows
+    from wordlstm.numeric import unit_rows
     from wordlstm.train import step_model_of
 
     step = step_model_of(model)
