@@ -281,7 +281,7 @@ function svg(tag, attrs, text) {
 
 function tick(v) {
   const a = Math.abs(v);
-  return a === 0 ? "0" : a >= 100 ? Math.round(v).toLocaleString() : a >= 1 ? v.toFixed(3)
+  return a === 0 ? "0" : a >= 100 ? Math.round(v).toLocaleString("en-US") : a >= 1 ? v.toFixed(3)
     : v.toExponential(1);
 }
 
