@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .backend import PRECISIONS
 from .decoding import DECODINGS
-from .errors import UserError
+from .errors import UserError, say_fields
 from .model import HEADS, LOSSES, TARGETS
 from .model import ModelConfig as ModelDefaults
 from .names import MIN_COUNT
@@ -42,12 +42,10 @@ def _fail(message: str, code: int = 1):
 def as_flags(message: str) -> str:
     """A library message in the command line's words: a field it names in backticks
     (`top_p`) becomes the running command's flag that sets it (--top-p), or the bare name."""
-    import re
-
     ctx = click.get_current_context(silent=True)
     flags = {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0])
              for p in (ctx.command.params if ctx else []) if isinstance(p, click.Option)}
-    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: flags.get(m.group(1), m.group(1)), message)
+    return say_fields(message, lambda name: flags.get(name, name))
 
 
 def friendly(fn):

@@ -31,7 +31,7 @@ from typing import Any
 
 from . import __version__
 from .budget import Budget, Cancelled, Stopped
-from .errors import UserError
+from .errors import UserError, say_fields
 from .sampling import MAX_NATS, SamplingConfig
 from .writer import Generation, Request, Writer, printable
 
@@ -333,7 +333,7 @@ class PublicMessages:
                 self.paths[d] = f"model {m.id!r}"
 
     def __call__(self, message: str) -> str:
-        message = re.sub(r"`([a-z][a-z0-9_]*)`", r"\1", message)  # the library's field names
+        message = say_fields(message)  # the library's field names, as the API's
         for d in sorted(self.paths, key=len, reverse=True):
             message = message.replace(d, self.paths[d])
         return visible(re.sub(r"(?<![\w-])(--)?([a-z]+(?:-[a-z]+)*)(?![\w-])", self._name,
