@@ -81,8 +81,19 @@ def import_keras():
             if virtual > 1 and keras.backend.backend() == "tensorflow" and cpus:
                 tensorflow.config.set_logical_device_configuration(
                     cpus[0], [tensorflow.config.LogicalDeviceConfiguration()] * virtual)
+            if keras.backend.backend() == "tensorflow" and os.environ.get("TF_CONFIG"):
+                _start_tensorflow_workers()  # before TensorFlow runs anything
             tensorflow.config.list_logical_devices()  # starts the runtime (it logs cuInit)
     return keras
+
+
+def _start_tensorflow_workers() -> None:
+    """Join a TF_CONFIG job: tf.distribute.MultiWorkerMirroredStrategy spans its workers."""
+    from . import workers
+
+    index, count = worker()
+    if count > 1:
+        workers.start_tensorflow()
 
 
 def _start_jax_workers() -> None:
@@ -217,15 +228,6 @@ def distribution_scope(devices: str, log=lambda msg: None):
             raise UserError(f"--devices must be 'all' or a number, not {devices!r}") from None
         if n < 1 or n > len(available):
             raise UserError(f"--devices {n}: the {backend} backend sees {len(available)} device(s)")
-    if backend == "tensorflow" and os.environ.get("TF_CONFIG"):
-        # Tried across two workers (issue 22): MultiWorkerMirroredStrategy made here fails
-        # ("Collective ops must be configured at program startup"); made before TensorFlow
-        # starts, Keras 3's fit then fails on its distributed batches ("Attempt to convert a
-        # value (PerReplica…) … to a Tensor"). Refused before anything runs, not half-way.
-        raise UserError("TF_CONFIG is set, but multi-machine training on the TensorFlow "
-                        "backend does not work with Keras 3 here; use KERAS_BACKEND=jax with "
-                        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (README: "
-                        "More than one machine)")
     index, workers = worker()
     if workers > 1 and backend == "jax":
         if n != len(available):
@@ -236,6 +238,18 @@ def distribution_scope(devices: str, log=lambda msg: None):
         log(f"data parallel over {n} devices on {workers} workers (keras.distribution."
             f"DataParallel; this is worker {index}, with {n_local_devices()} of them)")
         return contextlib.nullcontext, n
+    if workers > 1 and backend == "tensorflow":
+        from .workers import strategy
+
+        job = strategy()
+        if n != len(available):
+            raise UserError(f"--devices {devices}: a job of {workers} workers trains on every "
+                            f"device of every worker; use --devices all")
+        total = job.num_replicas_in_sync
+        log(f"data parallel over {total} devices on {workers} workers (tf.distribute."
+            f"MultiWorkerMirroredStrategy; this is worker {index}, with "
+            f"{len(job.extended.worker_devices)} of them)")
+        return job.scope, total
     if n <= 1:
         return contextlib.nullcontext, 1
     chosen = available[:n]
@@ -314,11 +328,12 @@ def _job_failed(err: BaseException) -> None:
     is most often a lost worker (its connections closed): raise the line that names it."""
     from . import workers
 
-    if worker()[1] == 1 or import_keras().backend.backend() != "jax":
+    backend = import_keras().backend.backend()
+    if worker()[1] == 1 or backend not in ("jax", "tensorflow"):
         return
     workers.failed("")
     if not isinstance(err, (UserError, KeyboardInterrupt)):
-        lost = workers.lost_workers()
+        lost = workers.lost_workers() if backend == "jax" else workers.lost_in(err)
         if lost:
             raise workers.lost_error(lost) from None
 

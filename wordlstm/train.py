@@ -960,11 +960,13 @@ def _build_or_resume(run: TrainingRun, batches: int, resume: bool, init_from, lo
     """The compiled model: fresh, from `init_from`'s weights, or the checkpoint's weights and
     optimizer state (inside the distribution scope)."""
     from .backend import import_keras
+    from .workers import fix_symbolic_build
 
     keras = import_keras()
     cfg, tcfg, state = run.cfg, run.tcfg, run.state
     keras.utils.set_random_seed(tcfg.seed + state.epoch)
     model = build_model(cfg, initial_embedding(run.vectors.matrix, cfg.target), carry_batch)
+    fix_symbolic_build(model)  # TensorFlow across machines: a Keras 3.15 defect worked around
     if run.base is not None and not resume:
         _init_weights(model, run.base, cfg, run.vectors, grown=True)
         log(f"starting from the weights of {run.base}")

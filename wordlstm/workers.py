@@ -1,10 +1,11 @@
 """A training job over several machines (workers): joining it, agreeing, and failing cleanly.
 
 Every worker runs the same `wordlstm train ... --devices all`; the engine's own environment
-says which job it is in (JAX: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
-Worker 0 alone writes into `-o` (the checkpoint and the model dir); the others keep their
-checkpoint in a private temporary directory and, on `--resume`, receive worker 0's through
-the coordinator's key-value store, so no shared filesystem is needed.
+says which job it is in (JAX: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID;
+TensorFlow: TF_CONFIG). Worker 0 alone writes into `-o` (the checkpoint and the model dir);
+the others keep their checkpoint in a private temporary directory and, on `--resume`,
+receive worker 0's through the job itself (JAX: the coordinator's key-value store;
+TensorFlow: an all-reduce of the bytes), so no shared filesystem is needed.
 
 JAX aborts the process (a native stack trace) when the coordinator cannot be reached or a
 worker stops sending heartbeats; the checks here come first and end with one line: the
@@ -81,7 +82,7 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _wait_for(address: str, timeout: float) -> None:
+def _wait_for(address: str, timeout: float, what: str = "JAX_COORDINATOR_ADDRESS") -> None:
     """Return once `address` accepts a TCP connection; else one line after `timeout` s."""
     host, port = _split_address(address)
     deadline = time.monotonic() + timeout
@@ -93,7 +94,7 @@ def _wait_for(address: str, timeout: float) -> None:
         except OSError as err:
             last = err.strerror or str(err) or type(err).__name__
         if time.monotonic() >= deadline:
-            raise UserError(f"cannot reach the coordinator JAX_COORDINATOR_ADDRESS={address} "
+            raise UserError(f"cannot reach the coordinator {what}={address} "
                             f"within {timeout:g} s ({last.lower()}): start worker 0 there, or "
                             f"fix the address (wait longer: {CONNECT_TIMEOUT}=seconds)")
         time.sleep(0.5)
@@ -143,6 +144,135 @@ def _jax_job() -> bool:
     return worker()[1] > 1 and (os.environ.get("KERAS_BACKEND") or "") == "jax"
 
 
+def _tf_job() -> bool:
+    return worker()[1] > 1 and _state.get("strategy") is not None
+
+
+def _job() -> bool:
+    return _jax_job() or _tf_job()
+
+
+# --- TensorFlow: MultiWorkerMirroredStrategy from TF_CONFIG ---------------------------
+
+def start_tensorflow():
+    """The job's MultiWorkerMirroredStrategy, made before TensorFlow runs anything (it must
+    configure collectives at program startup), worker 0's address probed first."""
+    import tensorflow as tf
+
+    index, count = worker()
+    config = json.loads(os.environ["TF_CONFIG"])
+    timeout = _seconds(CONNECT_TIMEOUT, 300)
+    address = str(config["cluster"]["worker"][0])
+    if index:
+        _wait_for(address, timeout, "TF_CONFIG's worker 0")
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    _state["strategy"] = strategy
+    _patch_keras_reduce()
+    atexit.register(_leave)
+    return strategy
+
+
+def strategy():
+    return _state.get("strategy")
+
+
+def _patch_keras_reduce() -> None:
+    """Keras 3.15's TensorFlow trainer reduces a step's scalar logs across workers with
+    `axis=0` (keras-team/keras#20585: "Invalid reduction dimension 0"); scalars go with
+    axis=None, everything else as Keras does."""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "wordlstm", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not trainer._collective_all_reduce_multi_worker(
+                strategy):
+            return original(values, strategy, reduction)
+
+        def mean(v):
+            one = v.values[0] if trainer._is_per_replica_instance(v) else v
+            return strategy.reduce("MEAN", v, axis=None if one.shape.rank == 0 else 0)
+
+        return tree.map_structure(mean, values)
+
+    reduce_per_replica.wordlstm = True  # type: ignore[attr-defined]
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def fix_symbolic_build(model) -> None:
+    """Keras 3.15 builds a model under MultiWorkerMirroredStrategy from a batch it first
+    averages across workers, which fails on the integer ids (keras-team/keras#20585); one
+    replica's rows give the same shapes."""
+    if not _tf_job():
+        return
+    import types
+
+    from keras.src import tree
+
+    def build(self, iterator=None, data_batch=None):
+        for _, _, it in iterator or ():
+            batch = next(it)
+            data_batch = tree.map_structure(
+                lambda v: self.distribute_strategy.experimental_local_results(v)[0], batch)
+            break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(build, model)
+
+
+def _all_sum(array):
+    """The sum of `array` over the workers (the first device of each contributes)."""
+    import numpy as np
+    import tensorflow as tf
+
+    job = _state["strategy"]
+    first = worker()[0] * len(job.extended.worker_devices)
+    zeros = np.zeros_like(array)
+    values = job.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(array if ctx.replica_id_in_sync_group == first else zeros))
+    return job.reduce("SUM", values, axis=None).numpy()
+
+
+def exchange(data: bytes) -> list[bytes]:
+    """Every worker's `data`, on every worker (TensorFlow: two all-reduces)."""
+    import numpy as np
+
+    index, count = worker()
+    lengths = np.zeros(count, np.int64)
+    lengths[index] = len(data)
+    try:
+        lengths = _all_sum(lengths)
+        buf = np.zeros(int(lengths.sum()), np.int32)
+        at = int(lengths[:index].sum())
+        buf[at:at + len(data)] = np.frombuffer(data, np.uint8)
+        if len(buf):  # an all-reduce of nothing crashes TensorFlow 2.21 (a segfault)
+            buf = _all_sum(buf)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a worker is gone
+        raise lost_error(lost_in(err)) from None
+    ends = np.cumsum(lengths)
+    return [buf[end - n:end].astype(np.uint8).tobytes() for n, end in zip(lengths, ends)]
+
+
+def lost_in(err: BaseException) -> list[int]:
+    """The workers TensorFlow names in a failed collective's error ([0] if it names none;
+    [] when the error is not a collective's: the failure was something else)."""
+    import re
+
+    if type(err).__name__ not in ("UnavailableError", "AbortedError", "CancelledError",
+                                  "DeadlineExceededError", "InternalError"):
+        return []
+
+    found = sorted({int(m) for m in re.findall(r"/job:worker/replica:\d+/task:(\d+)", str(err))}
+                   - {worker()[0]})
+    return found or [0]
+
+
 def failed(message: str) -> UserError:
     """The job cannot go on: the error to raise, and the process leaves at exit."""
     _state["failed"] = True
@@ -154,7 +284,7 @@ def check_same_inputs(segmented, state: dict) -> None:
     gradients would mix two trainings): each publishes its digests and settings (`state`:
     train's checkpoint state) and compares everyone's with worker 0's; a difference is
     refused by every worker."""
-    if not _jax_job():
+    if not _job():
         return
     from .modeldir import file_hash
 
@@ -162,8 +292,22 @@ def check_same_inputs(segmented, state: dict) -> None:
               **{k: state[k] for k in ("vocab_sha256", "vectors_sha256", "model", "training",
                                        "segmenter")}}
     index, count = worker()
-    client = _client()
     text = json.dumps(record, sort_keys=True)
+    if _tf_job():
+        records = dict(enumerate(json.loads(b) for b in exchange(text.encode("utf-8"))))
+    else:
+        records = _gathered_jax(text, index, count)
+    for k in range(1, count):
+        differ = sorted(key for key in set(records[0]) | set(records[k])
+                        if records[0].get(key) != records[k].get(key))
+        if differ:
+            raise UserError(f"worker {k} has another {', '.join(differ)} than worker 0 "
+                            f"({_short(records[k], differ[0])} vs {_short(records[0], differ[0])}): "
+                            "every worker needs the same corpus, vectors and options")
+
+
+def _gathered_jax(text: str, index: int, count: int) -> dict:
+    client = _client()
     client.key_value_set(f"wordlstm/inputs/{index}", text)
     wait_ms = int(_seconds(CONNECT_TIMEOUT, 300) * 1000)
     records = {}
@@ -173,13 +317,7 @@ def check_same_inputs(segmented, state: dict) -> None:
         except Exception:  # noqa: BLE001 - the engine's error types are not public
             raise failed(f"worker {k} did not start training within "
                          f"{wait_ms / 1000:g} s; start the same command on every worker") from None
-    for k in range(1, count):
-        differ = sorted(key for key in set(records[0]) | set(records[k])
-                        if records[0].get(key) != records[k].get(key))
-        if differ:
-            raise UserError(f"worker {k} has another {', '.join(differ)} than worker 0 "
-                            f"({_short(records[k], differ[0])} vs {_short(records[0], differ[0])}): "
-                            "every worker needs the same corpus, vectors and options")
+    return records
 
 
 def _short(record: dict, key: str) -> str:
@@ -191,25 +329,52 @@ def _short(record: dict, key: str) -> str:
 def checkpoint_dir(ckpt: Path, resume: bool) -> Path:
     """Where this worker keeps its checkpoint: `ckpt` on worker 0 (and alone); elsewhere a
     private temporary copy, filled on `resume` with worker 0's checkpoint."""
-    if not _jax_job():
+    if not _job():
         return ckpt
     index, _ = worker()
-    client = _client()
+    if _tf_job():
+        shared = exchange(_packed(ckpt) if index == 0 and resume else b"")[0] if resume else b""
     if index == 0:
-        if resume:
-            _publish(client, ckpt)
+        if resume and _jax_job():
+            _publish(_client(), ckpt)
         return ckpt
     mine = Path(tempfile.mkdtemp(prefix=f"wordlstm-worker{index}-")) / "checkpoint"
     atexit.register(shutil.rmtree, mine.parent, True)
     _state["private"] = mine.parent  # _leave removes it too
-    if resume:
-        _receive(client, mine)
+    if resume and _tf_job():
+        _unpacked(shared, mine)
+    elif resume:
+        _receive(_client(), mine)
     return mine
 
 
-def _publish(client, ckpt: Path) -> None:
-    names = sorted(p.name for p in ckpt.iterdir() if p.is_file() and not p.name.endswith(
+def _checkpoint_files(ckpt: Path) -> list[str]:
+    return sorted(p.name for p in ckpt.iterdir() if p.is_file() and not p.name.endswith(
         ".part")) if (ckpt / "state.json").is_file() else []
+
+
+def _packed(ckpt: Path) -> bytes:
+    """The checkpoint's files as one byte string: a JSON listing of names and sizes, a
+    newline, then the files' bytes in that order."""
+    names = _checkpoint_files(ckpt)
+    blobs = [(ckpt / name).read_bytes() for name in names]
+    head = json.dumps([[name, len(b)] for name, b in zip(names, blobs)]).encode("utf-8")
+    return b"\n".join([head, b"".join(blobs)])
+
+
+def _unpacked(data: bytes, mine: Path) -> None:
+    mine.mkdir(parents=True)
+    if not data:
+        return
+    head, _, body = data.partition(b"\n")
+    at = 0
+    for name, size in json.loads(head):
+        (mine / name).write_bytes(body[at:at + size])
+        at += size
+
+
+def _publish(client, ckpt: Path) -> None:
+    names = _checkpoint_files(ckpt)
     listing = {}
     for name in names:
         data = (ckpt / name).read_bytes()
@@ -239,6 +404,8 @@ def _receive(client, mine: Path) -> None:
 def agreed(value: bool) -> bool:
     """Worker 0's `value` on every worker (a decision from its clock, e.g. the time limit:
     workers that decide apart would wait for each other for ever)."""
+    if _tf_job():
+        return bool(exchange(b"1" if value else b"0")[0] == b"1")
     if not _jax_job():
         return value
     import numpy as np
@@ -276,6 +443,9 @@ def lost_error(lost: list[int]) -> UserError:
 def finished() -> None:
     """The end of a successful job: worker 0 says it has written the model dir; the others
     wait for that before leaving (the coordinator lives in worker 0)."""
+    if _tf_job():
+        exchange(b"")  # a barrier: worker 0 reaches it once the model dir is written
+        return
     if not _jax_job():
         return
     client = _client()
