@@ -166,6 +166,23 @@ def _wait_for_line(worker: Worker, needle: str, timeout: float = TIMEOUT) -> Non
         time.sleep(0.2)
 
 
+def _kill_mid_epoch(workers: list[Worker], victim: int, private: set, timeout: float):
+    """Kill worker `victim` once epoch 1 is checkpointed; (the other's exit status, seconds
+    it took to stop). Worker 1's private copies of the checkpoint made meanwhile are removed."""
+    other = workers[1 - victim]
+    try:
+        _wait_for_line(other, "epoch 1/4: 13")  # epoch 1 checkpointed; epoch 2 runs
+        workers[victim].proc.kill()
+        killed = time.monotonic()
+        rc = other.wait(timeout=timeout)
+        return rc, time.monotonic() - killed
+    finally:
+        for w in workers:
+            w.stop()
+        for d in set(Path(tempfile.gettempdir()).glob("wordlstm-worker1-*")) - private:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 @needs_hosts
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_lost_worker_stops_the_job_and_resume_finishes_it(hosts, segmented, vectors_file,
@@ -175,17 +192,7 @@ def test_a_lost_worker_stops_the_job_and_resume_finishes_it(hosts, segmented, ve
     private = set(Path(tempfile.gettempdir()).glob("wordlstm-worker1-*"))
     workers = [Worker(hosts, i, port, args, tmp_path / f"host{i}", engine=engine)
                for i in range(2)]
-    try:
-        _wait_for_line(workers[0], "epoch 1/4: 13")  # epoch 1 checkpointed; epoch 2 runs
-        workers[1].proc.kill()
-        killed = time.monotonic()
-        rc = workers[0].wait(timeout=60)
-        took = time.monotonic() - killed
-    finally:
-        for w in workers:
-            w.stop()
-        for d in set(Path(tempfile.gettempdir()).glob("wordlstm-worker1-*")) - private:
-            shutil.rmtree(d, ignore_errors=True)  # the killed worker's copy of the checkpoint
+    rc, took = _kill_mid_epoch(workers, victim=1, private=private, timeout=60)
     stderr = workers[0].stderr
     assert rc != 0 and took < 30, (took, stderr)
     assert "Traceback" not in stderr and "Check failure" not in stderr, stderr
@@ -254,17 +261,7 @@ def test_losing_worker_0_stops_the_others_in_one_line(hosts, segmented, vectors_
     private = set(Path(tempfile.gettempdir()).glob("wordlstm-worker1-*"))
     workers = [Worker(hosts, i, port, args, tmp_path / f"host{i}", engine=engine,
                       extra={"WORDLSTM_HEARTBEAT": "5"}) for i in range(2)]
-    try:
-        _wait_for_line(workers[1], "epoch 1/4: 13")
-        workers[0].proc.kill()  # the coordinator itself
-        killed = time.monotonic()
-        rc = workers[1].wait(timeout=90)
-        took = time.monotonic() - killed
-    finally:
-        for w in workers:
-            w.stop()
-        for d in set(Path(tempfile.gettempdir()).glob("wordlstm-worker1-*")) - private:
-            shutil.rmtree(d, ignore_errors=True)
+    rc, took = _kill_mid_epoch(workers, victim=0, private=private, timeout=90)  # the coordinator
     stderr = workers[1].stderr
     assert rc == 1 and took < 60, (rc, took, stderr)
     assert "Traceback" not in stderr and "Check failure" not in stderr, stderr

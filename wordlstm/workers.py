@@ -332,17 +332,17 @@ def checkpoint_dir(ckpt: Path, resume: bool) -> Path:
     if not _job():
         return ckpt
     index, _ = worker()
-    if _tf_job():
-        shared = exchange(_packed(ckpt) if index == 0 and resume else b"")[0] if resume else b""
     if index == 0:
-        if resume and _jax_job():
+        if resume and _tf_job():
+            exchange(_packed(ckpt))
+        elif resume:
             _publish(_client(), ckpt)
         return ckpt
     mine = Path(tempfile.mkdtemp(prefix=f"wordlstm-worker{index}-")) / "checkpoint"
     atexit.register(shutil.rmtree, mine.parent, True)
     _state["private"] = mine.parent  # _leave removes it too
     if resume and _tf_job():
-        _unpacked(shared, mine)
+        _unpacked(exchange(b"")[0], mine)
     elif resume:
         _receive(_client(), mine)
     return mine
